@@ -1,0 +1,50 @@
+# mlstack: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := prometheus prometheus-pushgateway chromium wrk
+
+# No tool phones home: not from these machines, not from yours.
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export EVIDENTLY_DISABLE_TELEMETRY := 1
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: uv
+uv: ## install uv if it is not there
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+.PHONY: install
+install: uv ## install the locked Python environment into .venv
+	$(UV) sync --locked
+
+.PHONY: system-deps
+system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgateway, Chromium, wrk
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+.PHONY: test
+test: install system-deps ## run the whole test suite, real servers included
+	$(UV) run pytest
+
+.PHONY: lint
+lint: install ## ruff and mypy, both must be clean
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+.PHONY: repro
+repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, package
+	$(UV) run dvc repro

@@ -1,0 +1,130 @@
+"""The feature schema: which columns are features, their types, and the checks on data.
+
+Shared by every part of the loop. The training pipeline validates raw data with it, the
+service builds its input model from it, and the drift job aligns the capture log and the
+reference set with it. The names of the prediction columns also live here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.settings import DataSettings
+
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba_"
+
+
+class SchemaError(ValueError):
+    """Data does not match the schema in ``params.yaml``. The message names the column."""
+
+
+def proba_column(label: str) -> str:
+    """Name of the column that holds the probability of class ``label``."""
+    return f"{PROBA_PREFIX}{label}"
+
+
+def proba_columns(classes: Iterable[str]) -> list[str]:
+    return [proba_column(c) for c in classes]
+
+
+def normalize_label(value: Any) -> str:
+    """One spelling per class: ``1``, ``1.0``, ``"1"`` and ``np.int64(1)`` are all ``"1"``."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            raise SchemaError("a label is missing (NaN)")
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def normalize_labels(values: pd.Series) -> pd.Series:
+    """Vectorised :func:`normalize_label` for a whole column; missing values stay missing."""
+    present = values.notna()
+    if pd.api.types.is_bool_dtype(values):
+        out = values.astype(object).where(~present, values.astype(str))
+    elif pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype("float64")
+        integral = present & (numbers == np.floor(numbers))
+        out = pd.Series(None, index=values.index, dtype=object)
+        out[integral] = numbers[integral].astype("int64").astype(str)
+        rest = present & ~integral
+        out[rest] = numbers[rest].map(repr)
+    else:
+        out = values.astype(object).where(~present, values.astype(str))
+    return out.astype(object)
+
+
+def categorical_as_str(values: pd.Series) -> pd.Series:
+    """Categorical values as plain strings whatever their stored type (bool, int, category)."""
+    return normalize_labels(values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values)
+
+
+def coerce_features(frame: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
+    """The feature columns only, with plain dtypes: float64 numbers and object strings.
+
+    Plain dtypes matter downstream: Evidently silently skips nullable ``Int64`` columns.
+    """
+    missing = [c for c in data.features.all if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"missing feature column(s): {', '.join(missing)}")
+    out = {}
+    for column in data.features.numerical:
+        values = frame[column]
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            raise SchemaError(
+                f"column {column!r} must be numerical, got dtype {values.dtype}"
+            )
+        out[column] = values.astype("float64")
+    for column in data.features.categorical:
+        out[column] = categorical_as_str(frame[column])
+    return pd.DataFrame(out, index=frame.index)
+
+
+def validate(frame: pd.DataFrame, data: DataSettings, *, labeled: bool = True) -> pd.DataFrame:
+    """Check a raw frame against the schema and return features (+ label) with plain dtypes.
+
+    Each failure is a :class:`SchemaError` naming the column: an empty frame, a missing
+    column, a wrong dtype, an all-null column, a value outside ``data.ranges``, a label
+    outside ``data.classes``.
+    """
+    if frame.empty:
+        raise SchemaError("the data is empty: no rows")
+    features = coerce_features(frame, data)
+    for column in data.features.all:
+        if features[column].isna().all():
+            raise SchemaError(f"column {column!r} is entirely null")
+    for column, (low, high) in data.ranges.items():
+        values = features[column].dropna()
+        outside = values[(values < low) | (values > high)]
+        if not outside.empty:
+            raise SchemaError(
+                f"column {column!r} has {len(outside)} value(s) outside [{low}, {high}], "
+                f"for example {outside.iloc[0]!r}"
+            )
+    if not labeled:
+        return features
+    if data.target not in frame.columns:
+        raise SchemaError(f"missing target column: {data.target}")
+    target = frame[data.target]
+    if target.isna().any():
+        raise SchemaError(f"target column {data.target!r} has {int(target.isna().sum())} null(s)")
+    labels = normalize_labels(target)
+    if data.classes is not None:
+        unexpected = sorted(set(labels) - set(data.classes))
+        if unexpected:
+            raise SchemaError(
+                f"target column {data.target!r} has values outside {data.classes}: {unexpected}"
+            )
+    if labels.nunique() < 2:
+        raise SchemaError(f"target column {data.target!r} has a single class: {labels.iloc[0]!r}")
+    features[data.target] = labels
+    return features
