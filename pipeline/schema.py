@@ -65,7 +65,9 @@ def normalize_labels(values: pd.Series) -> pd.Series:
 
 def categorical_as_str(values: pd.Series) -> pd.Series:
     """Categorical values as plain strings whatever their stored type (bool, int, category)."""
-    return normalize_labels(values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values)
+    return normalize_labels(
+        values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
+    )
 
 
 def coerce_features(frame: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
@@ -80,9 +82,7 @@ def coerce_features(frame: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
     for column in data.features.numerical:
         values = frame[column]
         if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
-            raise SchemaError(
-                f"column {column!r} must be numerical, got dtype {values.dtype}"
-            )
+            raise SchemaError(f"column {column!r} must be numerical, got dtype {values.dtype}")
         out[column] = values.astype("float64")
     for column in data.features.categorical:
         out[column] = categorical_as_str(frame[column])

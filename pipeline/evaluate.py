@@ -1,0 +1,129 @@
+"""Stage 3, evaluate: score the candidate on the test split, draw its plots, and write
+the reference set that the drift job compares live traffic against.
+
+The reference set is the test split with the candidate's predicted label and class
+probabilities, in the same columns the capture log uses, so reference and current line
+up column for column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+from pipeline.io import read_json, read_table, write_json, write_parquet
+from pipeline.metrics import all_metrics
+from pipeline.prepare import TEST_FILE
+from pipeline.schema import PREDICTION, proba_columns
+from pipeline.settings import DataSettings, load_settings
+from pipeline.tracking import configure, load_sklearn
+from pipeline.train import TRAIN_REPORT
+
+METRICS_FILE = "reports/metrics.json"
+PLOTS_DIR = "reports/plots"
+REFERENCE_FILE = "data/reference/reference.parquet"
+
+
+def predict_frame(model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """Predicted label and one probability column per class, as the capture log stores them."""
+    proba = model.predict_proba(X)
+    classes = [str(c) for c in model.classes_]
+    out = pd.DataFrame(proba, columns=proba_columns(classes), index=X.index)
+    out.insert(0, PREDICTION, np.asarray(classes, dtype=object)[proba.argmax(axis=1)])
+    return out
+
+
+def reference_set(
+    test: pd.DataFrame, predictions: pd.DataFrame, data: DataSettings
+) -> pd.DataFrame:
+    keep = [c for c in (data.id, data.timestamp) if c is not None]
+    return pd.concat([test[[*keep, *data.features.all, data.target]], predictions], axis=1)
+
+
+def curves(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str, pd.DataFrame]:
+    """ROC and precision-recall points (one-vs-rest per class; the positive class when binary)."""
+    positives = classes[1:] if len(classes) == 2 else classes
+    roc, pr = [], []
+    for label in positives:
+        column = classes.index(label)
+        fpr, tpr, _ = roc_curve(y_true == label, proba[:, column])
+        precision, recall, _ = precision_recall_curve(y_true == label, proba[:, column])
+        roc.append(pd.DataFrame({"fpr": fpr, "tpr": tpr, "class": label}))
+        pr.append(pd.DataFrame({"recall": recall, "precision": precision, "class": label}))
+    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    confusion = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": predicted})
+    return {"roc": pd.concat(roc), "precision_recall": pd.concat(pr), "confusion": confusion}
+
+
+def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> None:
+    """PNG plots: they render offline, unlike DVC's Vega HTML (which loads Vega from a CDN)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (x, y) in {
+        "roc": ("fpr", "tpr"),
+        "precision_recall": ("recall", "precision"),
+    }.items():
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for label, points in tables[name].groupby("class"):
+            ax.plot(points[x], points[y], label=f"class {label}")
+        ax.set(xlabel=x, ylabel=y, title=name.replace("_", "-"))
+        ax.legend()
+        fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    confusion = tables["confusion"]
+    matrix = confusion_matrix(confusion["actual"], confusion["predicted"], labels=classes)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center")
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+    )
+    ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
+    fig.savefig(folder / "confusion.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    import mlflow
+
+    settings = load_settings()
+    trained = read_json(settings.path(TRAIN_REPORT))
+    configure(settings)
+    model = load_sklearn(trained["model_uri"])
+    test = read_table(settings.path(TEST_FILE))
+    classes = [str(c) for c in model.classes_]
+    y_true = test[settings.data.target].astype(str)
+    predictions = predict_frame(model, test[settings.data.features.all])
+    proba = predictions[proba_columns(classes)].to_numpy()
+    metrics = all_metrics(y_true, proba, classes)
+    folder = settings.path(PLOTS_DIR)
+    tables = curves(y_true, proba, classes)
+    for name, table in tables.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / f"{name}.csv", index=False)
+    draw(tables, classes, folder)
+    write_parquet(reference_set(test, predictions, settings.data), settings.path(REFERENCE_FILE))
+    write_json(metrics, settings.path(METRICS_FILE))
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        for label, values in metrics["per_class"].items():
+            mlflow.log_metrics({f"test_{k}_class_{label}": float(v) for k, v in values.items()})
+        mlflow.log_artifacts(str(folder), artifact_path="plots")
+    headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in ("roc_auc", "accuracy", "f1"))
+    print(f"evaluate: {headline} on {len(test)} test rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Classification metrics with one meaning across the pipeline, the gate and the drift job.
+
+Binary problems score the second class of the model (``classes_[1]``) as positive;
+multiclass problems use one-vs-rest ROC AUC and macro F1, weighted by nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": False}
+
+
+def score(y_true: pd.Series, proba: np.ndarray, classes: list[str], metric: str) -> float:
+    """One metric for labels ``y_true`` and class probabilities ``proba`` (one column a class)."""
+    labels = np.asarray(classes)[proba.argmax(axis=1)]
+    binary = len(classes) == 2
+    if metric == "roc_auc":
+        if binary:
+            return float(roc_auc_score(y_true == classes[1], proba[:, 1]))
+        return float(roc_auc_score(y_true, proba, labels=classes, multi_class="ovr"))
+    if metric == "accuracy":
+        return float(accuracy_score(y_true, labels))
+    if metric == "f1":
+        if binary:
+            return float(f1_score(y_true, labels, pos_label=classes[1]))
+        return float(f1_score(y_true, labels, labels=classes, average="macro"))
+    if metric == "log_loss":
+        return float(log_loss(y_true, proba, labels=classes))
+    raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(HIGHER_IS_BETTER)}")
+
+
+def all_metrics(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Every headline metric, plus precision, recall and F1 per class."""
+    labels = np.asarray(classes)[proba.argmax(axis=1)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, labels, labels=classes, zero_division=0
+    )
+    per_class = {
+        c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    }
+    headline: dict[str, Any] = {m: score(y_true, proba, classes, m) for m in HIGHER_IS_BETTER}
+    return {**headline, "rows": len(y_true), "per_class": per_class}

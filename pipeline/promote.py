@@ -1,0 +1,109 @@
+"""Stage 4, promote: the gate between a registered candidate and the ``champion`` alias.
+
+The candidate becomes champion only if it reaches ``promote.min_score`` and beats the
+current champion by at least ``promote.min_delta``, both scored on the same test split.
+Otherwise the alias stays where it was. Either way the decision is written to
+``reports/promotion.json`` and to tags on the candidate version in the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pipeline.io import read_json, read_table, write_json
+from pipeline.metrics import HIGHER_IS_BETTER, score
+from pipeline.prepare import TEST_FILE
+from pipeline.settings import PromoteSettings, load_settings
+from pipeline.tracking import configure, load_sklearn
+from pipeline.train import TRAIN_REPORT
+
+PROMOTION_REPORT = "reports/promotion.json"
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # "promoted" or "rejected"
+    reason: str
+    metric: str
+    candidate_version: str
+    candidate_score: float
+    champion_version: str | None
+    champion_score: float | None
+
+
+def decide(
+    candidate_version: str,
+    candidate_score: float,
+    champion_version: str | None,
+    champion_score: float | None,
+    gate: PromoteSettings,
+) -> Decision:
+    """The gate itself: pure, so every branch is tested without a registry."""
+    higher = HIGHER_IS_BETTER[gate.metric]
+
+    def verdict(decision: str, reason: str) -> Decision:
+        return Decision(
+            decision,
+            reason,
+            gate.metric,
+            candidate_version,
+            candidate_score,
+            champion_version,
+            champion_score,
+        )
+
+    passes = candidate_score >= gate.min_score if higher else candidate_score <= gate.min_score
+    if not passes:
+        bound = "below" if higher else "above"
+        reason = (
+            f"candidate {gate.metric} {candidate_score:.4f} is {bound} min_score {gate.min_score}"
+        )
+        return verdict("rejected", reason)
+    if champion_version is None or champion_score is None:
+        return verdict("promoted", "first model: no champion yet")
+    if champion_version == candidate_version:
+        return verdict("promoted", "candidate already is the champion")
+    gain = candidate_score - champion_score if higher else champion_score - candidate_score
+    if gain >= gate.min_delta:
+        reason = f"beats champion v{champion_version} by {gain:+.4f} (min_delta {gate.min_delta})"
+        return verdict("promoted", reason)
+    reason = f"does not beat champion v{champion_version}: {gain:+.4f} < min_delta {gate.min_delta}"
+    return verdict("rejected", reason)
+
+
+def main() -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = load_settings()
+    gate, name = settings.promote, settings.model.name
+    trained = read_json(settings.path(TRAIN_REPORT))
+    configure(settings)
+    client = MlflowClient()
+    test = read_table(settings.path(TEST_FILE))
+    X, y = test[settings.data.features.all], test[settings.data.target].astype(str)
+
+    def evaluate(uri: str) -> float:
+        model = load_sklearn(uri)
+        return score(y, model.predict_proba(X), [str(c) for c in model.classes_], gate.metric)
+
+    candidate = trained["model_version"]
+    try:
+        champion: str | None = client.get_model_version_by_alias(name, gate.alias).version
+    except MlflowException:
+        champion = None
+    champion_score = evaluate(f"models:/{name}/{champion}") if champion is not None else None
+    decision = decide(candidate, evaluate(trained["model_uri"]), champion, champion_score, gate)
+    if decision.decision == "promoted":
+        client.set_registered_model_alias(name, gate.alias, candidate)
+    for key, value in asdict(decision).items():
+        client.set_model_version_tag(name, candidate, f"promotion.{key}", str(value))
+    write_json(
+        {**asdict(decision), "model_name": name, "alias": gate.alias},
+        settings.path(PROMOTION_REPORT),
+    )
+    print(f"promote: {decision.decision}: {decision.reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Stage 2, train: fit the model inside an MLflow run and register a new version.
+
+The run records the hyperparameters, the training data as an MLflow dataset input, the
+model (skops, reviewed trusted types, with signature and input example) and lineage tags
+(git revision, dvc.lock digest). ``reports/train.json`` hands the run and version to the
+stages that follow.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from pipeline.io import read_table, write_json
+from pipeline.lineage import lineage_tags
+from pipeline.model import build_model
+from pipeline.prepare import TRAIN_FILE
+from pipeline.settings import Features, Settings, TrainSettings, load_settings
+from pipeline.tracking import SKOPS_TRUSTED_TYPES, configure
+
+TRAIN_REPORT = "reports/train.json"
+
+
+def train(
+    X: pd.DataFrame, y: pd.Series, features: Features, settings: TrainSettings, seed: int
+) -> Pipeline:
+    """Fit the factory's pipeline on ``X``, ``y``."""
+    return build_model(features, settings, seed).fit(X[features.all], y)
+
+
+def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -> dict[str, str]:
+    """Log ``model`` in an MLflow run and register it; returns what the next stages need."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.models import infer_signature
+
+    configure(settings)
+    features = settings.data.features.all
+    X = frame[features]
+    with mlflow.start_run(run_name=f"train-{settings.train.estimator}") as run:
+        mlflow.set_tags({**lineage_tags(settings.root), "stage": "train"})
+        mlflow.log_params({"estimator": settings.train.estimator, "seed": settings.data.seed})
+        mlflow.log_params(
+            {
+                f"{settings.train.estimator}.{k}": v
+                for k, v in settings.train.hyperparameters().items()
+            }
+        )
+        dataset = from_pandas(
+            frame, source=str(settings.path(TRAIN_FILE)), targets=settings.data.target, name="train"
+        )
+        mlflow.log_input(dataset, context="training")
+        example = X.head(5)
+        signature = infer_signature(example, model.predict_proba(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            signature=signature,
+            input_example=example,
+            registered_model_name=settings.model.name,
+        )
+    version = str(info.registered_model_version)
+    return {
+        "model_name": settings.model.name,
+        "model_version": version,
+        "model_uri": f"models:/{settings.model.name}/{version}",
+        "run_id": run.info.run_id,
+        "classes": [str(c) for c in model.classes_],
+    }
+
+
+def main() -> None:
+    settings = load_settings()
+    frame = read_table(settings.path(TRAIN_FILE))
+    model = train(
+        frame,
+        frame[settings.data.target],
+        settings.data.features,
+        settings.train,
+        settings.data.seed,
+    )
+    report = log_and_register(model, frame, settings)
+    write_json(report, settings.path(TRAIN_REPORT))
+    print(f"train: registered {report['model_uri']} (run {report['run_id']})")
+
+
+if __name__ == "__main__":
+    main()
