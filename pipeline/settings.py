@@ -131,23 +131,38 @@ class PromoteSettings(_Section):
     alias: str = "champion"
 
 
+class BatchingSettings(_Section):
+    """Adaptive batching of concurrent ``/predict`` calls into one model call.
+
+    ``max_latency_ms`` is the longest a request may wait in the batch queue before the
+    server answers 503: too small and a busy worker sheds load it could have served.
+    """
+
+    enabled: bool = True
+    max_batch_size: Annotated[int, Field(gt=1)] = 256
+    max_latency_ms: Annotated[int, Field(gt=0)] = 2000
+
+
 class ServingSettings(_Section):
+    """Where and how ``bentoml serve`` answers, and what input it refuses."""
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 3000
     workers: Annotated[int, Field(gt=0)] = 1
     max_rows: Annotated[int, Field(gt=0)] = 1000
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     reject_unknown_categories: bool = True
-    batching: BatchingSettings = Field(default_factory=lambda: BatchingSettings())
-
-
-class BatchingSettings(_Section):
-    enabled: bool = True
-    max_batch_size: Annotated[int, Field(gt=0)] = 1000
-    max_latency_ms: Annotated[int, Field(gt=0)] = 1000
+    batching: BatchingSettings = BatchingSettings()
 
 
 class CaptureSettings(_Section):
+    """The capture log: every served prediction and feedback label, as Parquet.
+
+    ``path`` is a local folder (relative to the project root) or an fsspec URL such as
+    ``s3://bucket/prefix``. ``queue_rows`` bounds the memory the log may hold between
+    flushes; beyond it rows are dropped (and counted) rather than slowing requests.
+    """
+
     enabled: bool = True
     path: str = "data/capture"
     queue_rows: Annotated[int, Field(gt=0)] = 100_000
@@ -176,9 +191,6 @@ class DriftSettings(_Section):
     min_performance_drop: Annotated[float, Field(ge=0)] = 0.03
     performance_metric: Literal["roc_auc", "accuracy", "f1"] = "roc_auc"
     bootstrap: Annotated[int, Field(gt=0)] = 300
-
-
-ServingSettings.model_rebuild()
 
 
 class Settings(_Section):

@@ -1,0 +1,74 @@
+"""The service's own Prometheus metrics, beside BentoML's request metrics on /metrics.
+
+Module-level objects with fixed label names, as prometheus-client wants. BentoML runs
+its workers in prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` is
+set before a worker imports this module), so counters and histograms add up across
+workers; each gauge says how its per-worker values combine.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREDICTIONS = Counter(
+    "mlstack_predictions",
+    "Predictions served, by model version and predicted label.",
+    ["model_version", "label"],
+)
+PROBABILITY = Histogram(
+    "mlstack_prediction_probability",
+    "Probability of the predicted label: the model's confidence in what it answered.",
+    ["model_version", "label"],
+    buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+INVALID_REQUESTS = Counter(
+    "mlstack_invalid_requests",
+    "Requests refused with a 4xx, by reason.",
+    ["reason"],
+)
+MODEL_INFO = Gauge(
+    "mlstack_model_info",
+    "The model the service answers with (value 1).",
+    ["name", "version", "run_id"],
+    multiprocess_mode="livemax",
+)
+CAPTURE_RECORDS = Counter(
+    "mlstack_capture_records",
+    "Rows written to the capture log, by kind (predictions, labels).",
+    ["kind"],
+)
+CAPTURE_DROPPED = Counter(
+    "mlstack_capture_dropped",
+    "Rows the capture log dropped because its queue was full or a write failed.",
+)
+CAPTURE_QUEUE = Gauge(
+    "mlstack_capture_queue_rows",
+    "Rows waiting to be written to the capture log, summed over workers.",
+    multiprocess_mode="livesum",
+)
+
+# Bounded set of reasons: a reason outside it is counted as "invalid".
+REASONS = {
+    "json_invalid": "malformed_json",
+    "missing": "missing_field",
+    "extra_forbidden": "extra_feature",
+    "too_long": "too_many_rows",
+    "too_short": "no_rows",
+    "greater_than_equal": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "finite_number": "wrong_type",
+    "unknown_category": "unknown_category",
+    "unknown_class": "unknown_class",
+    "body_too_large": "body_too_large",
+}
+
+
+def reason_of(error_type: str, loc: list[object] | None = None) -> str:
+    """A fixed label value for one validation error type."""
+    if error_type == "missing" and loc is not None and len(loc) >= 3:
+        return "missing_feature"
+    if error_type in REASONS:
+        return REASONS[error_type]
+    if error_type.endswith(("_type", "_parsing")) or error_type.startswith("union"):
+        return "wrong_type"
+    return "invalid"

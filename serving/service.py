@@ -1,0 +1,291 @@
+"""The prediction service: `bentoml serve` answers `/predict` and `/feedback` with the champion.
+
+One BentoML service class. The champion is declared as a class attribute, so ``bentoml
+build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow format
+(``predict_proba`` included). Each worker process:
+
+- validates requests with a pydantic model built from ``params.yaml`` plus the
+  categories the fitted model knows (no column is named in this file);
+- batches concurrent requests into one model call with BentoML's adaptive batching
+  dispatcher, converting the whole batch to pandas once;
+- answers with the model name and version, counts what it served on /metrics, and
+  hands every served row and feedback label to the capture log's background writer.
+
+``params.yaml`` is read when this module is imported, because BentoML takes the model
+tag, the worker count and the input types from the class definition. ``MLSTACK_PARAMS``
+points at another params file; ``MLSTACK_WORKERS`` and ``MLSTACK_CAPTURE_PATH``
+override the worker count and the capture path (a Bento carries its own params.yaml).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import bentoml
+import numpy as np
+from pydantic import BaseModel, Field
+
+from monitoring.capture import LABELS, PREDICTIONS, CaptureWriter, writer_from_settings
+from pipeline.package import bento_model_name
+from pipeline.schema import PREDICTION, normalize_label, proba_column
+from pipeline.settings import Settings, load_settings
+from serving import metrics
+from serving.guard import RequestGuard
+from serving.inputs import (
+    LabelIn,
+    as_rows,
+    error_body,
+    instance_model,
+    known_categories,
+    unknown_categories,
+)
+
+logger = logging.getLogger(__name__)
+
+PARAMS_ENV = "MLSTACK_PARAMS"
+WORKERS_ENV = "MLSTACK_WORKERS"
+CAPTURE_ENV = "MLSTACK_CAPTURE_PATH"
+MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
+
+# A real 2016 production row; the docs, the OpenAPI page and the tests send it.
+EXAMPLE_INPUT: dict[str, list[dict[str, Any]]] = {
+    "instances": [
+        {
+            "AGEP": 46.0,
+            "SCHL": "21",
+            "MAR": "1",
+            "RELP": "0",
+            "DIS": "2",
+            "ESP": "0",
+            "CIT": "3",
+            "MIG": "1",
+            "MIL": "4",
+            "ANC": "2",
+            "NATIVITY": "1",
+            "DEAR": "2",
+            "DEYE": "2",
+            "DREM": "2",
+            "SEX": "1",
+            "RAC1P": "1",
+        }
+    ]
+}
+
+
+def service_settings() -> Settings:
+    """``params.yaml`` (or ``$MLSTACK_PARAMS``) with the serving overrides from the environment."""
+    settings = load_settings(os.environ.get(PARAMS_ENV) or None)
+    serving, capture = settings.serving, settings.capture
+    if os.environ.get(WORKERS_ENV):
+        serving = serving.model_copy(update={"workers": int(os.environ[WORKERS_ENV])})
+    if os.environ.get(CAPTURE_ENV):
+        capture = capture.model_copy(update={"path": os.environ[CAPTURE_ENV]})
+    return settings.model_copy(update={"serving": serving, "capture": capture})
+
+
+SETTINGS = service_settings()
+MAX_ROWS = SETTINGS.serving.max_rows
+
+if TYPE_CHECKING:
+    Instance = BaseModel
+else:
+    Instance = instance_model(SETTINGS.data)
+
+
+def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
+    """A 4xx JSON response; BentoML passes a returned ``Response`` through untouched."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(error_body(summary, detail), status_code=status)
+
+
+@bentoml.service(
+    name="mlstack",
+    workers=SETTINGS.serving.workers,
+    http={"host": SETTINGS.serving.host, "port": SETTINGS.serving.port},
+    traffic={"timeout": 60},
+)
+class Classifier:
+    """The champion classifier: predictions, feedback labels, metrics and capture."""
+
+    champion = bentoml.models.BentoModel(f"{bento_model_name(SETTINGS)}:latest")
+
+    def __init__(self) -> None:
+        import mlflow.sklearn
+
+        self.settings = SETTINGS
+        features = self.settings.data.features
+        stored = self.champion
+        self.model = mlflow.sklearn.load_model(stored.path_of(MLFLOW_FOLDER))
+        labels = stored.info.labels
+        self.model_name = labels.get("registered_model", self.settings.model.name)
+        self.model_version = labels.get("version", str(stored.tag.version))
+        self.run_id = labels.get("run_id", "")
+        self.classes = [normalize_label(c) for c in self.model.classes_]
+        self.proba_columns = [proba_column(c) for c in self.classes]
+        self.known = known_categories(self.model, features.categorical)
+        self.columns = features.all
+        self.numerical = features.numerical
+        metrics.MODEL_INFO.labels(
+            name=self.model_name, version=self.model_version, run_id=self.run_id
+        ).set(1)
+        self.capture: CaptureWriter | None = None
+        if self.settings.capture.enabled:
+            self.capture = writer_from_settings(
+                self.settings,
+                on_written=lambda kind, n: metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
+                on_dropped=lambda kind, n: metrics.CAPTURE_DROPPED.inc(n),
+                on_queue=metrics.CAPTURE_QUEUE.set,
+            ).start()
+        self._batched = self._dispatcher()
+        logger.info(
+            "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
+        )
+
+    def _dispatcher(self) -> Any:
+        """BentoML's adaptive batching (CorkDispatcher) around the model call, or None.
+
+        BentoML only batches an API whose request and response are the batch itself; this
+        API answers with an envelope (model name and version), so the service drives the
+        same dispatcher BentoML would, with the settings from ``serving.batching``.
+        """
+        batching = self.settings.serving.batching
+        if not batching.enabled:
+            return None
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+        from bentoml.exceptions import ServiceUnavailable
+
+        def overloaded() -> Any:
+            raise ServiceUnavailable("process is overloaded")
+
+        dispatcher: CorkDispatcher[list[dict[str, Any]], Any] = CorkDispatcher(
+            max_latency_in_ms=batching.max_latency_ms,
+            max_batch_size=batching.max_batch_size,
+            fallback=overloaded,
+            get_batch_size=len,
+        )
+        return dispatcher(self._predict_batches_async)
+
+    async def _predict_batches_async(
+        self, jobs: Sequence[list[dict[str, Any]]]
+    ) -> list[np.ndarray]:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self._predict_batches, jobs)
+
+    def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[np.ndarray]:
+        """One model call for many requests: one DataFrame, one ``predict_proba``."""
+        import pandas as pd
+
+        rows = [row for job in jobs for row in job]
+        frame = pd.DataFrame.from_records(rows, columns=self.columns)
+        for column in self.numerical:
+            frame[column] = frame[column].astype("float64")
+        probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
+        bounds = np.cumsum([len(job) for job in jobs])[:-1]
+        return list(np.split(probabilities, bounds))
+
+    async def _probabilities(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        if self._batched is not None:
+            result: np.ndarray = await self._batched(rows)
+            return result
+        return (await self._predict_batches_async([rows]))[0]
+
+    @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]
+    async def predict(
+        self,
+        instances: Annotated[list[Instance], Field(min_length=1, max_length=MAX_ROWS)],
+    ) -> dict[str, Any]:
+        """Predict one label and the class probabilities per instance, in order."""
+        rows = as_rows(instances, self.settings.data)
+        if self.settings.serving.reject_unknown_categories:
+            unknown = unknown_categories(rows, self.known)
+            if unknown:
+                refused: dict[str, Any] = _reject(400, "unknown category", unknown)
+                return refused
+        probabilities = await self._probabilities(rows)
+        winners = probabilities.argmax(axis=1)
+        timestamp = datetime.now(UTC)
+        predictions = []
+        records = []
+        for row, proba, winner in zip(rows, probabilities.tolist(), winners.tolist(), strict=True):
+            request_id = uuid.uuid4().hex
+            label = self.classes[winner]
+            predictions.append(
+                {
+                    "request_id": request_id,
+                    "label": label,
+                    "probabilities": dict(zip(self.classes, proba, strict=True)),
+                }
+            )
+            records.append(
+                {
+                    "request_id": request_id,
+                    "timestamp": timestamp,
+                    "model_name": self.model_name,
+                    "model_version": self.model_version,
+                    **row,
+                    PREDICTION: label,
+                    **dict(zip(self.proba_columns, proba, strict=True)),
+                }
+            )
+            metrics.PROBABILITY.labels(model_version=self.model_version, label=label).observe(
+                proba[winner]
+            )
+        for label, count in Counter(p["label"] for p in predictions).items():
+            metrics.PREDICTIONS.labels(model_version=self.model_version, label=label).inc(count)
+        if self.capture is not None:
+            self.capture.add(PREDICTIONS, records)
+        return {
+            "model": {"name": self.model_name, "version": self.model_version},
+            "predictions": predictions,
+        }
+
+    @bentoml.api(route="/feedback")  # type: ignore[untyped-decorator]
+    async def feedback(
+        self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
+    ) -> dict[str, Any]:
+        """Record the true labels of earlier predictions, joined later by request id."""
+        known = set(self.classes)
+        timestamp = datetime.now(UTC)
+        records = []
+        errors = []
+        for index, item in enumerate(labels):
+            label = normalize_label(item.label)
+            if label not in known:
+                errors.append(
+                    {
+                        "type": "unknown_class",
+                        "loc": ["labels", index, "label"],
+                        "msg": f"label {label!r} in row {index} is not one of {self.classes}",
+                    }
+                )
+            records.append({"request_id": item.request_id, "timestamp": timestamp, "label": label})
+        if errors:
+            refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
+            return refused
+        if self.capture is not None:
+            self.capture.add(LABELS, records)
+        return {
+            "accepted": len(records),
+            "model": {"name": self.model_name, "version": self.model_version},
+        }
+
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+    def flush_capture(self) -> None:
+        """A graceful stop (SIGTERM) writes every captured row still in memory."""
+        if self.capture is not None:
+            self.capture.close()
+            logger.info("capture log flushed on shutdown")
+
+
+# The decorator turned the class into a bentoml Service; mypy still sees the class.
+cast(Any, Classifier).add_asgi_middleware(
+    RequestGuard, max_body_bytes=SETTINGS.serving.max_body_bytes
+)
