@@ -171,13 +171,25 @@ class CaptureSettings(_Section):
 
 
 class ColumnDrift(_Section):
+    """Evidently's drift method and threshold for one column (``None``: Evidently's default)."""
+
     method: str | None = None
     threshold: float | None = None
 
 
 class DriftSettings(_Section):
+    """The drift job: where it writes, and when it calls drift.
+
+    Methods and thresholds left at ``None`` are Evidently's defaults, which pick a
+    distance (Wasserstein, Jensen-Shannon) above 1,000 rows and a test (K-S, chi-square)
+    below: a p-value on 70,000 rows flags differences nobody cares about. Concept drift
+    needs both a significant drop (bootstrap at ``alpha``) and a large enough one
+    (``min_performance_drop``), so neither noise nor a tiny real change raises an alarm.
+    """
+
     reports: str = "reports/drift"
-    workspace: str = "monitoring/workspace"
+    workspace: str = "reports/evidently"
+    project: str = "mlstack"
     state: str = "reports/drift/state.json"
     min_rows: Annotated[int, Field(gt=0)] = 200
     min_labeled_rows: Annotated[int, Field(gt=0)] = 200
@@ -190,7 +202,17 @@ class DriftSettings(_Section):
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
     min_performance_drop: Annotated[float, Field(ge=0)] = 0.03
     performance_metric: Literal["roc_auc", "accuracy", "f1"] = "roc_auc"
-    bootstrap: Annotated[int, Field(gt=0)] = 300
+    bootstrap: Annotated[int, Field(ge=100)] = 300
+
+    @model_validator(mode="after")
+    def _bootstrap_can_reach_alpha(self) -> DriftSettings:
+        floor = 1 / (self.bootstrap + 1)
+        if floor >= self.alpha:
+            raise ValueError(
+                f"bootstrap: {self.bootstrap} resamples cannot give a p-value below alpha "
+                f"{self.alpha}; use at least {int(1 / self.alpha)}"
+            )
+        return self
 
 
 class Settings(_Section):

@@ -1,0 +1,469 @@
+"""The drift job's pure core: compare a current window with the reference set.
+
+``compare(reference, current, settings) -> Summary`` reads no file and writes none; the
+command in :mod:`monitoring.drift_command` does the I/O. Evidently computes the data,
+prediction and label drift (``DataDriftPreset`` and ``ValueDrift``, its default methods
+unless ``params.yaml`` says otherwise) and the classification metrics for its report.
+Concept drift is decided here, with a bootstrap test on the performance metric, because a
+bare "metric fell by x" threshold fires on noise in small windows and a bare significance
+test fires on negligible changes in large ones: both must agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from pipeline.schema import (
+    PREDICTION,
+    PROBA_PREFIX,
+    SchemaError,
+    coerce_features,
+    normalize_labels,
+    proba_column,
+)
+from pipeline.settings import Settings
+
+# Columns the capture log adds beside features and predictions; never compared.
+CAPTURE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnVerdict(_Model):
+    method: str
+    score: float
+    threshold: float
+    detected: bool
+
+
+class Rows(_Model):
+    reference: int
+    current: int
+    labeled: int
+
+
+class DataDrift(_Model):
+    detected: bool | None = None
+    share: float | None = None
+    drift_share: float
+    columns: dict[str, ColumnVerdict] = {}
+
+
+class PredictionDrift(_Model):
+    detected: bool | None = None
+    method: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    columns: dict[str, ColumnVerdict] = {}
+
+
+class LabelDrift(_Model):
+    detected: bool | None = None
+    method: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+
+
+class ConceptDrift(_Model):
+    detected: bool | None = None
+    metric: str
+    reference: float | None = None
+    current: float | None = None
+    drop: float | None = None
+    p_value: float | None = None
+    alpha: float
+    min_drop: float
+    labeled_rows: int
+    min_labeled_rows: int
+
+
+class ModelInfo(_Model):
+    name: str
+    version: str = "unknown"
+
+
+class Summary(_Model):
+    """The verdicts of one run, serialised to ``summary.json`` (keys in DESIGN.md).
+
+    ``detected`` is ``None`` where no verdict was possible (too few rows or labels). The
+    Evidently snapshots ride along privately so the command can render and store them.
+    """
+
+    status: Literal["ok", "insufficient_data"]
+    rows: Rows
+    data_drift: DataDrift
+    prediction_drift: PredictionDrift
+    label_drift: LabelDrift
+    concept_drift: ConceptDrift
+    model: ModelInfo
+    _snapshots: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def drift_detected(self) -> bool:
+        """Any drift at all: what ``--fail-on-drift`` acts on."""
+        return any(
+            section.detected is True
+            for section in (
+                self.data_drift,
+                self.prediction_drift,
+                self.label_drift,
+                self.concept_drift,
+            )
+        )
+
+    @property
+    def snapshots(self) -> dict[str, Any]:
+        """Evidently snapshots by name: ``report`` (drift) and ``performance`` (labels)."""
+        return self._snapshots
+
+
+def _classes(reference: pd.DataFrame, settings: Settings) -> list[str]:
+    if settings.data.classes is not None:
+        return list(settings.data.classes)
+    names = [str(c) for c in reference.columns]
+    return sorted(c.removeprefix(PROBA_PREFIX) for c in names if c.startswith(PROBA_PREFIX))
+
+
+def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> None:
+    """Fail early, naming the columns, when the two frames cannot be compared."""
+    features = settings.data.features.all
+    for name, frame in (("reference", reference), ("current", current)):
+        missing = [c for c in features if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{name} data is missing feature column(s): {', '.join(missing)}")
+    allowed = {*reference.columns, *CAPTURE_COLUMNS, settings.data.target}
+    allowed |= {c for c in (settings.data.id, settings.data.timestamp) if c}
+    unexpected = [c for c in current.columns if c not in allowed]
+    if unexpected:
+        raise SchemaError(
+            f"current data has column(s) the reference set does not: {', '.join(unexpected)}"
+        )
+    needed = [PREDICTION, *(proba_column(c) for c in _classes(reference, settings))]
+    for name, frame in (("reference", reference), ("current", current)):
+        absent = [c for c in needed if c not in frame.columns]
+        if absent:
+            raise SchemaError(f"{name} data has no prediction column(s): {', '.join(absent)}")
+    if settings.data.target not in reference.columns:
+        raise SchemaError(f"reference data has no label column: {settings.data.target}")
+
+
+def _plain(frame: pd.DataFrame, settings: Settings, classes: list[str]) -> pd.DataFrame:
+    """Features, predictions and label with plain dtypes Evidently does not silently skip."""
+    out = coerce_features(frame, settings.data)
+    for label in classes:
+        out[proba_column(label)] = frame[proba_column(label)].astype("float64")
+    out[PREDICTION] = normalize_labels(frame[PREDICTION])
+    target = settings.data.target
+    if target in frame.columns:
+        out[target] = normalize_labels(frame[target])
+    else:
+        out[target] = pd.Series(None, index=frame.index, dtype=object)
+    return out
+
+
+def _model_info(current: pd.DataFrame, settings: Settings) -> ModelInfo:
+    name, version = settings.model.name, "unknown"
+    if "model_name" in current and current["model_name"].notna().any():
+        name = ",".join(sorted(current["model_name"].dropna().astype(str).unique()))
+    if "model_version" in current and current["model_version"].notna().any():
+        version = ",".join(sorted(current["model_version"].dropna().astype(str).unique()))
+    return ModelInfo(name=name, version=version)
+
+
+def _verdicts(snapshot: Any) -> dict[str, ColumnVerdict]:
+    """Per-column drift verdicts out of a snapshot: config, score and the test's status."""
+    content = snapshot.dict()
+    failed = {
+        test["metric_config"]["metric_id"]
+        for test in content.get("tests", [])
+        if test.get("id") == "drift" and test.get("status") == "FAIL"
+    }
+    verdicts = {}
+    for metric in content["metrics"]:
+        config = metric["config"]
+        if not config["type"].endswith(":ValueDrift"):
+            continue
+        verdicts[config["column"]] = ColumnVerdict(
+            method=str(config["method"]),
+            score=float(metric["value"]),
+            threshold=float(config["threshold"]),
+            detected=metric["id"] in failed,
+        )
+    return verdicts
+
+
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def _roc_auc(y: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted ROC AUC (ties count half): one pass, no sorting, so a bootstrap is cheap.
+
+    ``score`` holds ranks of the unique scores (0..k-1), so a resample only re-weights.
+    """
+    positives = np.bincount(score, weights=weight * y)
+    negatives = np.bincount(score, weights=weight * ~y)
+    total_positive, total_negative = positives.sum(), negatives.sum()
+    if total_positive == 0 or total_negative == 0:
+        return float("nan")
+    below = np.cumsum(negatives) - negatives
+    pairs = float(np.sum(positives * (below + 0.5 * negatives)))
+    return pairs / float(total_positive * total_negative)
+
+
+def _accuracy(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
+    return float(np.sum(weight * (y == predicted)) / np.sum(weight))
+
+
+def _f1(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
+    true_positives = float(np.sum(weight * (y & predicted)))
+    denominator = float(np.sum(weight * y) + np.sum(weight * predicted))
+    return 2 * true_positives / denominator if denominator else 0.0
+
+
+def _performance_test(
+    reference: tuple[np.ndarray, np.ndarray],
+    current: tuple[np.ndarray, np.ndarray],
+    metric: Metric,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float, float]:
+    """Metric on both samples and a one-sided bootstrap p-value for "current is worse".
+
+    Both samples are resampled independently (as multinomial weights); the p-value is the
+    share of resampled differences (reference minus current) at or below zero, with the
+    usual +1 correction, so its floor is ``1 / (resamples + 1)``.
+    """
+    rng = np.random.default_rng(seed)
+
+    def value(sample: tuple[np.ndarray, np.ndarray], weight: np.ndarray | None = None) -> float:
+        n = len(sample[0])
+        return metric(*sample, np.ones(n) if weight is None else weight)
+
+    def resample(n: int) -> np.ndarray:
+        return np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
+
+    drops = np.array(
+        [
+            value(reference, resample(len(reference[0])))
+            - value(current, resample(len(current[0])))
+            for _ in range(resamples)
+        ]
+    )
+    p_value = (1 + int(np.sum(~(drops > 0)))) / (resamples + 1)
+    return value(reference), value(current), p_value
+
+
+def _concept_drift(
+    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, positive: str
+) -> ConceptDrift:
+    drift = settings.drift
+    verdict = ConceptDrift(
+        metric=drift.performance_metric,
+        alpha=drift.alpha,
+        min_drop=drift.min_performance_drop,
+        labeled_rows=len(labeled),
+        min_labeled_rows=drift.min_labeled_rows,
+    )
+    if len(labeled) < drift.min_labeled_rows:
+        return verdict
+    target = settings.data.target
+
+    scores = np.concatenate(
+        [f[proba_column(positive)].to_numpy(dtype="float64") for f in (reference, labeled)]
+    )
+    ranks = np.unique(scores, return_inverse=True)[1]
+
+    def arrays(frame: pd.DataFrame, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (frame[target] == positive).to_numpy(dtype=bool)
+        if drift.performance_metric == "roc_auc":
+            return y, ranks[offset : offset + len(frame)]
+        return y, (frame[PREDICTION] == positive).to_numpy(dtype=bool)
+
+    metric: Metric = {"roc_auc": _roc_auc, "accuracy": _accuracy, "f1": _f1}[
+        drift.performance_metric
+    ]
+    ref_value, cur_value, p_value = _performance_test(
+        arrays(reference, 0),
+        arrays(labeled, len(reference)),
+        metric,
+        drift.bootstrap,
+        settings.data.seed,
+    )
+    drop = ref_value - cur_value
+    verdict.reference, verdict.current, verdict.drop, verdict.p_value = (
+        ref_value,
+        cur_value,
+        drop,
+        p_value,
+    )
+    verdict.detected = bool(p_value < drift.alpha and drop >= drift.min_performance_drop)
+    return verdict
+
+
+def _drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    prediction_columns: list[str],
+) -> Any:
+    """Evidently's report on every current row: data drift plus prediction drift."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    drift, features = settings.drift, settings.data.features
+    columns = drift.columns
+    preset = DataDriftPreset(
+        columns=features.all,
+        drift_share=drift.drift_share,
+        method=drift.method,
+        threshold=drift.threshold,
+        per_column_method={c: s.method for c, s in columns.items() if s.method} or None,
+        per_column_threshold={c: s.threshold for c, s in columns.items() if s.threshold} or None,
+    )
+    predictions = [
+        ValueDrift(column=c, method=drift.prediction_method, threshold=drift.prediction_threshold)
+        for c in prediction_columns
+    ]
+    probas = [c for c in prediction_columns if c != PREDICTION]
+    definition = DataDefinition(
+        numerical_columns=[*features.numerical, *probas],
+        categorical_columns=[*features.categorical, PREDICTION],
+    )
+    keep = [*features.all, *prediction_columns]
+    report = Report([preset, *predictions], include_tests=True)
+    return report.run(
+        Dataset.from_pandas(current[keep], data_definition=definition),
+        Dataset.from_pandas(reference[keep], data_definition=definition),
+    )
+
+
+def _performance_report(
+    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, classes: list[str]
+) -> Any:
+    """Evidently's classification report and label drift, on the labeled rows only."""
+    from evidently import (
+        BinaryClassification,
+        DataDefinition,
+        Dataset,
+        MulticlassClassification,
+        Report,
+    )
+    from evidently.metrics import ValueDrift
+    from evidently.presets import ClassificationPreset
+
+    target, probas = settings.data.target, [proba_column(c) for c in classes]
+    classification: Any
+    if len(classes) == 2:
+        classification = BinaryClassification(
+            target=target,
+            prediction_labels=PREDICTION,
+            prediction_probas=proba_column(classes[-1]),
+            pos_label=classes[-1],
+        )
+    else:
+        classification = MulticlassClassification(
+            target=target,
+            prediction_labels=PREDICTION,
+            prediction_probas=probas,
+            labels={c: c for c in classes},
+        )
+    definition = DataDefinition(
+        numerical_columns=probas,
+        categorical_columns=[PREDICTION, target],
+        classification=[classification],
+    )
+    keep = [*probas, PREDICTION, target]
+    report = Report(
+        [
+            ValueDrift(
+                column=target, method=settings.drift.method, threshold=settings.drift.threshold
+            ),
+            ClassificationPreset(),
+        ],
+        include_tests=True,
+    )
+    return report.run(
+        Dataset.from_pandas(labeled[keep], data_definition=definition),
+        Dataset.from_pandas(reference[keep], data_definition=definition),
+    )
+
+
+def compare(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    model: ModelInfo | None = None,
+) -> Summary:
+    """Judge the current window against the reference set.
+
+    Both frames hold the features, ``prediction`` and ``proba_<class>``; the reference
+    also the label, the current one the label where it has joined (missing otherwise).
+    Raises :class:`SchemaError` naming the columns when the frames do not match.
+    """
+    _check_columns(reference, current, settings)
+    classes = _classes(reference, settings)
+    positive = classes[-1]
+    ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
+    labeled = cur[cur[settings.data.target].notna()]
+    drift = settings.drift
+    summary = Summary(
+        status="ok" if len(cur) >= drift.min_rows else "insufficient_data",
+        rows=Rows(reference=len(ref), current=len(cur), labeled=len(labeled)),
+        data_drift=DataDrift(drift_share=drift.drift_share),
+        prediction_drift=PredictionDrift(),
+        label_drift=LabelDrift(),
+        concept_drift=ConceptDrift(
+            metric=drift.performance_metric,
+            alpha=drift.alpha,
+            min_drop=drift.min_performance_drop,
+            labeled_rows=len(labeled),
+            min_labeled_rows=drift.min_labeled_rows,
+        ),
+        model=model or _model_info(current, settings),
+    )
+    if summary.status != "ok":
+        return summary
+
+    # Binary: the positive class's probability says it all; the other is its mirror.
+    probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
+    snapshot = _drift_report(ref, cur, settings, [*probas, PREDICTION])
+    verdicts = _verdicts(snapshot)
+    columns = {c: verdicts[c] for c in settings.data.features.all if c in verdicts}
+    share = sum(v.detected for v in columns.values()) / len(columns)
+    summary.data_drift = DataDrift(
+        detected=share >= drift.drift_share,
+        share=share,
+        drift_share=drift.drift_share,
+        columns=columns,
+    )
+    predicted = {c: verdicts[c] for c in [*probas, PREDICTION]}
+    main = predicted[probas[0]]
+    summary.prediction_drift = PredictionDrift(
+        detected=any(v.detected for v in predicted.values()),
+        method=main.method,
+        score=main.score,
+        threshold=main.threshold,
+        columns=predicted,
+    )
+    summary._snapshots["report"] = snapshot
+
+    if len(labeled) >= drift.min_labeled_rows:
+        performance = _performance_report(ref, labeled, settings, classes)
+        label = _verdicts(performance)[settings.data.target]
+        summary.label_drift = LabelDrift(
+            detected=label.detected,
+            method=label.method,
+            score=label.score,
+            threshold=label.threshold,
+        )
+        summary.concept_drift = _concept_drift(ref, labeled, settings, positive)
+        summary._snapshots["performance"] = performance
+    return summary
