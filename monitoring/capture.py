@@ -29,7 +29,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 
-from pipeline.schema import PREDICTION, normalize_labels
+from pipeline.schema import PREDICTION, normalize_label
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def to_frame(kind: str, records: Sequence[Record], numerical: Iterable[str] = ()
         else:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     if kind == LABELS:
-        frame[LABEL] = normalize_labels(frame[LABEL])
+        # Element by element: a mixed column (1, 1.0, "1") must still give one spelling.
+        frame[LABEL] = pd.Series([normalize_label(v) for v in frame[LABEL]], dtype=object)
     return frame
 
 

@@ -1,0 +1,215 @@
+"""``mlstack replay``: send a file of rows to a running service as live traffic, then its labels.
+
+The demo, the benchmarks and the tests drive the service through :func:`run_replay`;
+the command is a thin wrapper that reads files and prints the figures. Requests go out
+from ``concurrency`` async clients, optionally paced to ``rate`` requests per second,
+each carrying ``batch`` rows. The request ids the service returns are kept in row order
+so the labels (joined on ``data.id``) can be posted to ``/feedback`` afterwards, as
+labels arriving later would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipeline.settings import Settings
+
+
+@dataclass
+class ReplayResult:
+    """What one replay did: counts by outcome, latencies, and the id of each row served."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    request_ids: list[str | None] = field(default_factory=list)
+    labels_sent: int = 0
+    labels_accepted: int = 0
+    seconds: float = 0.0
+
+    @property
+    def server_errors(self) -> int:
+        """Requests answered 5xx, or with no answer at all."""
+        return sum(n for status, n in self.statuses.items() if status >= 500 or status == 0)
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(int(q / 100 * len(ordered)), len(ordered) - 1)]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "statuses": dict(self.statuses),
+            "p50_ms": round(self.percentile(50) * 1000, 2),
+            "p99_ms": round(self.percentile(99) * 1000, 2),
+            "requests_per_second": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
+            "labels_sent": self.labels_sent,
+            "labels_accepted": self.labels_accepted,
+        }
+
+
+def feature_records(frame: pd.DataFrame, settings: Settings) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: the schema's features with plain types, None for missing."""
+    from pipeline.schema import coerce_features
+
+    features = coerce_features(frame, settings.data).astype(object)
+    records: list[dict[str, Any]] = features.where(features.notna(), None).to_dict("records")
+    return records
+
+
+async def run_replay(
+    url: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    concurrency: int = 8,
+    batch: int = 1,
+    rate: float | None = None,
+    timeout: float = 60.0,
+    show_progress: bool = False,
+) -> ReplayResult:
+    """POST ``rows`` to ``{url}/predict`` in requests of ``batch`` rows; keep the ids returned."""
+    import httpx
+    from rich.progress import Progress
+
+    chunks = [list(rows[i : i + batch]) for i in range(0, len(rows), batch)]
+    result = ReplayResult(request_ids=[None] * len(rows))
+    next_chunk = iter(range(len(chunks)))
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with Progress(disable=not show_progress, transient=False) as progress:
+        task = progress.add_task("replaying", total=len(rows))
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+
+            async def worker() -> None:
+                for index in next_chunk:
+                    if rate:
+                        delay = started + index / rate - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    chunk = chunks[index]
+                    sent = time.perf_counter()
+                    try:
+                        response = await client.post("/predict", json={"instances": chunk})
+                        status = response.status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    result.latencies.append(time.perf_counter() - sent)
+                    result.sent += 1
+                    result.statuses[status] += 1
+                    if status == 200:
+                        result.ok += 1
+                        first = index * batch
+                        for offset, item in enumerate(response.json()["predictions"]):
+                            result.request_ids[first + offset] = item["request_id"]
+                    else:
+                        result.errors += 1
+                    progress.advance(task, len(chunk))
+
+            await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def send_labels(
+    url: str, labels: Sequence[tuple[str, Any]], *, batch: int = 1000, timeout: float = 60.0
+) -> tuple[int, int]:
+    """POST ``(request_id, label)`` pairs to ``{url}/feedback``; return (sent, accepted)."""
+    import httpx
+
+    from pipeline.schema import normalize_label
+
+    sent = accepted = 0
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+        for start in range(0, len(labels), batch):
+            chunk = labels[start : start + batch]
+            body = {"labels": [{"request_id": r, "label": normalize_label(v)} for r, v in chunk]}
+            response = await client.post("/feedback", json=body)
+            sent += len(chunk)
+            if response.status_code == 200:
+                accepted += int(response.json()["accepted"])
+    return sent, accepted
+
+
+def matching_labels(
+    frame: pd.DataFrame, labels: pd.DataFrame, request_ids: Sequence[str | None], settings: Settings
+) -> list[tuple[str, Any]]:
+    """Each served row's label, found by ``data.id``, paired with the id the service gave it."""
+    data = settings.data
+    if data.id is None or data.id not in frame or data.id not in labels:
+        raise typer.BadParameter(f"joining labels needs the id column {data.id!r} in both files")
+    by_id = labels.drop_duplicates(data.id).set_index(data.id)[data.target]
+    found = by_id.reindex(frame[data.id].to_numpy())
+    return [
+        (request_id, label)
+        for request_id, label in zip(request_ids, found.tolist(), strict=True)
+        if request_id is not None and label == label and label is not None
+    ]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    return pd.read_parquet(path)
+
+
+def replay(
+    file: Annotated[Path, typer.Argument(help="Parquet or CSV rows with the feature columns.")],
+    url: Annotated[str, typer.Option(help="The service's base URL.")] = "http://127.0.0.1:3000",
+    rate: Annotated[
+        float | None, typer.Option(help="Requests per second; unpaced if omitted.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 8,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per request.")] = 1,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels file joined on data.id; posted to /feedback.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N rows.")] = None,
+) -> None:
+    """Replay a file of rows against a running service, then post their labels as feedback.
+
+    Prints sent, ok, errors and p50/p99 latency; exits 1 if any request got a 5xx.
+    """
+    # A later issue adds --scenario NAME (shifts injected into the rows before sending).
+    from rich.console import Console
+
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    frame = read_table(file)
+    if limit is not None:
+        frame = frame.head(limit)
+    rows = feature_records(frame, settings)
+    result = asyncio.run(
+        run_replay(url, rows, concurrency=concurrency, batch=batch, rate=rate, show_progress=True)
+    )
+    if labels is not None:
+        pairs = matching_labels(frame, read_table(labels), result.request_ids, settings)
+        result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))
+    summary = result.summary()
+    Console().print(
+        f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
+        f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
+        f"({summary['requests_per_second']} req/s)"
+        + (f"  labels {result.labels_accepted}/{result.labels_sent}" if labels else "")
+    )
+    if result.server_errors:
+        raise typer.Exit(1)
