@@ -188,7 +188,7 @@ class DriftSettings(_Section):
     """
 
     reports: str = "reports/drift"
-    workspace: str = "reports/evidently"
+    workspace: str = "monitoring/workspace"
     project: str = "mlstack"
     state: str = "reports/drift/state.json"
     min_rows: Annotated[int, Field(gt=0)] = 200

@@ -1,0 +1,253 @@
+"""``mlstack drift``: run the drift job once, or again and again on a schedule.
+
+Exit status of ``run``: 0 when the run completed (drift or not, or too little data), 3
+with ``--fail-on-drift`` when any drift was detected, 1 when the run failed (the message
+names the cause: a column mismatch, a missing reference set, no champion to score with).
+Two runs never overlap, across processes too: a run that finds the lock taken is
+skipped with a warning and exits 0, so cron does not pile runs up behind a slow one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from monitoring.drift_job import JobOptions, JobResult
+    from pipeline.settings import Settings
+
+logger = logging.getLogger("mlstack.drift")
+
+EXIT_DRIFT = 3
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+drift_app = typer.Typer(
+    help="Judge data, prediction and concept drift of what the service served.",
+    no_args_is_help=True,
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d`` (or a sum like ``1h30m``)."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(**{_UNITS[unit]: float(number)})
+    if total <= timedelta():
+        raise typer.BadParameter(f"{text!r} must be longer than zero")
+    return total
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time like 2026-01-31T12:00Z"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _options(
+    current: Path | None,
+    reference: Path | None,
+    since: str | None,
+    until: str | None,
+    last: str | None,
+    pushgateway: str | None,
+    textfile: Path | None,
+    mlflow: bool,
+    workspace: bool,
+) -> JobOptions:
+    from monitoring.drift_job import JobOptions
+
+    if current is not None and (since or until or last):
+        raise typer.BadParameter("--current reads a file: it takes no --since, --until or --last")
+    if last is not None and since is not None:
+        raise typer.BadParameter("give --since or --last, not both")
+    end = parse_time(until) if until else None
+    start = parse_time(since) if since else None
+    if last is not None:
+        start = (end or datetime.now(UTC)) - parse_duration(last)
+    return JobOptions(
+        current=current,
+        reference=reference,
+        since=start,
+        until=end,
+        pushgateway=pushgateway,
+        textfile=textfile,
+        mlflow=mlflow,
+        workspace=workspace,
+    )
+
+
+def _load(params: Path | None) -> Settings:
+    from pipeline.settings import load_settings
+
+    return load_settings(params)
+
+
+def _locked_run(settings: Settings, options: JobOptions) -> JobResult | None:
+    """One run under the job's file lock; ``None`` when another run holds it."""
+    from filelock import FileLock, Timeout
+
+    from monitoring.drift_job import lock_path, run_once
+
+    path = lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path), timeout=0):
+            return run_once(settings, options)
+    except Timeout:
+        logger.warning("drift: another run holds %s; skipping this one", path)
+        return None
+
+
+def _report(result: JobResult) -> None:
+    summary = result.summary
+    data, concept = summary.data_drift, summary.concept_drift
+    typer.echo(f"status: {summary.status}  rows: {summary.rows.model_dump()}")
+    if data.detected is not None:
+        drifted = [c for c, v in data.columns.items() if v.detected]
+        typer.echo(
+            f"data drift: {data.detected} (share {data.share:.3f}, columns {drifted or 'none'})"
+        )
+        typer.echo(f"prediction drift: {summary.prediction_drift.detected}")
+    if concept.detected is not None:
+        typer.echo(
+            f"concept drift: {concept.detected} ({concept.metric} {concept.reference:.4f} -> "
+            f"{concept.current:.4f}, p={concept.p_value:.4f}); "
+            f"label drift: {summary.label_drift.detected}"
+        )
+    typer.echo(f"report: {result.folder / 'report.html'}")
+
+
+CurrentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--current",
+        help="Parquet or CSV rows to judge instead of the capture log (labels optional; "
+        "rows without predictions are scored with the champion).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(help="Reference set (default: the one the pipeline's evaluate stage wrote)."),
+]
+SinceOpt = Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")]
+LastOpt = Annotated[str | None, typer.Option(help="Window length back from --until, e.g. 24h.")]
+GatewayOpt = Annotated[
+    str | None,
+    typer.Option(envvar="MLSTACK_PUSHGATEWAY_URL", help="Push the series to this Pushgateway."),
+]
+TextfileOpt = Annotated[
+    Path | None, typer.Option(help="Write the series in node_exporter textfile format.")
+]
+MlflowOpt = Annotated[bool, typer.Option(help="Log the run to MLflow's monitoring experiment.")]
+WorkspaceOpt = Annotated[bool, typer.Option(help="Add the snapshot to the Evidently workspace.")]
+ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to use (default: project's).")]
+
+
+@drift_app.command("run")
+def run(
+    current: CurrentOpt = None,
+    reference: ReferenceOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    last: LastOpt = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option(help=f"Exit {EXIT_DRIFT} when any drift is detected.")
+    ] = False,
+    pushgateway: GatewayOpt = None,
+    textfile: TextfileOpt = None,
+    mlflow: MlflowOpt = True,
+    workspace: WorkspaceOpt = True,
+    params: ParamsOpt = None,
+) -> None:
+    """Compare a window of served rows (or a file) with the reference set, once.
+
+    By default the window is everything captured since the last successful run.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    options = _options(
+        current, reference, since, until, last, pushgateway, textfile, mlflow, workspace
+    )
+    settings = _load(params)
+    try:
+        result = _locked_run(settings, options)
+    except Exception as error:
+        typer.echo(f"drift run failed: {error}", err=True)
+        raise typer.Exit(1) from error
+    if result is None:
+        return
+    _report(result)
+    if fail_on_drift and result.summary.drift_detected:
+        raise typer.Exit(EXIT_DRIFT)
+
+
+def next_fire(now: datetime, every: timedelta | None, cron: str | None) -> datetime:
+    """When the schedule fires next after ``now``."""
+    if cron is not None:
+        from croniter import croniter
+
+        fire: datetime = croniter(cron, now).get_next(datetime)
+        return fire
+    assert every is not None
+    return now + every
+
+
+@drift_app.command("schedule")
+def schedule(
+    every: Annotated[str | None, typer.Option(help="Run every interval, e.g. 15m.")] = None,
+    cron: Annotated[str | None, typer.Option(help="Run on a cron expression (UTC).")] = None,
+    max_runs: Annotated[int | None, typer.Option(help="Stop after this many runs.")] = None,
+    pushgateway: GatewayOpt = None,
+    textfile: TextfileOpt = None,
+    mlflow: MlflowOpt = True,
+    workspace: WorkspaceOpt = True,
+    params: ParamsOpt = None,
+) -> None:
+    """Run the drift job again and again in this process; a failed run is logged, not fatal.
+
+    Each run judges what was captured since the last successful one.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if (every is None) == (cron is None):
+        raise typer.BadParameter("give exactly one of --every or --cron")
+    interval = parse_duration(every) if every is not None else None
+    if cron is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(cron):
+            raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
+    settings = _load(params)
+    runs = 0
+    now = datetime.now(UTC)
+    fire = now if interval is not None else next_fire(now, None, cron)
+    while max_runs is None or runs < max_runs:
+        if fire > datetime.now(UTC):
+            time.sleep((fire - datetime.now(UTC)).total_seconds())
+        started = datetime.now(UTC)
+        options = _options(None, None, None, None, None, pushgateway, textfile, mlflow, workspace)
+        try:
+            result = _locked_run(settings, options)
+            if result is not None:
+                _report(result)
+        except Exception:
+            logger.exception("drift: run failed; the schedule goes on")
+        runs += 1
+        fire = next_fire(max(started, fire), interval, cron)
+        while fire <= datetime.now(UTC):  # a run longer than the interval skips ticks
+            fire = next_fire(fire, interval, cron)

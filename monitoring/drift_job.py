@@ -1,0 +1,300 @@
+"""One run of the drift job: read the window, compare, and write every output.
+
+The pure comparison is :func:`monitoring.drift.compare`; this module is its I/O shell,
+shared by ``mlstack drift run`` and ``mlstack drift schedule``. A run writes, in order:
+the run folder (``report.html``, ``summary.json``), ``latest.json``, the MLflow run, the
+Evidently workspace snapshot, the Prometheus series, and last the state file, so a run
+that fails half way is retried from the same window next time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.drift import ModelInfo, Summary
+
+logger = logging.getLogger(__name__)
+
+PUSHGATEWAY_ENV = "MLSTACK_PUSHGATEWAY_URL"
+LOCK_FILE = ".drift.lock"
+LATEST_FILE = "latest.json"
+INSUFFICIENT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>mlstack drift</title>
+</head><body><h1>Insufficient data</h1><p>{rows} current row(s), fewer than the {needed} needed
+for a verdict (<code>drift.min_rows</code>). No drift was judged.</p></body></html>
+"""
+
+
+class NothingToScore(RuntimeError):
+    """Rows lack predictions and no champion could be loaded to score them."""
+
+
+@dataclass
+class JobOptions:
+    """What one run reads and where it reports; the command line fills it in."""
+
+    current: Path | None = None
+    reference: Path | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    pushgateway: str | None = None
+    textfile: Path | None = None
+    mlflow: bool = True
+    workspace: bool = True
+
+
+@dataclass
+class JobResult:
+    summary: Summary
+    folder: Path
+    window: dict[str, Any] = field(default_factory=dict)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reference_path(settings: Settings, options: JobOptions) -> Path:
+    if options.reference is not None:
+        return options.reference
+    from pipeline.evaluate import REFERENCE_FILE
+
+    return settings.path(REFERENCE_FILE)
+
+
+def reports_folder(settings: Settings) -> Path:
+    return settings.path(settings.drift.reports)
+
+
+def lock_path(settings: Settings) -> Path:
+    return reports_folder(settings) / LOCK_FILE
+
+
+def read_state(settings: Settings) -> datetime | None:
+    """End of the last successful capture window, or ``None`` before the first run."""
+    path = settings.path(settings.drift.state)
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text())["until"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        logger.warning("drift: ignoring unreadable state file %s: %s", path, error)
+        return None
+
+
+def _write_json(payload: dict[str, Any], path: Path) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def _has_predictions(frame: pd.DataFrame, settings: Settings) -> bool:
+    from pipeline.schema import PREDICTION, proba_column
+
+    classes = settings.data.classes or []
+    wanted = [PREDICTION, *(proba_column(c) for c in classes)]
+    return bool(classes) and all(c in frame.columns for c in wanted)
+
+
+def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, ModelInfo]:
+    """Add ``prediction`` and ``proba_<class>`` from the registry's champion."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from monitoring.drift import ModelInfo
+    from pipeline.evaluate import predict_frame
+    from pipeline.schema import coerce_features
+    from pipeline.tracking import MONITORING_EXPERIMENT, champion_uri, configure, load_sklearn
+
+    configure(settings, MONITORING_EXPERIMENT)
+    try:
+        model = load_sklearn(champion_uri(settings))
+        version = MlflowClient().get_model_version_by_alias(
+            settings.model.name, settings.promote.alias
+        )
+    except Exception as error:
+        raise NothingToScore(
+            f"the rows have no predictions and the champion {champion_uri(settings)} "
+            f"could not be loaded to score them: {error}"
+        ) from error
+    predictions = predict_frame(model, coerce_features(frame, settings.data))
+    scored = pd.concat([frame, predictions], axis=1)
+    return scored, ModelInfo(name=settings.model.name, version=str(version.version))
+
+
+def load_current(
+    settings: Settings, options: JobOptions
+) -> tuple[pd.DataFrame, ModelInfo | None, dict[str, Any]]:
+    """The current rows, the model that scored them if known, and a description of the window."""
+    if options.current is not None:
+        from pipeline.io import read_table
+
+        frame = read_table(options.current)
+        if not _has_predictions(frame, settings):
+            # The file's own prediction columns (the packager's) are not ours: drop them.
+            frame = frame.drop(columns=[c for c in settings.data.drop if c in frame.columns])
+            frame, model = score_with_champion(frame, settings)
+            return frame, model, {"source": str(options.current), "scored_by": "champion"}
+        extra = [c for c in settings.data.drop if c in frame.columns and c != "prediction"]
+        return frame.drop(columns=extra), None, {"source": str(options.current)}
+    from monitoring.capture import capture_path, read_window
+
+    since = options.since if options.since is not None else read_state(settings)
+    until = options.until if options.until is not None else utc_now()
+    frame = read_window(capture_path(settings), settings, since=since, until=until)
+    window = {
+        "source": capture_path(settings),
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat(),
+    }
+    return frame, None, window
+
+
+def _run_folder(settings: Settings, started: datetime) -> Path:
+    base = reports_folder(settings)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
+    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``."""
+    snapshots = summary.snapshots
+    if "report" in snapshots:
+        snapshots["report"].save_html(str(folder / "report.html"))
+    else:
+        html = INSUFFICIENT_HTML.format(rows=summary.rows.current, needed=extra["min_rows"])
+        (folder / "report.html").write_text(html)
+    if "performance" in snapshots:
+        snapshots["performance"].save_html(str(folder / "performance.html"))
+    write_summary(summary, folder, extra)
+
+
+def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
+    payload = {**summary.model_dump(mode="json"), **extra}
+    payload["drift_detected"] = summary.drift_detected
+    _write_json(payload, folder / "summary.json")
+
+
+def write_latest(settings: Settings, folder: Path, summary: Summary) -> None:
+    base = reports_folder(settings)
+    _write_json(
+        {
+            "folder": folder.name,
+            "summary": f"{folder.name}/summary.json",
+            "report": f"{folder.name}/report.html",
+            "status": summary.status,
+            "drift_detected": summary.drift_detected,
+        },
+        base / LATEST_FILE,
+    )
+
+
+def log_to_mlflow(
+    settings: Settings, summary: Summary, folder: Path, window: dict[str, Any]
+) -> str:
+    """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts."""
+    import mlflow
+
+    from pipeline.tracking import MONITORING_EXPERIMENT, configure
+
+    configure(settings, MONITORING_EXPERIMENT)
+    metrics: dict[str, float] = {
+        "rows_reference": summary.rows.reference,
+        "rows_current": summary.rows.current,
+        "rows_labeled": summary.rows.labeled,
+    }
+    for kind in ("data_drift", "prediction_drift", "label_drift", "concept_drift"):
+        detected = getattr(summary, kind).detected
+        if detected is not None:
+            metrics[f"{kind}_detected"] = float(detected)
+    if summary.data_drift.share is not None:
+        metrics["data_drift_share"] = summary.data_drift.share
+    for column, verdict in summary.data_drift.columns.items():
+        metrics[f"drift_score_{column}"] = verdict.score
+    if summary.prediction_drift.score is not None:
+        metrics["prediction_drift_score"] = summary.prediction_drift.score
+    concept = summary.concept_drift
+    for name in ("reference", "current", "drop", "p_value"):
+        value = getattr(concept, name)
+        if value is not None:
+            metrics[f"{concept.metric}_{name}"] = value
+    tags = {
+        "model_name": summary.model.name,
+        "model_version": summary.model.version,
+        "status": summary.status,
+        "mlstack.stage": "drift",
+    }
+    with mlflow.start_run(run_name=f"drift-{folder.name}", tags=tags) as run:
+        mlflow.log_params({f"window_{k}": v for k, v in window.items()})
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(folder), artifact_path="drift")
+        return str(run.info.run_id)
+
+
+def add_to_workspace(settings: Settings, summary: Summary) -> None:
+    """The snapshots into the local Evidently workspace, so ``evidently ui`` shows history."""
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(str(settings.path(settings.drift.workspace)))
+    found = workspace.search_project(settings.drift.project)
+    project = found[0] if found else workspace.create_project(settings.drift.project)
+    for name, snapshot in summary.snapshots.items():
+        workspace.add_run(project.id, snapshot, name=f"{name} {summary.model.version}")
+
+
+def export_metrics(summary: Summary, options: JobOptions, finished: float) -> None:
+    from monitoring.drift_metrics import push, write_textfile
+
+    gateway = options.pushgateway or os.environ.get(PUSHGATEWAY_ENV)
+    if gateway:
+        push(summary, gateway, finished)
+    if options.textfile is not None:
+        write_textfile(summary, options.textfile, finished)
+
+
+def run_once(settings: Settings, options: JobOptions) -> JobResult:
+    """Compare one window and write every output; the state moves on only on success."""
+    from monitoring.drift import compare
+    from pipeline.io import read_table
+
+    started = utc_now()
+    reference = read_table(reference_path(settings, options))
+    current, model, window = load_current(settings, options)
+    summary = compare(reference, current, settings, model=model)
+    folder = _run_folder(settings, started)
+    extra: dict[str, Any] = {
+        "window": window,
+        "started": started.isoformat(),
+        "min_rows": settings.drift.min_rows,
+    }
+    write_run_folder(summary, folder, extra)
+    write_latest(settings, folder, summary)
+    if options.mlflow:
+        extra["mlflow_run_id"] = log_to_mlflow(settings, summary, folder, window)
+        write_summary(summary, folder, extra)
+    if options.workspace and summary.snapshots:
+        add_to_workspace(settings, summary)
+    export_metrics(summary, options, time.time())
+    if options.current is None:
+        _write_json(
+            {"until": window["until"], "run": folder.name}, settings.path(settings.drift.state)
+        )
+    return JobResult(summary=summary, folder=folder, window=window)
