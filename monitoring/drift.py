@@ -408,8 +408,11 @@ def compare(
     also the label, the current one the label where it has joined (missing otherwise).
     Raises :class:`SchemaError` naming the columns when the frames do not match.
     """
-    _check_columns(reference, current, settings)
     classes = _classes(reference, settings)
+    if current.empty:
+        # An empty window (nothing served yet) has no say in which columns exist.
+        current = reference.iloc[0:0].drop(columns=settings.data.target)
+    _check_columns(reference, current, settings)
     positive = classes[-1]
     ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
     labeled = cur[cur[settings.data.target].notna()]

@@ -1,0 +1,104 @@
+"""Shared data for the drift tests: a reference set and scored production years.
+
+The model is the project's factory, trained on 75% of the 2015 rows with fewer boosting
+iterations to stay quick; the reference set is the other 25% with its predictions, as
+the evaluate stage writes it. Each production year is scored by that model and joined
+with its labels. Built once per session: the drift tests only read these frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from pipeline.evaluate import predict_frame
+from pipeline.model import build_model
+from pipeline.schema import coerce_features, normalize_labels
+from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+
+RAW = PROJECT_ROOT / "data" / "raw"
+YEARS = (2016, 2017, 2018)
+
+
+@dataclass(frozen=True)
+class DriftData:
+    settings: Settings
+    model: Any
+    reference: pd.DataFrame
+    years: dict[int, pd.DataFrame]
+
+    def year(self, year: int) -> pd.DataFrame:
+        return self.years[year].copy()
+
+
+def score(model: Any, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Features (plain dtypes), id and label if present, plus the model's predictions."""
+    data = settings.data
+    features = coerce_features(frame, data)
+    out = pd.concat([frame[[data.id]], features, predict_frame(model, features)], axis=1)
+    if data.target in frame:
+        out[data.target] = normalize_labels(frame[data.target])
+    return out.reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def drift_data() -> DriftData:
+    settings = load_settings()
+    data = settings.data
+    raw = pd.read_parquet(RAW / "reference_2015.parquet")
+    labels = normalize_labels(raw[data.target])
+    train, test = train_test_split(
+        raw, test_size=data.split.test_size, stratify=labels, random_state=data.seed
+    )
+    quick = settings.train.model_copy(
+        update={
+            "hist_gradient_boosting": settings.train.hist_gradient_boosting.model_copy(
+                update={"max_iter": 60}
+            )
+        }
+    )
+    model = build_model(data.features, quick, data.seed)
+    model.fit(coerce_features(train, data), normalize_labels(train[data.target]))
+    production = pd.read_parquet(RAW / "production_2016_2018.parquet").drop(
+        columns=["prediction", "predicted_probability"]
+    )
+    production = production.merge(
+        pd.read_parquet(RAW / "production_2016_2018_labels.parquet"), on=data.id
+    )
+    years = {y: score(model, production[production["year"] == y], settings) for y in YEARS}
+    return DriftData(settings, model, score(model, test, settings), years)
+
+
+def covariate_shift(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Ages ten years older and 30% of people moved to never-married (MAR 5); rest as is."""
+    shifted = frame.copy()
+    shifted["AGEP"] = shifted["AGEP"] + 10
+    moved = np.random.default_rng(seed).random(len(shifted)) < 0.3
+    shifted.loc[moved, "MAR"] = "5"
+    return shifted
+
+
+def concept_flip(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Labels flipped for people aged 40 to 59: inputs and predictions untouched."""
+    flipped = frame.copy()
+    group = flipped["AGEP"].between(40, 59)
+    flipped.loc[group, target] = np.where(flipped.loc[group, target] == "1", "0", "1")
+    return flipped
+
+
+def write_params(folder: Path, **drift: Any) -> Path:
+    """A params.yaml in ``folder`` (the project root for that run) with ``drift`` overrides."""
+    import yaml
+
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["data"]["path"] = str(RAW / "reference_2015.parquet")
+    params["drift"] = {**params.get("drift", {}), **drift}
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

@@ -1,0 +1,352 @@
+"""``mlstack drift run`` and ``schedule`` end to end, in process, in a temporary project.
+
+A temporary ``params.yaml`` makes the temp folder the project root, so reports, state,
+lock and workspace land there. The reference set is a 4,000-row slice of the session's,
+the current windows 1,500 rows, so each Evidently run takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from monitoring.drift_command import drift_app, next_fire, parse_duration, parse_time
+from pipeline.evaluate import REFERENCE_FILE
+from pipeline.schema import PREDICTION
+from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from pipeline.tracking import TELEMETRY_OFF
+from tests.monitoring.conftest import DriftData, covariate_shift, write_params
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Any:
+    result = runner.invoke(drift_app, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(drift_data: DriftData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("drift-project")
+    write_params(root)
+    reference = root / REFERENCE_FILE
+    reference.parent.mkdir(parents=True)
+    drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
+    stable = drift_data.year(2016).sample(1500, random_state=0)
+    stable.to_parquet(root / "stable.parquet")
+    covariate_shift(stable).to_parquet(root / "shifted.parquet")
+    stable.head(20).to_parquet(root / "tiny.parquet")
+    stable.assign(income=1.0).to_parquet(root / "extra.parquet")
+    return root
+
+
+def params(project: Path) -> str:
+    return str(project / "params.yaml")
+
+
+def settings_of(project: Path) -> Settings:
+    return load_settings(project / "params.yaml")
+
+
+def latest_summary(project: Path) -> tuple[Path, dict[str, Any]]:
+    base = project / "reports" / "drift"
+    latest = json.loads((base / "latest.json").read_text())
+    folder = base / latest["folder"]
+    return folder, json.loads((folder / "summary.json").read_text())
+
+
+def quiet(*extra: str) -> list[str]:
+    return ["--no-mlflow", "--no-workspace", *extra]
+
+
+def test_run_on_a_file_writes_report_summary_latest_and_textfile(project: Path) -> None:
+    textfile = project / "metrics" / "drift.prom"
+    result = invoke(
+        "run",
+        "--current",
+        str(project / "stable.parquet"),
+        "--params",
+        params(project),
+        "--textfile",
+        str(textfile),
+        "--fail-on-drift",
+        *quiet(),
+    )
+    assert result.exit_code == 0, result.output
+    folder, summary = latest_summary(project)
+    assert summary["status"] == "ok"
+    assert summary["drift_detected"] is False
+    assert summary["rows"] == {"reference": 4000, "current": 1500, "labeled": 1500}
+    assert summary["concept_drift"]["detected"] is False
+    assert summary["window"]["source"].endswith("stable.parquet")
+    html = (folder / "report.html").read_text()
+    assert "<html" in html and 'src="http' not in html, "the report opens offline"
+    assert (folder / "performance.html").exists()
+    assert "mlstack_drift_share" in textfile.read_text()
+    assert not (project / "reports" / "drift" / "state.json").exists(), "a file is no window"
+
+
+def test_fail_on_drift_exits_3_on_shifted_rows(project: Path) -> None:
+    shifted = str(project / "shifted.parquet")
+    result = invoke("run", "--current", shifted, "--params", params(project), *quiet())
+    assert result.exit_code == 0, result.output
+    result = invoke(
+        "run", "--current", shifted, "--params", params(project), "--fail-on-drift", *quiet()
+    )
+    assert result.exit_code == 3, result.output
+    _, summary = latest_summary(project)
+    drifted = {c for c, v in summary["data_drift"]["columns"].items() if v["detected"]}
+    assert drifted == {"AGEP", "MAR"}
+
+
+def test_insufficient_data_exits_0_and_is_still_exported(project: Path) -> None:
+    textfile = project / "tiny.prom"
+    result = invoke(
+        "run",
+        "--current",
+        str(project / "tiny.parquet"),
+        "--params",
+        params(project),
+        "--fail-on-drift",
+        "--textfile",
+        str(textfile),
+        *quiet(),
+    )
+    assert result.exit_code == 0, result.output
+    folder, summary = latest_summary(project)
+    assert summary["status"] == "insufficient_data"
+    assert summary["data_drift"]["detected"] is None
+    assert "Insufficient data" in (folder / "report.html").read_text()
+    assert 'mlstack_drift_rows{kind="current"' in textfile.read_text()
+
+
+def test_column_mismatch_fails_naming_the_column(project: Path) -> None:
+    before = json.loads((project / "reports" / "drift" / "latest.json").read_text())
+    result = invoke(
+        "run", "--current", str(project / "extra.parquet"), "--params", params(project), *quiet()
+    )
+    assert result.exit_code == 1
+    assert "income" in result.output + (result.stderr or "")
+    after = json.loads((project / "reports" / "drift" / "latest.json").read_text())
+    assert after == before, "a failed run does not move latest.json"
+
+
+def test_window_options_are_checked(project: Path) -> None:
+    result = invoke(
+        "run",
+        "--current",
+        str(project / "tiny.parquet"),
+        "--last",
+        "24h",
+        "--params",
+        params(project),
+    )
+    assert result.exit_code == 2
+    assert invoke("run", "--last", "soon", "--params", params(project)).exit_code == 2
+
+
+def test_a_held_lock_skips_the_run(project: Path) -> None:
+    base = project / "reports" / "drift"
+    folders = set(base.iterdir())
+    with FileLock(str(base / ".drift.lock"), timeout=0):
+        result = invoke(
+            "run",
+            "--current",
+            str(project / "tiny.parquet"),
+            "--params",
+            params(project),
+            *quiet(),
+        )
+    assert result.exit_code == 0
+    assert set(base.iterdir()) == folders
+
+
+def _capture(drift_data: DriftData, root: Path, served: datetime, rows: int) -> None:
+    from monitoring.capture import LABELS, PREDICTIONS, write_frame
+
+    settings = settings_of(root)
+    target = settings.data.target
+    frame = drift_data.year(2017).sample(rows, random_state=5).reset_index(drop=True)
+    frame["request_id"] = [f"r{i}" for i in range(rows)]
+    frame["timestamp"] = pd.Timestamp(served)
+    frame["model_name"] = settings.model.name
+    frame["model_version"] = "3"
+    labels = frame[["request_id", "timestamp", target]].head(rows // 2)
+    labels = labels.rename(columns={target: "label"})
+    path = settings.path(settings.capture.path)
+    write_frame(path, PREDICTIONS, frame.drop(columns=[target, settings.data.id]))
+    write_frame(path, LABELS, labels)
+
+
+def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path) -> None:
+    write_params(tmp_path)
+    reference = tmp_path / REFERENCE_FILE
+    reference.parent.mkdir(parents=True)
+    drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
+    _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(hours=1), 1200)
+
+    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    assert result.exit_code == 0, result.output
+    _, summary = latest_summary(tmp_path)
+    assert summary["rows"]["current"] == 1200
+    assert summary["rows"]["labeled"] == 600
+    assert summary["model"] == {"name": "employment-classifier", "version": "3"}
+    state = json.loads((tmp_path / "reports" / "drift" / "state.json").read_text())
+    assert state["until"] == summary["window"]["until"]
+
+    # Nothing served since: the next run judges an empty window, and says so.
+    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    assert result.exit_code == 0, result.output
+    _, summary = latest_summary(tmp_path)
+    assert summary["status"] == "insufficient_data"
+    assert summary["rows"]["current"] == 0
+    assert summary["window"]["since"] == state["until"]
+
+    # An explicit window reads the same rows again.
+    result = invoke("run", "--last", "2h", "--params", str(tmp_path / "params.yaml"), *quiet())
+    assert result.exit_code == 0, result.output
+    assert latest_summary(tmp_path)[1]["rows"]["current"] == 1200
+
+
+def test_schedule_goes_on_after_a_failed_run(tmp_path: Path) -> None:
+    write_params(tmp_path)  # no reference set: every run fails
+    result = invoke(
+        "schedule",
+        "--every",
+        "1s",
+        "--max-runs",
+        "2",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        *quiet(),
+    )
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
+
+
+def test_schedule_runs_again_and_again(drift_data: DriftData, tmp_path: Path) -> None:
+    write_params(tmp_path)
+    reference = tmp_path / REFERENCE_FILE
+    reference.parent.mkdir(parents=True)
+    drift_data.reference.head(500).to_parquet(reference)
+    result = invoke(
+        "schedule",
+        "--every",
+        "1s",
+        "--max-runs",
+        "2",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        *quiet(),
+    )
+    assert result.exit_code == 0, result.output
+    runs = [p for p in (tmp_path / "reports" / "drift").iterdir() if p.is_dir()]
+    assert len(runs) == 2
+
+
+def test_schedule_needs_exactly_one_of_every_and_cron(tmp_path: Path) -> None:
+    write_params(tmp_path)
+    assert invoke("schedule", "--params", str(tmp_path / "params.yaml")).exit_code == 2
+    bad = invoke("schedule", "--cron", "every day", "--params", str(tmp_path / "params.yaml"))
+    assert bad.exit_code == 2
+
+
+def test_durations_times_and_cron() -> None:
+    assert parse_duration("15m") == timedelta(minutes=15)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_time("2026-01-31T12:00") == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert parse_time("2026-01-31T13:00+01:00") == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    now = datetime(2026, 1, 31, 12, 7, tzinfo=UTC)
+    assert next_fire(now, None, "*/15 * * * *") == datetime(2026, 1, 31, 12, 15, tzinfo=UTC)
+    assert next_fire(now, timedelta(minutes=5), None) == now + timedelta(minutes=5)
+
+
+@pytest.fixture(scope="module")
+def champion(drift_data: DriftData, project: Path) -> tuple[str, str]:
+    """The session's model registered as champion in a temporary MLflow store."""
+    import mlflow
+
+    from pipeline.tracking import SKOPS_TRUSTED_TYPES
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = drift_data.settings.model.name
+    experiment = mlflow.create_experiment(
+        "training", artifact_location=(project / "mlartifacts" / "training").as_uri()
+    )
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            drift_data.model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            registered_model_name=name,
+            pip_requirements=["scikit-learn", "skops"],
+        )
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
+    yield uri, version
+    mp.undo()
+
+
+def test_unscored_rows_are_scored_by_the_champion_and_logged(
+    champion: tuple[str, str], project: Path, drift_data: DriftData
+) -> None:
+    import mlflow
+    from evidently.ui.workspace import Workspace
+
+    uri, version = champion
+    raw = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018.parquet")
+    raw = raw[raw["year"] == 2018].sample(1200, random_state=0)
+    assert PREDICTION in raw.columns, "the packager's own prediction column is dropped"
+    batch = project / "unscored.csv"
+    raw.to_csv(batch, index=False)
+
+    result = invoke("run", "--current", str(batch), "--params", params(project))
+    assert result.exit_code == 0, result.output
+    _, summary = latest_summary(project)
+    assert summary["model"] == {"name": "employment-classifier", "version": version}
+    assert summary["window"]["scored_by"] == "champion"
+    assert summary["rows"]["labeled"] == 0
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("monitoring")
+    assert experiment is not None
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.tags["model_version"] == version
+    assert run.data.metrics["data_drift_detected"] == 0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
+    assert {"drift/report.html", "drift/summary.json"} <= artifacts
+
+    workspace = Workspace(str(project / "monitoring" / "workspace"))
+    (found,) = workspace.search_project("mlstack")
+    assert len(workspace.list_runs(found.id)) == 1
+
+
+def test_help_does_not_import_evidently_or_mlflow() -> None:
+    code = "import sys, monitoring.cli; print(sorted({'evidently', 'mlflow'} & set(sys.modules)))"
+    env = {**TELEMETRY_OFF, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

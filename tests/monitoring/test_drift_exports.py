@@ -1,0 +1,128 @@
+"""The Prometheus series of one run: names, labels, values, and what is left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring.drift import (
+    ColumnVerdict,
+    ConceptDrift,
+    DataDrift,
+    LabelDrift,
+    ModelInfo,
+    PredictionDrift,
+    Rows,
+    Summary,
+)
+from monitoring.drift_metrics import registry_for, write_textfile
+
+MODEL = {"model_name": "employment-classifier", "model_version": "7"}
+
+
+def _verdict(score: float, detected: bool) -> ColumnVerdict:
+    return ColumnVerdict(
+        method="Jensen-Shannon distance", score=score, threshold=0.1, detected=detected
+    )
+
+
+def judged() -> Summary:
+    return Summary(
+        status="ok",
+        rows=Rows(reference=1000, current=500, labeled=300),
+        data_drift=DataDrift(
+            detected=True,
+            share=0.5,
+            drift_share=0.1,
+            columns={"AGEP": _verdict(0.4, True), "SEX": _verdict(0.01, False)},
+        ),
+        prediction_drift=PredictionDrift(
+            detected=False,
+            method="Wasserstein distance (normed)",
+            score=0.02,
+            threshold=0.1,
+            columns={"proba_1": _verdict(0.02, False)},
+        ),
+        label_drift=LabelDrift(detected=False, method="Jensen-Shannon distance", score=0.01),
+        concept_drift=ConceptDrift(
+            detected=True,
+            metric="roc_auc",
+            reference=0.9,
+            current=0.7,
+            drop=0.2,
+            p_value=0.003,
+            alpha=0.01,
+            min_drop=0.03,
+            labeled_rows=300,
+            min_labeled_rows=200,
+        ),
+        model=ModelInfo(name="employment-classifier", version="7"),
+    )
+
+
+def insufficient() -> Summary:
+    return Summary(
+        status="insufficient_data",
+        rows=Rows(reference=1000, current=20, labeled=0),
+        data_drift=DataDrift(drift_share=0.1),
+        prediction_drift=PredictionDrift(),
+        label_drift=LabelDrift(),
+        concept_drift=ConceptDrift(
+            metric="roc_auc", alpha=0.01, min_drop=0.03, labeled_rows=0, min_labeled_rows=200
+        ),
+        model=ModelInfo(name="employment-classifier", version="7"),
+    )
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return found[(name, frozenset({**MODEL, **labels}.items()))]
+
+
+def test_textfile_holds_every_series(tmp_path: Path) -> None:
+    path = tmp_path / "textfile" / "mlstack_drift.prom"
+    write_textfile(judged(), path, finished=1_700_000_000.0)
+    found = samples(path.read_text())
+    assert value(found, "mlstack_drift_detected", kind="data") == 1
+    assert value(found, "mlstack_drift_detected", kind="prediction") == 0
+    assert value(found, "mlstack_drift_detected", kind="label") == 0
+    assert value(found, "mlstack_drift_detected", kind="concept") == 1
+    assert value(found, "mlstack_drift_share") == 0.5
+    assert value(found, "mlstack_drift_column_score", column="AGEP") == 0.4
+    assert value(found, "mlstack_drift_column_detected", column="AGEP") == 1
+    assert value(found, "mlstack_drift_column_detected", column="SEX") == 0
+    assert value(found, "mlstack_drift_column_score", column="proba_1") == 0.02
+    assert value(found, "mlstack_performance", metric="roc_auc", window="reference") == 0.9
+    assert value(found, "mlstack_performance", metric="roc_auc", window="current") == 0.7
+    assert value(found, "mlstack_drift_rows", kind="labeled") == 300
+    assert value(found, "mlstack_drift_last_success_timestamp_seconds") == 1_700_000_000.0
+    assert not list(path.parent.glob("*.tmp*")), "the textfile is written then renamed"
+
+
+def test_no_verdict_means_no_detected_series(tmp_path: Path) -> None:
+    """Too few rows: 'no verdict' must not read as 'no drift' on a dashboard."""
+    path = tmp_path / "drift.prom"
+    write_textfile(insufficient(), path)
+    names = {name for name, _ in samples(path.read_text())}
+    assert "mlstack_drift_detected" not in names
+    assert "mlstack_drift_share" not in names
+    assert "mlstack_performance" not in names
+    assert {"mlstack_drift_rows", "mlstack_drift_last_success_timestamp_seconds"} <= names
+
+
+def test_each_run_gets_a_fresh_registry() -> None:
+    first, second = registry_for(judged()), registry_for(insufficient())
+    assert first is not second
+    assert second.get_sample_value("mlstack_drift_share", MODEL) is None
+    assert first.get_sample_value("mlstack_drift_share", MODEL) == pytest.approx(0.5)
