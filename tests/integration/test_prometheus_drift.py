@@ -1,0 +1,285 @@
+"""The whole monitoring loop against real servers, all on 127.0.0.1 with free ports.
+
+``bentoml serve`` answers predictions and feedback and writes the capture log; the
+drift job (``mlstack drift run`` in its own process) judges that log against a reference
+set scored by the same champion and pushes to a real Pushgateway; a real Prometheus,
+configured from the shipped ``prometheus.yml`` with the test's ports and loading the
+shipped ``alerts.yml``, scrapes the service and the Pushgateway. Then Prometheus's HTTP
+API must return the drift series, and every query of the Grafana dashboard must return
+data. Waits poll until a condition holds or a generous deadline passes; no timings are
+asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from serving_harness import Champion, Server, free_port, write_params
+
+from pipeline.settings import PROJECT_ROOT, load_settings
+from pipeline.tracking import TELEMETRY_OFF
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SHIPPED = PROJECT_ROOT / "monitoring" / "prometheus"
+DASHBOARD = PROJECT_ROOT / "monitoring" / "grafana" / "dashboard.json"
+SERVED_ROWS = 400
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], deadline: float = 120) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            value = check()
+        except (httpx.HTTPError, OSError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.5)
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is missing: `make system-deps` installs it"
+    return path
+
+
+def start(args: list[str], log: Path, ready_url: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{args[0]} exited {process.returncode}:\n{log.read_text()}")
+        return httpx.get(ready_url, timeout=2).status_code == 200
+
+    wait_for(f"{args[0]} to be ready", ready)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("pushgateway")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start(
+        [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
+        folder / "pushgateway.log",
+        f"{url}/-/ready",
+    )
+    yield url
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def served(server: Server) -> Server:
+    """Rows of 2016 sent through /predict, and their true labels through /feedback."""
+    frame = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018.parquet")
+    labels = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018_labels.parquet")
+    frame = frame[frame["year"] == 2016].head(SERVED_ROWS).merge(labels, on="id")
+    from serving.replay import feature_records
+
+    rows = feature_records(frame, server.settings)
+    request_ids: list[str] = []
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for start_row in range(0, len(rows), 100):
+            answer = client.post("/predict", json={"instances": rows[start_row : start_row + 100]})
+            assert answer.status_code == 200, answer.text
+            request_ids += [p["request_id"] for p in answer.json()["predictions"]]
+        feedback = [
+            {"request_id": rid, "label": int(label)}
+            for rid, label in zip(request_ids, frame["employed"], strict=True)
+        ]
+        answer = client.post("/feedback", json={"labels": feedback})
+        assert answer.status_code == 200, answer.text
+        bad = client.post("/predict", json={"instances": [{"AGEP": "old"}]})
+        assert 400 <= bad.status_code < 500
+    from monitoring.capture import read_window
+
+    def captured() -> bool:
+        window = read_window(server.capture, server.settings)
+        target = server.settings.data.target
+        return len(window) == SERVED_ROWS and bool(window[target].notna().all())
+
+    wait_for("the capture log to hold every row and label", captured)
+    return server
+
+
+@pytest.fixture(scope="module")
+def reference(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2015 rows scored by the serving champion, as the evaluate stage would write them."""
+    import mlflow
+
+    from pipeline.evaluate import predict_frame
+    from pipeline.schema import coerce_features, normalize_labels
+    from pipeline.tracking import load_sklearn
+
+    settings = load_settings()
+    data = settings.data
+    mlflow.set_tracking_uri(champion.tracking_uri)
+    mlflow.set_registry_uri(champion.tracking_uri)
+    model = load_sklearn(f"models:/{champion.name}@champion")
+    raw = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "reference_2015.parquet")
+    raw = raw.sample(3000, random_state=1).reset_index(drop=True)
+    features = coerce_features(raw, data)
+    frame = pd.concat([raw[[data.id]], features, predict_frame(model, features)], axis=1)
+    frame[data.target] = normalize_labels(raw[data.target])
+    path = tmp_path_factory.mktemp("reference") / "reference.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def drift_run(
+    served: Server,
+    reference: Path,
+    pushgateway: str,
+    base_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """``mlstack drift run`` on the service's capture log, pushing to the Pushgateway."""
+    folder = tmp_path_factory.mktemp("drift-job")
+    params = write_params(folder, capture={"path": str(served.capture)})
+    env = {**base_env, **TELEMETRY_OFF, "MLSTACK_PUSHGATEWAY_URL": pushgateway}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "monitoring.cli", "drift", "run",
+            "--params", str(params), "--reference", str(reference), "--no-workspace",
+        ],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    latest = json.loads((folder / "reports" / "drift" / "latest.json").read_text())
+    summary: dict[str, Any] = json.loads(
+        (folder / "reports" / "drift" / latest["summary"]).read_text()
+    )
+    return summary
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    served: Server, pushgateway: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Prometheus with the shipped config, pointed at the test's ports."""
+    folder = tmp_path_factory.mktemp("prometheus")
+    config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(SHIPPED / "alerts.yml")]
+    targets = {
+        "mlstack-service": served.url.removeprefix("http://"),
+        "pushgateway": pushgateway.removeprefix("http://"),
+    }
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start(
+        [
+            binary("prometheus"),
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        folder / "prometheus.log",
+        f"{url}/-/ready",
+    )
+    yield url
+    stop(process)
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    answer.raise_for_status()
+    body = answer.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def test_the_job_judged_the_served_window(drift_run: dict[str, Any], champion: Champion) -> None:
+    assert drift_run["status"] == "ok"
+    assert drift_run["rows"]["current"] == SERVED_ROWS
+    assert drift_run["rows"]["labeled"] == SERVED_ROWS
+    assert drift_run["model"]["version"] == champion.version
+    assert drift_run["data_drift"]["detected"] is False
+    assert drift_run["concept_drift"]["detected"] is False
+
+
+def test_prometheus_scrapes_the_service(prometheus: str) -> None:
+    up = wait_for(
+        "the service target to be up",
+        lambda: [r for r in query(prometheus, 'up{job="mlstack-service"}') if r["value"][1] == "1"],
+    )
+    assert up
+    assert wait_for(
+        "BentoML's request counter for /predict",
+        lambda: query(prometheus, 'bentoml_service_request_total{endpoint="/predict"}'),
+    )
+
+
+def test_prometheus_returns_the_pushed_drift_series(
+    prometheus: str, drift_run: dict[str, Any], champion: Champion
+) -> None:
+    found = wait_for(
+        "the pushed drift verdicts",
+        lambda: query(prometheus, 'mlstack_drift_detected{kind="data"}'),
+    )
+    labels = found[0]["metric"]
+    assert labels["job"] == "mlstack_drift", "honor_labels keeps the pushed job label"
+    assert labels["model_version"] == champion.version
+    assert found[0]["value"][1] == "0"
+    for name in (
+        "mlstack_drift_share",
+        "mlstack_drift_column_score",
+        "mlstack_drift_column_detected",
+        "mlstack_performance",
+        "mlstack_drift_rows",
+        "mlstack_drift_last_success_timestamp_seconds",
+    ):
+        assert query(prometheus, name), name
+    columns = {r["metric"]["column"] for r in query(prometheus, "mlstack_drift_column_score")}
+    assert set(load_settings().data.features.all) <= columns
+
+
+def test_prometheus_loaded_the_alert_rules(prometheus: str) -> None:
+    answer = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()
+    names = {rule["name"] for group in answer["data"]["groups"] for rule in group["rules"]}
+    assert {"MlstackDataDrift", "MlstackConceptDrift", "MlstackDriftJobStale"} <= names
+    assert {"MlstackServingErrorRate", "MlstackServingLatency"} <= names
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
+
+
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries())
+def test_every_dashboard_query_returns_data(
+    prometheus: str, drift_run: dict[str, Any], title: str, expr: str
+) -> None:
+    concrete = expr.replace("$model", ".*")
+    assert wait_for(f"data for panel {title!r}: {concrete}", lambda: query(prometheus, concrete))
