@@ -134,6 +134,9 @@ def _classes(reference: pd.DataFrame, settings: Settings) -> list[str]:
 def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> None:
     """Fail early, naming the columns, when the two frames cannot be compared."""
     features = settings.data.features.all
+    unknown = [c for c in settings.drift.columns if c not in features]
+    if unknown:
+        raise SchemaError(f"drift.columns names non-feature column(s): {', '.join(unknown)}")
     for name, frame in (("reference", reference), ("current", current)):
         missing = [c for c in features if c not in frame.columns]
         if missing:
@@ -177,7 +180,44 @@ def _model_info(current: pd.DataFrame, settings: Settings) -> ModelInfo:
     return ModelInfo(name=name, version=version)
 
 
-def _verdicts(snapshot: Any) -> dict[str, ColumnVerdict]:
+def _stattest(method: str, numerical: bool) -> Any:
+    from evidently import ColumnType
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+
+    kind = ColumnType.Numerical if numerical else ColumnType.Categorical
+    return get_registered_stattest(method, kind)
+
+
+def _check_methods(settings: Settings) -> None:
+    """A drift method Evidently does not know fails now, naming the params.yaml key."""
+    numerical = set(settings.data.features.numerical)
+    drift = settings.drift
+    checks = [
+        (f"drift.columns.{c}.method", s.method, c in numerical) for c, s in drift.columns.items()
+    ]
+    for column in settings.data.features.all:
+        checks.append(("drift.method", drift.method, column in numerical))
+    checks.append(("drift.prediction_method", drift.prediction_method, True))
+    for key, method, is_numerical in checks:
+        if method is None:
+            continue
+        try:
+            _stattest(method, is_numerical)
+        except Exception as error:
+            raise SchemaError(
+                f"{key}: {method!r} is not an Evidently drift method: {error}"
+            ) from None
+
+
+def _display_name(method: str, numerical: bool) -> str:
+    """Evidently's readable name ('K-S p_value') whether the method was chosen or defaulted."""
+    try:
+        return str(_stattest(method, numerical).display_name)
+    except Exception:
+        return method
+
+
+def _verdicts(snapshot: Any, numerical: set[str]) -> dict[str, ColumnVerdict]:
     """Per-column drift verdicts out of a snapshot: config, score and the test's status."""
     content = snapshot.dict()
     failed = {
@@ -190,8 +230,9 @@ def _verdicts(snapshot: Any) -> dict[str, ColumnVerdict]:
         config = metric["config"]
         if not config["type"].endswith(":ValueDrift"):
             continue
-        verdicts[config["column"]] = ColumnVerdict(
-            method=str(config["method"]),
+        column = config["column"]
+        verdicts[column] = ColumnVerdict(
+            method=_display_name(str(config["method"]), column in numerical),
             score=float(metric["value"]),
             threshold=float(config["threshold"]),
             detected=metric["id"] in failed,
@@ -413,6 +454,7 @@ def compare(
         # An empty window (nothing served yet) has no say in which columns exist.
         current = reference.iloc[0:0].drop(columns=settings.data.target)
     _check_columns(reference, current, settings)
+    _check_methods(settings)
     positive = classes[-1]
     ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
     labeled = cur[cur[settings.data.target].notna()]
@@ -438,7 +480,8 @@ def compare(
     # Binary: the positive class's probability says it all; the other is its mirror.
     probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
     snapshot = _drift_report(ref, cur, settings, [*probas, PREDICTION])
-    verdicts = _verdicts(snapshot)
+    numerical = {*settings.data.features.numerical, *probas}
+    verdicts = _verdicts(snapshot, numerical)
     columns = {c: verdicts[c] for c in settings.data.features.all if c in verdicts}
     share = sum(v.detected for v in columns.values()) / len(columns)
     summary.data_drift = DataDrift(
@@ -460,7 +503,7 @@ def compare(
 
     if len(labeled) >= drift.min_labeled_rows:
         performance = _performance_report(ref, labeled, settings, classes)
-        label = _verdicts(performance)[settings.data.target]
+        label = _verdicts(performance, set())[settings.data.target]
         summary.label_drift = LabelDrift(
             detected=label.detected,
             method=label.method,

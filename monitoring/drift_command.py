@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 if TYPE_CHECKING:
     from monitoring.drift_job import JobOptions, JobResult
@@ -186,7 +187,8 @@ def run(
     )
     settings = _load(params)
     try:
-        result = _locked_run(settings, options)
+        with Console(stderr=True).status("judging drift: reading, comparing, exporting"):
+            result = _locked_run(settings, options)
     except Exception as error:
         typer.echo(f"drift run failed: {error}", err=True)
         raise typer.Exit(1) from error

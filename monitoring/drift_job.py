@@ -276,7 +276,13 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     from pipeline.io import read_table
 
     started = utc_now()
-    reference = read_table(reference_path(settings, options))
+    source = reference_path(settings, options)
+    if not source.exists():
+        raise FileNotFoundError(
+            f"reference set not found: {source} (the pipeline's evaluate stage writes it: "
+            "`dvc repro evaluate`)"
+        )
+    reference = read_table(source)
     current, model, window = load_current(settings, options)
     summary = compare(reference, current, settings, model=model)
     folder = _run_folder(settings, started)

@@ -350,3 +350,10 @@ def test_help_does_not_import_evidently_or_mlflow() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_missing_reference_set_is_a_clear_error(tmp_path: Path) -> None:
+    write_params(tmp_path)
+    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    assert result.exit_code == 1
+    assert "reference set not found" in result.output + (result.stderr or "")

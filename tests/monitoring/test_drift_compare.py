@@ -220,3 +220,32 @@ def test_frames_are_not_modified(drift_data: DriftData) -> None:
     before = current.copy()
     compare(drift_data.reference, current, drift_data.settings)
     pd.testing.assert_frame_equal(current, before)
+
+
+def test_per_column_method_and_threshold_come_from_params(drift_data: DriftData) -> None:
+    from pipeline.settings import ColumnDrift
+
+    drift = drift_data.settings.drift.model_copy(
+        update={"columns": {"AGEP": ColumnDrift(method="ks", threshold=0.001)}}
+    )
+    settings = drift_data.settings.model_copy(update={"drift": drift})
+    summary = compare(drift_data.reference, drift_data.year(2016).head(2000), settings)
+    agep = summary.data_drift.columns["AGEP"]
+    assert (agep.method, agep.threshold) == ("K-S p_value", 0.001)
+    assert summary.data_drift.columns["SEX"].method == "Jensen-Shannon distance"
+
+
+def test_drift_columns_must_be_features(drift_data: DriftData) -> None:
+    from pipeline.settings import ColumnDrift
+
+    drift = drift_data.settings.drift.model_copy(update={"columns": {"income": ColumnDrift()}})
+    settings = drift_data.settings.model_copy(update={"drift": drift})
+    with pytest.raises(SchemaError, match="income"):
+        compare(drift_data.reference, drift_data.year(2016).head(500), settings)
+
+
+def test_unknown_drift_method_is_named(drift_data: DriftData) -> None:
+    drift = drift_data.settings.drift.model_copy(update={"method": "eyeball"})
+    settings = drift_data.settings.model_copy(update={"drift": drift})
+    with pytest.raises(SchemaError, match="drift.method: 'eyeball'"):
+        compare(drift_data.reference, drift_data.year(2016).head(50), settings)
