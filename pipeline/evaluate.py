@@ -52,11 +52,20 @@ def curves(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str
         column = classes.index(label)
         fpr, tpr, _ = roc_curve(y_true == label, proba[:, column])
         precision, recall, _ = precision_recall_curve(y_true == label, proba[:, column])
-        roc.append(pd.DataFrame({"fpr": fpr, "tpr": tpr, "class": label}))
-        pr.append(pd.DataFrame({"recall": recall, "precision": precision, "class": label}))
+        roc.append(thin(pd.DataFrame({"fpr": fpr, "tpr": tpr, "class": label})))
+        pr.append(thin(pd.DataFrame({"recall": recall, "precision": precision, "class": label})))
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
     confusion = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": predicted})
-    return {"roc": pd.concat(roc), "precision_recall": pd.concat(pr), "confusion": confusion}
+    return {
+        "roc": pd.concat(roc),
+        "precision_recall": pd.concat(pr),
+        "confusion": confusion,
+    }
+
+
+def thin(points: pd.DataFrame, most: int = 500) -> pd.DataFrame:
+    """About ``most`` evenly spaced points of one curve: enough to draw, small enough for git."""
+    return points.iloc[:: max(1, len(points) // most)]
 
 
 def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> None:

@@ -89,7 +89,7 @@ def main() -> None:
 
     candidate = trained["model_version"]
     try:
-        champion: str | None = client.get_model_version_by_alias(name, gate.alias).version
+        champion: str | None = str(client.get_model_version_by_alias(name, gate.alias).version)
     except MlflowException:
         champion = None
     champion_score = evaluate(f"models:/{name}/{champion}") if champion is not None else None

@@ -28,6 +28,13 @@ def train(
     return build_model(features, settings, seed).fit(X[features.all], y)
 
 
+def requirements() -> list[str]:
+    """What the model needs to load, pinned to this environment (skips MLflow's slow inference)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "pandas", "numpy")]
+
+
 def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -> dict[str, str]:
     """Log ``model`` in an MLflow run and register it; returns what the next stages need."""
     import mlflow
@@ -60,6 +67,7 @@ def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -
             signature=signature,
             input_example=example,
             registered_model_name=settings.model.name,
+            pip_requirements=requirements(),
         )
     version = str(info.registered_model_version)
     return {

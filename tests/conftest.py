@@ -1,10 +1,118 @@
-"""Test-wide setup: no telemetry, and nothing written outside temporary folders."""
+"""Test-wide setup: no telemetry, and a real pipeline run in a temporary project.
+
+``pipeline_project`` copies the code, ``dvc.yaml`` and a small sample of the shipped data
+into a temporary git repository with its own MLflow store, and runs the real
+``dvc repro`` up to ``promote`` there. Tests that need a trained champion and a reference
+set (serving, monitoring, the pipeline's own) share that one run.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.settings import Settings, load_settings
 from pipeline.tracking import TELEMETRY_OFF
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_ROWS = 8_000
 
 for _key, _value in TELEMETRY_OFF.items():
     os.environ[_key] = _value
+
+
+@dataclass
+class Project:
+    """A throw-away copy of the project: its folder, its params and the env to run it in."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.root / "params.yaml")
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project, with the test venv's tools first on PATH."""
+        result = subprocess.run(
+            list(args), cwd=self.root, env=self.env, capture_output=True, text=True, timeout=900
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def edit_params(self, change: Callable[[dict[str, Any]], None]) -> None:
+        path = self.root / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        change(params)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_project(
+    root: Path, data: pd.DataFrame, change: Callable[[dict[str, Any]], None] | None = None
+) -> Project:
+    """Lay out a project in ``root`` with ``data`` as its training file, as a git+DVC repo."""
+    for package in ("pipeline", "serving", "monitoring"):
+        shutil.copytree(
+            ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("dvc.yaml", "bentofile.yaml", ".gitignore"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, root / name)
+    (root / "data" / "raw").mkdir(parents=True)
+    data.to_parquet(root / "data" / "raw" / "reference_2015.parquet", index=False)
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        **TELEMETRY_OFF,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLSTACK_ROOT": str(root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "GIT_AUTHOR_NAME": "mlstack tests",
+        "GIT_AUTHOR_EMAIL": "tests@mlstack.invalid",
+        "GIT_COMMITTER_NAME": "mlstack tests",
+        "GIT_COMMITTER_EMAIL": "tests@mlstack.invalid",
+    }
+    env.pop("PYTHONPATH", None)
+    project = Project(root, env)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    if change is not None:
+        project.edit_params(change)
+    project.run("git", "init", "-q")
+    project.dvc("init", "-q")
+    project.dvc("config", "core.analytics", "false")
+    project.run("git", "add", "-A")
+    project.run("git", "commit", "-qm", "test project")
+    return project
+
+
+def employment_sample(rows: int = SAMPLE_ROWS, seed: int = 0) -> pd.DataFrame:
+    raw = pd.read_parquet(ROOT / "data" / "raw" / "reference_2015.parquet")
+    return raw.sample(n=rows, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A project on 8,000 rows of 2015 after a real ``dvc repro promote``: a champion exists."""
+    project = make_project(tmp_path_factory.mktemp("project"), employment_sample())
+    project.dvc("repro", "promote")
+    yield project
