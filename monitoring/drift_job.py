@@ -4,7 +4,7 @@ The pure comparison is :func:`monitoring.drift.compare`; this module is its I/O 
 shared by ``mlstack drift run`` and ``mlstack drift schedule``. A run writes, in order:
 the run folder (``report.html``, ``summary.json``), ``latest.json``, the MLflow run, the
 Evidently workspace snapshot, the Prometheus series, and last the state file, so a run
-that fails half way is retried from the same window next time.
+that fails half way is retried from the same window next time (see :func:`advances_state`).
 """
 
 from __future__ import annotations
@@ -270,6 +270,16 @@ def export_metrics(summary: Summary, options: JobOptions, finished: float) -> No
         write_textfile(summary, options.textfile, finished)
 
 
+def advances_state(options: JobOptions, summary: Summary) -> bool:
+    """Only a judged default window moves the state on.
+
+    A file or an explicit window is an ad-hoc look and leaves the schedule's place alone;
+    a window too small to judge is kept, so rows pile up until there are enough.
+    """
+    default_window = options.current is None and options.since is None and options.until is None
+    return default_window and summary.status == "ok"
+
+
 def run_once(settings: Settings, options: JobOptions) -> JobResult:
     """Compare one window and write every output; the state moves on only on success."""
     from monitoring.drift import compare
@@ -299,7 +309,7 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary)
     export_metrics(summary, options, time.time())
-    if options.current is None:
+    if advances_state(options, summary):
         _write_json(
             {"until": window["until"], "run": folder.name}, settings.path(settings.drift.state)
         )

@@ -1,9 +1,9 @@
 """Shared data for the drift tests: a reference set and scored production years.
 
-The model is the project's factory, trained on 75% of the 2015 rows with fewer boosting
-iterations to stay quick; the reference set is the other 25% with its predictions, as
-the evaluate stage writes it. Each production year is scored by that model and joined
-with its labels. Built once per session: the drift tests only read these frames.
+The model is the project's factory, trained on a sample of the 75% training split of
+2015 with fewer boosting iterations to stay quick; the reference set is the other 25%
+with its predictions, as the evaluate stage writes it. Each production year is scored by
+that model and joined with its labels. Built once per session: the tests only read them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 
 RAW = PROJECT_ROOT / "data" / "raw"
 YEARS = (2016, 2017, 2018)
+TRAIN_ROWS = 20_000  # of the 51,588 training rows: the same quality, a third of the time
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def drift_data() -> DriftData:
             )
         }
     )
+    train = train.sample(TRAIN_ROWS, random_state=data.seed)
     model = build_model(data.features, quick, data.seed)
     model.fit(coerce_features(train, data), normalize_labels(train[data.target]))
     production = pd.read_parquet(RAW / "production_2016_2018.parquet").drop(

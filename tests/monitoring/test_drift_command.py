@@ -172,13 +172,13 @@ def test_a_held_lock_skips_the_run(project: Path) -> None:
     assert set(base.iterdir()) == folders
 
 
-def _capture(drift_data: DriftData, root: Path, served: datetime, rows: int) -> None:
+def _capture(drift_data: DriftData, root: Path, served: datetime, rows: int, seed: int) -> None:
     from monitoring.capture import LABELS, PREDICTIONS, write_frame
 
     settings = settings_of(root)
     target = settings.data.target
-    frame = drift_data.year(2017).sample(rows, random_state=5).reset_index(drop=True)
-    frame["request_id"] = [f"r{i}" for i in range(rows)]
+    frame = drift_data.year(2017).sample(rows, random_state=seed).reset_index(drop=True)
+    frame["request_id"] = [f"r{seed}-{i}" for i in range(rows)]
     frame["timestamp"] = pd.Timestamp(served)
     frame["model_name"] = settings.model.name
     frame["model_version"] = "3"
@@ -191,32 +191,43 @@ def _capture(drift_data: DriftData, root: Path, served: datetime, rows: int) -> 
 
 def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path) -> None:
     write_params(tmp_path)
+    params_file = str(tmp_path / "params.yaml")
+    state_file = tmp_path / "reports" / "drift" / "state.json"
     reference = tmp_path / REFERENCE_FILE
     reference.parent.mkdir(parents=True)
     drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
-    _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(hours=1), 1200)
 
-    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    # Too few rows yet: judged as insufficient, and kept for the next window.
+    _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(hours=1), 150, seed=5)
+    assert invoke("run", "--params", params_file, *quiet()).exit_code == 0
+    assert latest_summary(tmp_path)[1]["status"] == "insufficient_data"
+    assert not state_file.exists()
+
+    _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(minutes=30), 1050, seed=6)
+    result = invoke("run", "--params", params_file, *quiet())
     assert result.exit_code == 0, result.output
     _, summary = latest_summary(tmp_path)
+    assert summary["status"] == "ok"
     assert summary["rows"]["current"] == 1200
-    assert summary["rows"]["labeled"] == 600
+    assert summary["rows"]["labeled"] == 75 + 525
     assert summary["model"] == {"name": "employment-classifier", "version": "3"}
-    state = json.loads((tmp_path / "reports" / "drift" / "state.json").read_text())
+    assert summary["window"]["since"] is None
+    state = json.loads(state_file.read_text())
     assert state["until"] == summary["window"]["until"]
 
-    # Nothing served since: the next run judges an empty window, and says so.
-    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    # Nothing served since: the next run judges an empty window from the state on.
+    result = invoke("run", "--params", params_file, *quiet())
     assert result.exit_code == 0, result.output
     _, summary = latest_summary(tmp_path)
     assert summary["status"] == "insufficient_data"
     assert summary["rows"]["current"] == 0
     assert summary["window"]["since"] == state["until"]
 
-    # An explicit window reads the same rows again.
-    result = invoke("run", "--last", "2h", "--params", str(tmp_path / "params.yaml"), *quiet())
+    # An explicit window reads the same rows again and leaves the state alone.
+    result = invoke("run", "--last", "2h", "--params", params_file, *quiet())
     assert result.exit_code == 0, result.output
     assert latest_summary(tmp_path)[1]["rows"]["current"] == 1200
+    assert json.loads(state_file.read_text()) == state
 
 
 def test_schedule_goes_on_after_a_failed_run(tmp_path: Path) -> None:
