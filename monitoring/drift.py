@@ -3,21 +3,28 @@
 ``compare(reference, current, settings) -> Summary`` reads no file and writes none; the
 command in :mod:`monitoring.drift_command` does the I/O. Evidently computes the data,
 prediction and label drift (``DataDriftPreset`` and ``ValueDrift``, its default methods
-unless ``params.yaml`` says otherwise) and the classification metrics for its report.
-Concept drift is decided here, with a bootstrap test on the performance metric, because a
-bare "metric fell by x" threshold fires on noise in small windows and a bare significance
-test fires on negligible changes in large ones: both must agree.
+unless ``params.yaml`` says otherwise) and the classification metrics for its report;
+concept drift is judged by :mod:`monitoring.concept_drift`. Verdicts are read from the
+Evidently tests (``include_tests=True``): without them a report has scores but no verdict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from monitoring import concept_drift
+from monitoring.drift_summary import (
+    ColumnVerdict,
+    ConceptDrift,
+    DataDrift,
+    LabelDrift,
+    ModelInfo,
+    PredictionDrift,
+    Rows,
+    Summary,
+)
 from pipeline.schema import (
     PREDICTION,
     PROBA_PREFIX,
@@ -30,98 +37,6 @@ from pipeline.settings import Settings
 
 # Columns the capture log adds beside features and predictions; never compared.
 CAPTURE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ColumnVerdict(_Model):
-    method: str
-    score: float
-    threshold: float
-    detected: bool
-
-
-class Rows(_Model):
-    reference: int
-    current: int
-    labeled: int
-
-
-class DataDrift(_Model):
-    detected: bool | None = None
-    share: float | None = None
-    drift_share: float
-    columns: dict[str, ColumnVerdict] = {}
-
-
-class PredictionDrift(_Model):
-    detected: bool | None = None
-    method: str | None = None
-    score: float | None = None
-    threshold: float | None = None
-    columns: dict[str, ColumnVerdict] = {}
-
-
-class LabelDrift(_Model):
-    detected: bool | None = None
-    method: str | None = None
-    score: float | None = None
-    threshold: float | None = None
-
-
-class ConceptDrift(_Model):
-    detected: bool | None = None
-    metric: str
-    reference: float | None = None
-    current: float | None = None
-    drop: float | None = None
-    p_value: float | None = None
-    alpha: float
-    min_drop: float
-    labeled_rows: int
-    min_labeled_rows: int
-
-
-class ModelInfo(_Model):
-    name: str
-    version: str = "unknown"
-
-
-class Summary(_Model):
-    """The verdicts of one run, serialised to ``summary.json`` (keys in DESIGN.md).
-
-    ``detected`` is ``None`` where no verdict was possible (too few rows or labels). The
-    Evidently snapshots ride along privately so the command can render and store them.
-    """
-
-    status: Literal["ok", "insufficient_data"]
-    rows: Rows
-    data_drift: DataDrift
-    prediction_drift: PredictionDrift
-    label_drift: LabelDrift
-    concept_drift: ConceptDrift
-    model: ModelInfo
-    _snapshots: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @property
-    def drift_detected(self) -> bool:
-        """Any drift at all: what ``--fail-on-drift`` acts on."""
-        return any(
-            section.detected is True
-            for section in (
-                self.data_drift,
-                self.prediction_drift,
-                self.label_drift,
-                self.concept_drift,
-            )
-        )
-
-    @property
-    def snapshots(self) -> dict[str, Any]:
-        """Evidently snapshots by name: ``report`` (drift) and ``performance`` (labels)."""
-        return self._snapshots
 
 
 def _classes(reference: pd.DataFrame, settings: Settings) -> list[str]:
@@ -238,114 +153,6 @@ def _verdicts(snapshot: Any, numerical: set[str]) -> dict[str, ColumnVerdict]:
             detected=metric["id"] in failed,
         )
     return verdicts
-
-
-Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
-
-
-def _roc_auc(y: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float:
-    """Weighted ROC AUC (ties count half): one pass, no sorting, so a bootstrap is cheap.
-
-    ``score`` holds ranks of the unique scores (0..k-1), so a resample only re-weights.
-    """
-    positives = np.bincount(score, weights=weight * y)
-    negatives = np.bincount(score, weights=weight * ~y)
-    total_positive, total_negative = positives.sum(), negatives.sum()
-    if total_positive == 0 or total_negative == 0:
-        return float("nan")
-    below = np.cumsum(negatives) - negatives
-    pairs = float(np.sum(positives * (below + 0.5 * negatives)))
-    return pairs / float(total_positive * total_negative)
-
-
-def _accuracy(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
-    return float(np.sum(weight * (y == predicted)) / np.sum(weight))
-
-
-def _f1(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
-    true_positives = float(np.sum(weight * (y & predicted)))
-    denominator = float(np.sum(weight * y) + np.sum(weight * predicted))
-    return 2 * true_positives / denominator if denominator else 0.0
-
-
-def _performance_test(
-    reference: tuple[np.ndarray, np.ndarray],
-    current: tuple[np.ndarray, np.ndarray],
-    metric: Metric,
-    resamples: int,
-    seed: int,
-) -> tuple[float, float, float]:
-    """Metric on both samples and a one-sided bootstrap p-value for "current is worse".
-
-    Both samples are resampled independently (as multinomial weights); the p-value is the
-    share of resampled differences (reference minus current) at or below zero, with the
-    usual +1 correction, so its floor is ``1 / (resamples + 1)``.
-    """
-    rng = np.random.default_rng(seed)
-
-    def value(sample: tuple[np.ndarray, np.ndarray], weight: np.ndarray | None = None) -> float:
-        n = len(sample[0])
-        return metric(*sample, np.ones(n) if weight is None else weight)
-
-    def resample(n: int) -> np.ndarray:
-        return np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
-
-    drops = np.array(
-        [
-            value(reference, resample(len(reference[0])))
-            - value(current, resample(len(current[0])))
-            for _ in range(resamples)
-        ]
-    )
-    p_value = (1 + int(np.sum(~(drops > 0)))) / (resamples + 1)
-    return value(reference), value(current), p_value
-
-
-def _concept_drift(
-    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, positive: str
-) -> ConceptDrift:
-    drift = settings.drift
-    verdict = ConceptDrift(
-        metric=drift.performance_metric,
-        alpha=drift.alpha,
-        min_drop=drift.min_performance_drop,
-        labeled_rows=len(labeled),
-        min_labeled_rows=drift.min_labeled_rows,
-    )
-    if len(labeled) < drift.min_labeled_rows:
-        return verdict
-    target = settings.data.target
-
-    scores = np.concatenate(
-        [f[proba_column(positive)].to_numpy(dtype="float64") for f in (reference, labeled)]
-    )
-    ranks = np.unique(scores, return_inverse=True)[1]
-
-    def arrays(frame: pd.DataFrame, offset: int) -> tuple[np.ndarray, np.ndarray]:
-        y = (frame[target] == positive).to_numpy(dtype=bool)
-        if drift.performance_metric == "roc_auc":
-            return y, ranks[offset : offset + len(frame)]
-        return y, (frame[PREDICTION] == positive).to_numpy(dtype=bool)
-
-    metric: Metric = {"roc_auc": _roc_auc, "accuracy": _accuracy, "f1": _f1}[
-        drift.performance_metric
-    ]
-    ref_value, cur_value, p_value = _performance_test(
-        arrays(reference, 0),
-        arrays(labeled, len(reference)),
-        metric,
-        drift.bootstrap,
-        settings.data.seed,
-    )
-    drop = ref_value - cur_value
-    verdict.reference, verdict.current, verdict.drop, verdict.p_value = (
-        ref_value,
-        cur_value,
-        drop,
-        p_value,
-    )
-    verdict.detected = bool(p_value < drift.alpha and drop >= drift.min_performance_drop)
-    return verdict
 
 
 def _drift_report(
@@ -510,6 +317,6 @@ def compare(
             score=label.score,
             threshold=label.threshold,
         )
-        summary.concept_drift = _concept_drift(ref, labeled, settings, positive)
+        summary.concept_drift = concept_drift.judge(ref, labeled, settings, positive)
         summary._snapshots["performance"] = performance
     return summary

@@ -23,7 +23,7 @@ from pipeline.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from monitoring.drift import ModelInfo, Summary
+    from monitoring.drift_summary import ModelInfo, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.Dat
     import pandas as pd
     from mlflow import MlflowClient
 
-    from monitoring.drift import ModelInfo
+    from monitoring.drift_summary import ModelInfo
     from pipeline.evaluate import predict_frame
     from pipeline.schema import coerce_features
     from pipeline.tracking import MONITORING_EXPERIMENT, champion_uri, configure, load_sklearn

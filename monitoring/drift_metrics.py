@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from monitoring.drift import Summary
+from monitoring.drift_summary import Summary
 
 JOB = "mlstack_drift"
 MODEL_LABELS = ("model_name", "model_version")

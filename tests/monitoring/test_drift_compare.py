@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift import Summary, _performance_test, _roc_auc, compare
+from monitoring.concept_drift import performance_test, roc_auc
+from monitoring.drift import compare
+from monitoring.drift_summary import Summary
 from pipeline.schema import SchemaError
 from tests.monitoring.conftest import YEARS, DriftData, concept_flip, covariate_shift
 
@@ -193,7 +195,7 @@ def test_roc_auc_matches_scikit_learn() -> None:
     y = rng.random(2000) < 0.4
     score = np.round(rng.random(2000) + 0.3 * y, 2)  # ties on purpose
     ranks = np.unique(score, return_inverse=True)[1]
-    assert _roc_auc(y, ranks, np.ones(len(y))) == pytest.approx(roc_auc_score(y, score))
+    assert roc_auc(y, ranks, np.ones(len(y))) == pytest.approx(roc_auc_score(y, score))
 
 
 def test_bootstrap_p_value_separates_a_drop_from_noise() -> None:
@@ -208,8 +210,8 @@ def test_bootstrap_p_value_separates_a_drop_from_noise() -> None:
         return float(np.sum(w * (y == p)) / np.sum(w))
 
     reference = sample(5000, 0.1)
-    _, _, same = _performance_test(reference, sample(5000, 0.1), accuracy, 300, 0)
-    ref, cur, worse = _performance_test(reference, sample(5000, 0.2), accuracy, 300, 0)
+    _, _, same = performance_test(reference, sample(5000, 0.1), accuracy, 300, 0)
+    ref, cur, worse = performance_test(reference, sample(5000, 0.2), accuracy, 300, 0)
     assert same > 0.01
     assert worse == pytest.approx(1 / 301)
     assert ref - cur == pytest.approx(0.1, abs=0.02)

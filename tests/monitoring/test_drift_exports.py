@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.drift import (
+from monitoring.drift_metrics import registry_for, write_textfile
+from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
     DataDrift,
@@ -17,7 +18,6 @@ from monitoring.drift import (
     Rows,
     Summary,
 )
-from monitoring.drift_metrics import registry_for, write_textfile
 
 MODEL = {"model_name": "employment-classifier", "model_version": "7"}
 
