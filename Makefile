@@ -35,6 +35,10 @@ system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgate
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+.PHONY: demo
+demo: install ## the whole loop: train, serve, replay, judge drift (no drift, then drift)
+	$(UV) run python -m monitoring.demo
+
 .PHONY: test
 test: install system-deps ## run the whole test suite, real servers included
 	$(UV) run pytest

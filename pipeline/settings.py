@@ -152,6 +152,9 @@ class ServingSettings(_Section):
     max_rows: Annotated[int, Field(gt=0)] = 1000
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     reject_unknown_categories: bool = True
+    # Native threads (OpenMP, BLAS) per worker for the model call. Workers already use
+    # every core; more threads per worker made one-row predictions 15x slower here.
+    model_threads: Annotated[int, Field(gt=0)] = 1
     batching: BatchingSettings = BatchingSettings()
 
 
@@ -215,6 +218,32 @@ class DriftSettings(_Section):
         return self
 
 
+class Reassign(_Section):
+    """Move a random ``share`` of a categorical column's rows to category ``value``."""
+
+    value: str
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
+class Scenario(_Section):
+    """Traffic to replay: production rows, filtered and sampled, with shifts injected.
+
+    ``add`` shifts numerical columns (covariate shift), ``reassign`` changes a category's
+    share (covariate shift), ``flip_labels`` gives another class to the rows whose
+    numerical columns fall in the given ranges (concept drift: inputs stay as they were).
+    """
+
+    description: str = ""
+    rows: str
+    labels: str | None = None
+    where: dict[str, list[Any]] = Field(default_factory=dict)
+    sample: Annotated[int, Field(gt=0)] | None = None
+    seed: int = 0
+    add: dict[str, float] = Field(default_factory=dict)
+    reassign: dict[str, Reassign] = Field(default_factory=dict)
+    flip_labels: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+
 class Settings(_Section):
     """All of ``params.yaml``. ``root`` is the folder relative paths are resolved against."""
 
@@ -226,7 +255,7 @@ class Settings(_Section):
     serving: ServingSettings = ServingSettings()
     capture: CaptureSettings = CaptureSettings()
     drift: DriftSettings = DriftSettings()
-    scenarios: dict[str, Any] = Field(default_factory=dict)
+    scenarios: dict[str, Scenario] = Field(default_factory=dict)
 
     def path(self, relative: str | Path) -> Path:
         """A project path: absolute paths stay as they are, relative ones hang off ``root``."""
@@ -250,7 +279,9 @@ def _describe(error: ValidationError) -> str:
 def parse_settings(raw: dict[str, Any], root: Path = PROJECT_ROOT) -> Settings:
     """Validate an already-parsed params mapping."""
     if not isinstance(raw, dict):
-        raise SettingsError(f"{PARAMS_FILE} must be a mapping of sections, got {type(raw).__name__}")
+        raise SettingsError(
+            f"{PARAMS_FILE} must be a mapping of sections, got {type(raw).__name__}"
+        )
     if "root" in raw:
         raise SettingsError("root: unknown key")
     try:

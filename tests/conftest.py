@@ -80,6 +80,8 @@ def make_project(
             shutil.copy(ROOT / name, root / name)
     (root / "data" / "raw").mkdir(parents=True)
     data.to_parquet(root / "data" / "raw" / "reference_2015.parquet", index=False)
+    for production in (ROOT / "data" / "raw").glob("production_*.parquet"):
+        shutil.copy(production, root / "data" / "raw" / production.name)
     venv_bin = str(Path(sys.executable).parent)
     env = {
         **os.environ,

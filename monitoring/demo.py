@@ -1,0 +1,251 @@
+"""``make demo``: the whole loop on one machine, narrated.
+
+Train with ``dvc repro``, serve the champion with ``bentoml serve``, replay 2016 traffic
+with its labels and judge drift (expected: none), then replay a covariate shift and a
+concept flip and judge each (expected: drift flagged). Every step is the command a user
+would type; this module only runs them in order, waits for each, and always stops the
+server it started, on success, failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from monitoring import scenarios
+from pipeline.settings import Settings, load_settings
+from pipeline.tracking import disable_telemetry
+
+console = Console()
+READY_SECONDS = 120
+FLUSH_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One replay and the drift verdict the demo expects after it."""
+
+    scenario: str
+    expect: str
+
+
+PHASES = (
+    Phase("production_2016", "no drift"),
+    Phase("covariate_shift", "data drift"),
+    Phase("concept_flip", "concept drift"),
+)
+
+
+def step(message: str) -> None:
+    console.rule(f"[bold]{message}")
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in the project, its output shown as it comes; fail loudly."""
+    console.print(f"[dim]$ {' '.join(command)}")
+    result = subprocess.run(command, text=True, stdout=None, stderr=None)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: `{' '.join(command)}` exited {result.returncode}")
+    return result
+
+
+def start_server(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``bentoml serve`` in its own process group, so stopping it stops its workers too."""
+    serving = settings.serving
+    url = f"http://{serving.host}:{serving.port}"
+    try:
+        httpx.get(f"{url}/livez", timeout=1)
+    except httpx.HTTPError:
+        pass
+    else:
+        raise SystemExit(
+            f"demo: something already answers on {url}; stop it or change serving.port"
+        )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "--host",
+        serving.host,
+        "--port",
+        str(serving.port),
+    ]
+    console.print(f"[dim]$ {' '.join(command[1:])}  (log: {log})")
+    return subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"demo: bentoml serve exited {server.returncode}; see {log}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"demo: the service was not ready within {READY_SECONDS}s; see {log}")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the capture log flushes on it), then SIGKILL if it hangs."""
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def replay(settings: Settings, url: str, name: str, rows_at_most: int | None) -> dict[str, Any]:
+    """Send one scenario's rows, then its labels, exactly as ``mlstack replay`` does."""
+    from serving.replay import feature_records, run_replay, send_labels
+
+    rows, labels = scenarios.load(settings, name)
+    if rows_at_most is not None:
+        rows = rows.head(rows_at_most)
+        labels = None if labels is None else labels.head(rows_at_most)
+    result = asyncio.run(
+        run_replay(url, feature_records(rows, settings), concurrency=16, show_progress=True)
+    )
+    if labels is not None:
+        pairs = [
+            (request_id, label)
+            for request_id, label in zip(result.request_ids, labels, strict=True)
+            if request_id is not None
+        ]
+        result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))
+    summary = result.summary()
+    console.print(
+        f"{name}: sent {summary['sent']}, ok {summary['ok']}, errors {summary['errors']}, "
+        f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, "
+        f"labels {result.labels_accepted}/{result.labels_sent}"
+    )
+    if result.errors:
+        raise SystemExit(f"demo: {result.errors} request(s) of {name} failed")
+    return summary
+
+
+def wait_captured(settings: Settings, since: datetime, predictions: int, labels: int) -> None:
+    """The capture log flushes on an interval: wait until the window holds what was sent."""
+    from monitoring.capture import capture_path, read_window
+
+    target = settings.data.target
+    deadline = time.monotonic() + FLUSH_SECONDS
+    while time.monotonic() < deadline:
+        window = read_window(capture_path(settings), settings, since=since)
+        if len(window) >= predictions and int(window[target].notna().sum()) >= labels:
+            return
+        time.sleep(1)
+    raise SystemExit(f"demo: the capture log did not show {predictions} predictions in time")
+
+
+def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any]:
+    """``mlstack drift run`` on the window, and the summary it wrote."""
+    run(
+        sys.executable,
+        "-m",
+        "monitoring.cli",
+        "drift",
+        "run",
+        "--since",
+        since.isoformat(),
+        "--until",
+        until.isoformat(),
+    )
+    reports = settings.path(settings.drift.reports)
+    folder = reports / json.loads((reports / "latest.json").read_text())["folder"]
+    summary: dict[str, Any] = json.loads((folder / "summary.json").read_text())
+    summary["_folder"] = str(folder)
+    return summary
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    if summary["status"] != "ok":
+        return str(summary["status"])
+    found = [
+        kind.replace("_", " ")
+        for kind in ("data_drift", "prediction_drift", "concept_drift")
+        if summary[kind]["detected"]
+    ]
+    return ", ".join(found) if found else "no drift"
+
+
+def main(rows_at_most: int | None = None) -> None:
+    """The whole loop; ``rows_at_most`` trims each replay (the end-to-end test uses it)."""
+    disable_telemetry()
+    settings = load_settings()
+    serving = settings.serving
+    url = f"http://{serving.host}:{serving.port}"
+    log = settings.path(".demo/bentoml-serve.log")
+    started = time.monotonic()
+
+    step("1/4 train, evaluate, promote and package: dvc repro")
+    run(sys.executable, "-m", "dvc", "repro")
+
+    step("2/4 serve the champion: bentoml serve")
+    server = start_server(settings, log)
+    results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = []
+    try:
+        wait_ready(url, server, log)
+        console.print(f"ready at {url}")
+        for number, phase in enumerate(PHASES, start=3):
+            step(f"{min(number, 4)}/4 replay {phase.scenario}, then judge drift")
+            since = datetime.now(UTC)
+            sent = replay(settings, url, phase.scenario, rows_at_most)
+            wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
+            results.append((phase, sent, judge(settings, since, datetime.now(UTC))))
+    finally:
+        console.print("[dim]stopping bentoml serve (SIGTERM: the capture log flushes)")
+        stop_server(server)
+
+    table = Table(title="mlstack demo: what the drift job said")
+    for column in ("replayed", "rows", "expected", "verdict", "report"):
+        table.add_column(column)
+    failed = False
+    for phase, sent, summary in results:
+        said = verdict(summary)
+        matches = (said == "no drift") if phase.expect == "no drift" else phase.expect in said
+        failed |= not matches
+        colour = "green" if matches else "red"
+        report = str(Path(summary["_folder"]) / "report.html")
+        table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
+    console.print(table)
+    console.print(f"done in {time.monotonic() - started:.0f}s.")
+    console.print("runs and registry: uv run mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    console.print(f"drift history: uv run evidently ui --workspace {settings.drift.workspace}")
+    if failed:
+        raise SystemExit("demo: a verdict differs from what was expected (red above)")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM too unwinds through `finally`: the server is stopped
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
+    limit = os.environ.get("MLSTACK_DEMO_ROWS")
+    try:
+        main(int(limit) if limit else None)
+    except KeyboardInterrupt:
+        raise SystemExit("demo: interrupted; the server was stopped") from None
