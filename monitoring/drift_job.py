@@ -249,15 +249,35 @@ def log_to_mlflow(
         return str(run.info.run_id)
 
 
-def add_to_workspace(settings: Settings, summary: Summary) -> None:
+def _new_project(workspace: Any, name: str) -> Any:
+    """The workspace project, with a dashboard of the verdicts over time."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    project = workspace.create_project(
+        name, description="mlstack drift runs: one snapshot per run and kind"
+    )
+    panels = [
+        ("Share of drifted features", "DriftedColumnsCount", {"value_type": "share"}),
+        ("ROC AUC on labeled rows", "RocAuc", {}),
+        ("Accuracy on labeled rows", "Accuracy", {}),
+    ]
+    for title, metric, labels in panels:
+        value = PanelMetric(legend=title, metric=metric, metric_labels=labels)
+        project.dashboard.add_panel(line_plot_panel(title=title, values=[value], size="half"))
+    return project
+
+
+def add_to_workspace(settings: Settings, summary: Summary, folder: Path) -> None:
     """The snapshots into the local Evidently workspace, so ``evidently ui`` shows history."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace.create(str(settings.path(settings.drift.workspace)))
     found = workspace.search_project(settings.drift.project)
-    project = found[0] if found else workspace.create_project(settings.drift.project)
-    for name, snapshot in summary.snapshots.items():
-        workspace.add_run(project.id, snapshot, name=f"{name} {summary.model.version}")
+    project = found[0] if found else _new_project(workspace, settings.drift.project)
+    for kind, snapshot in summary.snapshots.items():
+        name = f"{kind} {folder.name} (model {summary.model.version})"
+        workspace.add_run(project.id, snapshot, name=name)
 
 
 def export_metrics(summary: Summary, options: JobOptions, finished: float) -> None:
@@ -307,7 +327,7 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         extra["mlflow_run_id"] = log_to_mlflow(settings, summary, folder, window)
         write_summary(summary, folder, extra)
     if options.workspace and summary.snapshots:
-        add_to_workspace(settings, summary)
+        add_to_workspace(settings, summary, folder)
     export_metrics(summary, options, time.time())
     if advances_state(options, summary):
         _write_json(
