@@ -21,6 +21,11 @@ PROBABILITY = Histogram(
     ["model_version", "label"],
     buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
+BATCH_ROWS = Histogram(
+    "mlstack_batch_rows",
+    "Rows per model call: how well adaptive batching groups concurrent requests.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 INVALID_REQUESTS = Counter(
     "mlstack_invalid_requests",
     "Requests refused with a 4xx, by reason.",

@@ -70,8 +70,8 @@ def feature_records(frame: pd.DataFrame, settings: Settings) -> list[dict[str, A
     from pipeline.schema import coerce_features
 
     features = coerce_features(frame, settings.data).astype(object)
-    records: list[dict[str, Any]] = features.where(features.notna(), None).to_dict("records")
-    return records
+    records = features.where(features.notna(), None).to_dict("records")
+    return [{str(key): value for key, value in record.items()} for record in records]
 
 
 async def run_replay(

@@ -6,8 +6,8 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 
 - validates requests with a pydantic model built from ``params.yaml`` plus the
   categories the fitted model knows (no column is named in this file);
-- batches concurrent requests into one model call with BentoML's adaptive batching
-  dispatcher, converting the whole batch to pandas once;
+- batches concurrent requests into one model call (serving/batching.py), converting
+  the whole batch to pandas once;
 - answers with the model name and version, counts what it served on /metrics, and
   hands every served row and feedback label to the capture log's background writer.
 
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import anyio
 import bentoml
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,6 +38,7 @@ from pipeline.package import bento_model_name
 from pipeline.schema import PREDICTION, normalize_label, proba_column
 from pipeline.settings import Settings, load_settings
 from serving import metrics
+from serving.batching import Batcher, Overloaded
 from serving.guard import RequestGuard
 from serving.inputs import (
     LabelIn,
@@ -99,7 +102,7 @@ else:
 
 
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
-    """A 4xx JSON response; BentoML passes a returned ``Response`` through untouched."""
+    """A JSON error response; BentoML passes a returned ``Response`` through untouched."""
     from starlette.responses import JSONResponse
 
     return JSONResponse(error_body(summary, detail), status_code=status)
@@ -120,6 +123,7 @@ class Classifier:
         import mlflow.sklearn
 
         self.settings = SETTINGS
+        self._thread_state = threading.local()
         features = self.settings.data.features
         stored = self.champion
         self.model = mlflow.sklearn.load_model(stored.path_of(MLFLOW_FOLDER))
@@ -148,41 +152,22 @@ class Classifier:
             "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
         )
 
-    def _dispatcher(self) -> Any:
-        """BentoML's adaptive batching (CorkDispatcher) around the model call, or None.
-
-        BentoML only batches an API whose request and response are the batch itself; this
-        API answers with an envelope (model name and version), so the service drives the
-        same dispatcher BentoML would, with the settings from ``serving.batching``.
-        """
+    def _dispatcher(self) -> Batcher | None:
         batching = self.settings.serving.batching
         if not batching.enabled:
             return None
-        from bentoml._internal.marshal.dispatcher import CorkDispatcher
-        from bentoml.exceptions import ServiceUnavailable
-
-        def overloaded() -> Any:
-            raise ServiceUnavailable("process is overloaded")
-
-        dispatcher: CorkDispatcher[list[dict[str, Any]], Any] = CorkDispatcher(
-            max_latency_in_ms=batching.max_latency_ms,
+        return Batcher(
+            self._predict_batches,
             max_batch_size=batching.max_batch_size,
-            fallback=overloaded,
-            get_batch_size=len,
+            max_latency_ms=batching.max_latency_ms,
+            on_batch=metrics.BATCH_ROWS.observe,
         )
-        return dispatcher(self._predict_batches_async)
-
-    async def _predict_batches_async(
-        self, jobs: Sequence[list[dict[str, Any]]]
-    ) -> list[np.ndarray]:
-        import anyio
-
-        return await anyio.to_thread.run_sync(self._predict_batches, jobs)
 
     def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[np.ndarray]:
         """One model call for many requests: one DataFrame, one ``predict_proba``."""
         import pandas as pd
 
+        self._limit_native_threads()
         rows = [row for job in jobs for row in job]
         frame = pd.DataFrame.from_records(rows, columns=self.columns)
         for column in self.numerical:
@@ -191,11 +176,25 @@ class Classifier:
         bounds = np.cumsum([len(job) for job in jobs])[:-1]
         return list(np.split(probabilities, bounds))
 
+    def _limit_native_threads(self) -> None:
+        """Cap OpenMP/BLAS threads in the thread that calls the model, once per thread.
+
+        OpenMP's thread count is per calling thread, so a limit set in ``__init__`` would
+        not reach the worker threads the model runs in. Two workers on two cores each
+        starting an OpenMP team per call made one-row predictions several times slower.
+        """
+        if not getattr(self._thread_state, "limited", False):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=self.settings.serving.model_threads)
+            self._thread_state.limited = True
+
     async def _probabilities(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if self._batched is not None:
-            result: np.ndarray = await self._batched(rows)
-            return result
-        return (await self._predict_batches_async([rows]))[0]
+            return await self._batched(rows)
+        metrics.BATCH_ROWS.observe(len(rows))
+        batches = await anyio.to_thread.run_sync(self._predict_batches, [rows])
+        return batches[0]
 
     @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]
     async def predict(
@@ -209,7 +208,11 @@ class Classifier:
             if unknown:
                 refused: dict[str, Any] = _reject(400, "unknown category", unknown)
                 return refused
-        probabilities = await self._probabilities(rows)
+        try:
+            probabilities = await self._probabilities(rows)
+        except Overloaded as error:
+            overloaded: dict[str, Any] = _reject(503, str(error), [])
+            return overloaded
         winners = probabilities.argmax(axis=1)
         timestamp = datetime.now(UTC)
         predictions = []
