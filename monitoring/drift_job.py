@@ -285,7 +285,14 @@ def export_metrics(summary: Summary, options: JobOptions, finished: float) -> No
 
     gateway = options.pushgateway or os.environ.get(PUSHGATEWAY_ENV)
     if gateway:
-        push(summary, gateway, finished)
+        try:
+            push(summary, gateway, finished)
+        except OSError as error:
+            # The run's files are written; failing keeps the window for the next run and
+            # lets the stale-job alert speak for a Pushgateway that stays away.
+            raise RuntimeError(
+                f"could not push to the Pushgateway at {gateway}: {error}"
+            ) from error
     if options.textfile is not None:
         write_textfile(summary, options.textfile, finished)
 

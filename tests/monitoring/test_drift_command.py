@@ -8,6 +8,7 @@ the current windows 1,500 rows, so each Evidently run takes a few seconds.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -368,3 +369,17 @@ def test_missing_reference_set_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
     assert result.exit_code == 1
     assert "reference set not found" in result.output + (result.stderr or "")
+
+
+def test_unreachable_pushgateway_fails_the_run_naming_it(project: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        gateway = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        result = invoke(
+            "run", "--current", str(project / "tiny.parquet"), "--params", params(project),
+            "--pushgateway", gateway, *quiet(),
+        )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"could not push to the Pushgateway at {gateway}" in result.output + (
+        result.stderr or ""
+    )
