@@ -112,3 +112,17 @@ def start_server(
         os.killpg(process.pid, signal.SIGKILL)
         raise RuntimeError(f"bentoml serve not ready in 90 s:\n{log.read_text()[-4000:]}")
     return Server(url, process, capture, log, load_settings(params))
+
+
+def run_in_project(root: Path, env: dict[str, str], script: str) -> str:
+    """Run Python in a project folder (its params.yaml, its code); return the last line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]

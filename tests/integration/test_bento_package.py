@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from serving_harness import Champion, start_server
+from serving_harness import Champion, run_in_project, start_server
 
-from pipeline.settings import PROJECT_ROOT
 from serving.service import EXAMPLE_INPUT
+from tests.conftest import Project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_packaged_bento_serves_the_champion(
-    champion: Champion, base_env: dict[str, str], tmp_path: Path
+    champion: Champion, pipeline_project: Project, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     script = (
         "import json, dataclasses\n"
@@ -26,16 +24,7 @@ def test_packaged_bento_serves_the_champion(
         "from pipeline.settings import load_settings\n"
         "print(json.dumps(dataclasses.asdict(package(load_settings()))))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=base_env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    packaged = json.loads(done.stdout.strip().splitlines()[-1])
+    packaged = json.loads(run_in_project(pipeline_project.root, base_env, script))
     assert packaged["version"] == champion.version and packaged["run_id"] == champion.run_id
     assert packaged["bento_tag"].startswith("mlstack:")
 
