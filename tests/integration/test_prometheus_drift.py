@@ -167,7 +167,8 @@ def drift_run(
     done = subprocess.run(
         [
             sys.executable, "-m", "monitoring.cli", "drift", "run",
-            "--params", str(params), "--reference", str(reference), "--no-workspace",
+            "--params", str(params), "--reference", str(reference),
+            "--no-workspace", "--no-mlflow",  # both covered by tests/monitoring
         ],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
