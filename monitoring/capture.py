@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -337,9 +337,3 @@ def read_window(
         if column in predictions:
             predictions[column] = predictions[column].astype("float64")
     return predictions.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
-
-
-def recent(path: str | Path, settings: Settings, hours: float) -> pd.DataFrame:
-    """The last ``hours`` of the log: a convenience for the drift job's default window."""
-    until = datetime.now(UTC)
-    return read_window(path, settings, since=until - timedelta(hours=hours), until=until)

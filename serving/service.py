@@ -14,7 +14,11 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 ``params.yaml`` is read when this module is imported, because BentoML takes the model
 tag, the worker count and the input types from the class definition. ``MLSTACK_PARAMS``
 points at another params file; ``MLSTACK_WORKERS`` and ``MLSTACK_CAPTURE_PATH``
-override the worker count and the capture path (a Bento carries its own params.yaml).
+override the worker count and the capture path. A Bento carries its own params.yaml,
+whose relative ``capture.path`` would land inside the Bento's folder: when serving a
+Bento, set ``MLSTACK_CAPTURE_PATH`` (or ``MLSTACK_PARAMS``). Host and port come from
+``serving`` in params.yaml unless ``BENTOML_HOST``/``BENTOML_PORT`` or ``--host``/``--port``
+say otherwise.
 """
 
 from __future__ import annotations
