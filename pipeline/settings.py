@@ -155,6 +155,8 @@ class ServingSettings(_Section):
     # Native threads (OpenMP, BLAS) per worker for the model call. Workers already use
     # every core; more threads per worker made one-row predictions 15x slower here.
     model_threads: Annotated[int, Field(gt=0)] = 1
+    # One log line per request costs throughput; /metrics already counts every request.
+    access_log: bool = False
     batching: BatchingSettings = BatchingSettings()
 
 

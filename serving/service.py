@@ -117,6 +117,7 @@ def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
     workers=SETTINGS.serving.workers,
     http={"host": SETTINGS.serving.host, "port": SETTINGS.serving.port},
     traffic={"timeout": 60},
+    logging={"access": {"enabled": SETTINGS.serving.access_log}},
 )
 class Classifier:
     """The champion classifier: predictions, feedback labels, metrics and capture."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -210,6 +211,17 @@ def test_metrics_count_every_prediction_across_two_workers(
     assert "mlstack_capture_queue_rows" in after
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert "bentoml_service_request_total" in text
+    captured = 'mlstack_capture_records_total{kind="predictions"}'
+    labels = 'mlstack_capture_records_total{kind="labels"}'
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # waiting for the 1 s flush, not asserting on time
+        later = metric_values(server)
+        done = later.get(captured, 0) - before.get(captured, 0) >= 150
+        if done and later.get(labels, 0) - before.get(labels, 0) >= 10:
+            break
+        time.sleep(0.5)
+    assert later.get(captured, 0) - before.get(captured, 0) == 150
+    assert later.get(labels, 0) - before.get(labels, 0) == 10
 
 
 def test_feedback_accepts_labels_spelled_any_way(server: Server) -> None:
