@@ -190,13 +190,15 @@ class DriftSettings(_Section):
     below: a p-value on 70,000 rows flags differences nobody cares about. Concept drift
     needs both a significant drop (bootstrap at ``alpha``) and a large enough one
     (``min_performance_drop``), so neither noise nor a tiny real change raises an alarm.
+    Distances have no sample-size correction, hence ``min_rows``: on fewer rows their
+    noise alone approaches the thresholds.
     """
 
     reports: str = "reports/drift"
     workspace: str = "monitoring/workspace"
     project: str = "mlstack"
     state: str = "reports/drift/state.json"
-    min_rows: Annotated[int, Field(gt=0)] = 200
+    min_rows: Annotated[int, Field(gt=0)] = 1000
     min_labeled_rows: Annotated[int, Field(gt=0)] = 200
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     method: str | None = None

@@ -1,13 +1,13 @@
 """The whole monitoring loop against real servers, all on 127.0.0.1 with free ports.
 
 ``bentoml serve`` answers predictions and feedback and writes the capture log; the
-drift job (``mlstack drift run`` in its own process) judges that log against a reference
-set scored by the same champion and pushes to a real Pushgateway; a real Prometheus,
-configured from the shipped ``prometheus.yml`` with the test's ports and loading the
-shipped ``alerts.yml``, scrapes the service and the Pushgateway. Then Prometheus's HTTP
-API must return the drift series, and every query of the Grafana dashboard must return
-data. Waits poll until a condition holds or a generous deadline passes; no timings are
-asserted.
+drift job (``mlstack drift run`` in its own process) judges that log against the
+reference set the pipeline wrote for the same champion and pushes to a real
+Pushgateway; a real Prometheus, configured from the shipped ``prometheus.yml`` with the
+test's ports and loading the shipped ``alerts.yml``, scrapes the service and the
+Pushgateway. Then Prometheus's HTTP API must return the drift series, and every query of
+the Grafana dashboard must return data. Waits poll until a condition holds or a generous
+deadline passes; no timings are asserted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,12 +31,13 @@ from serving_harness import Champion, Server, free_port, write_params
 
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline.tracking import TELEMETRY_OFF
+from tests.conftest import Project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SHIPPED = PROJECT_ROOT / "monitoring" / "prometheus"
 DASHBOARD = PROJECT_ROOT / "monitoring" / "grafana" / "dashboard.json"
-SERVED_ROWS = 400
+SERVED_ROWS = 1000  # drift.min_rows: fewer would be insufficient_data
 T = TypeVar("T")
 
 
@@ -94,15 +97,23 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stop(process)
 
 
+@dataclass(frozen=True)
+class Served:
+    server: Server
+    since: datetime  # the session's server is shared: this module's rows start here
+
+
 @pytest.fixture(scope="module")
-def served(server: Server) -> Server:
+def served(server: Server) -> Served:
     """Rows of 2016 sent through /predict, and their true labels through /feedback."""
     frame = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018.parquet")
     labels = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018_labels.parquet")
-    frame = frame[frame["year"] == 2016].head(SERVED_ROWS).merge(labels, on="id")
+    frame = frame[frame["year"] == 2016].sample(SERVED_ROWS, random_state=0)
+    frame = frame.merge(labels, on="id")
     from serving.replay import feature_records
 
     rows = feature_records(frame, server.settings)
+    since = datetime.now(UTC)
     request_ids: list[str] = []
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for start_row in range(0, len(rows), 100):
@@ -120,54 +131,37 @@ def served(server: Server) -> Server:
     from monitoring.capture import read_window
 
     def captured() -> bool:
-        window = read_window(server.capture, server.settings)
+        window = read_window(server.capture, server.settings, since=since)
+        mine = window[window["request_id"].isin(request_ids)]
         target = server.settings.data.target
-        return len(window) == SERVED_ROWS and bool(window[target].notna().all())
+        return len(mine) == SERVED_ROWS and bool(mine[target].notna().all())
 
     wait_for("the capture log to hold every row and label", captured)
-    return server
-
-
-@pytest.fixture(scope="module")
-def reference(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2015 rows scored by the serving champion, as the evaluate stage would write them."""
-    import mlflow
-
-    from pipeline.evaluate import predict_frame
-    from pipeline.schema import coerce_features, normalize_labels
-    from pipeline.tracking import load_sklearn
-
-    settings = load_settings()
-    data = settings.data
-    mlflow.set_tracking_uri(champion.tracking_uri)
-    mlflow.set_registry_uri(champion.tracking_uri)
-    model = load_sklearn(f"models:/{champion.name}@champion")
-    raw = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "reference_2015.parquet")
-    raw = raw.sample(3000, random_state=1).reset_index(drop=True)
-    features = coerce_features(raw, data)
-    frame = pd.concat([raw[[data.id]], features, predict_frame(model, features)], axis=1)
-    frame[data.target] = normalize_labels(raw[data.target])
-    path = tmp_path_factory.mktemp("reference") / "reference.parquet"
-    frame.to_parquet(path)
-    return path
+    return Served(server, since)
 
 
 @pytest.fixture(scope="module")
 def drift_run(
-    served: Server,
-    reference: Path,
+    served: Served,
+    pipeline_project: Project,
     pushgateway: str,
     base_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """``mlstack drift run`` on the service's capture log, pushing to the Pushgateway."""
+    """``mlstack drift run`` on the service's capture log, pushing to the Pushgateway.
+
+    The reference set is the one the pipeline's evaluate stage wrote for this champion.
+    """
+    from pipeline.evaluate import REFERENCE_FILE
+
     folder = tmp_path_factory.mktemp("drift-job")
-    params = write_params(folder, capture={"path": str(served.capture)})
+    params = write_params(folder, capture={"path": str(served.server.capture)})
     env = {**base_env, **TELEMETRY_OFF, "MLSTACK_PUSHGATEWAY_URL": pushgateway}
     done = subprocess.run(
         [
             sys.executable, "-m", "monitoring.cli", "drift", "run",
-            "--params", str(params), "--reference", str(reference),
+            "--params", str(params), "--reference", str(pipeline_project.root / REFERENCE_FILE),
+            "--since", served.since.isoformat(),
             "--no-workspace", "--no-mlflow",  # both covered by tests/monitoring
         ],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -182,7 +176,7 @@ def drift_run(
 
 @pytest.fixture(scope="module")
 def prometheus(
-    served: Server, pushgateway: str, tmp_path_factory: pytest.TempPathFactory
+    served: Served, pushgateway: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real Prometheus with the shipped config, pointed at the test's ports."""
     folder = tmp_path_factory.mktemp("prometheus")
@@ -190,7 +184,7 @@ def prometheus(
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(SHIPPED / "alerts.yml")]
     targets = {
-        "mlstack-service": served.url.removeprefix("http://"),
+        "mlstack-service": served.server.url.removeprefix("http://"),
         "pushgateway": pushgateway.removeprefix("http://"),
     }
     for job in config["scrape_configs"]:
