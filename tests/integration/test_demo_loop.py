@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-ROWS = 1200  # above 1,000 rows Evidently judges with distances, not p-values
+ROWS = 1200  # at least drift.min_rows (1,000): smaller windows get no verdict
 
 
 def free_port() -> int:
