@@ -52,3 +52,9 @@ lint: install ## ruff and mypy, both must be clean
 .PHONY: repro
 repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, package
 	$(UV) run dvc repro
+
+.PHONY: bench
+bench: install ## benchmarks (needs a trained champion and Debian's wrk): serving, drift job, pipeline
+	$(UV) run python -m bench.serving
+	$(UV) run python -m bench.drift
+	$(UV) run python -m bench.pipeline

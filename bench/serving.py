@@ -1,0 +1,492 @@
+"""Serving benchmark: the mlstack service against a naive server and the HTTP ceiling.
+
+Four setups, started one after another on 127.0.0.1 with the same champion, the same
+worker count and the same machine:
+
+- (a) ``mlstack``: ``bentoml serve serving.service:Classifier`` as shipped (params.yaml
+  untouched, capture and metrics on; the capture log goes to a temporary folder);
+- (b) ``mlstack, capture off``: the same with ``capture.enabled: false``
+  (``MLSTACK_PARAMS`` points at a temporary copy of params.yaml);
+- (c) ``naive``: FastAPI + uvicorn, one ``predict_proba`` per request (bench/naive_server.py);
+- (d) ``ceiling``: a BentoML endpoint that answers a constant (bench/constant_service.py).
+
+Load comes from Debian's ``wrk`` (closed loop: each connection sends its next request
+when the previous answer arrives), driven by a generated Lua script that cycles through
+real 2016-2018 production rows, counts answers by status and stops each thread after
+``--max-requests`` (or ``--duration`` seconds, whichever comes first). A good answer is
+a 200. Latency percentiles are wrk's, over every answered request.
+
+Needs the champion in the project's MLflow store (``uv run dvc repro``). Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.harness import (
+    ROOT,
+    Server,
+    free_port,
+    header,
+    load_average,
+    markdown,
+    running,
+    tool_env,
+    versions,
+)
+
+SETUPS = {
+    "a": "mlstack (capture + metrics)",
+    "b": "mlstack, capture off",
+    "c": "naive FastAPI + uvicorn",
+    "d": "BentoML constant (ceiling)",
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    concurrency: int
+    rows: int  # rows per request
+
+
+LOADS = (
+    Load("1 row, c=1", 1, 1),
+    Load("1 row, c=16", 16, 1),
+    Load("1 row, c=64", 64, 1),
+    Load("100 rows, c=8", 8, 100),
+)
+
+
+@dataclass
+class Result:
+    setup: str
+    load: Load
+    seconds: float
+    ok: int
+    client_errors: int
+    server_errors: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    rows_per_call: float | None = None
+
+    @property
+    def good_per_second(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.client_errors + self.server_errors + self.socket_errors
+
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {
+%(bodies)s
+}
+local requests = {}
+local next_index = 0
+local limit = 0
+ok = 0
+client_errors = 0
+server_errors = 0
+
+function init(args)
+  limit = tonumber(args[1]) or 0
+  for k, body in ipairs(bodies) do requests[k] = wrk.format(nil, nil, nil, body) end
+  next_index = math.random(#requests)
+end
+
+function request()
+  next_index = next_index %% #requests + 1
+  return requests[next_index]
+end
+
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status >= 500 then server_errors = server_errors + 1
+  else client_errors = client_errors + 1 end
+  if limit > 0 and ok + client_errors + server_errors >= limit then wrk.thread:stop() end
+end
+
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+
+function done(summary, latency, requests)
+  local o, c, s = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); c = c + t:get("client_errors"); s = s + t:get("server_errors")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"duration_us": %%d, "ok": %%d, "client_errors": %%d, "server_errors": %%d, ' ..
+    '"socket_errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
+    summary.duration, o, c, s, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def lua_script(bodies: Sequence[str], path: Path) -> Path:
+    quoted = ",\n".join(f"[==[{body}]==]" for body in bodies)
+    path.write_text(LUA % {"bodies": quoted})
+    return path
+
+
+def production_rows(count: int, seed: int) -> list[dict[str, Any]]:
+    """Real 2016-2018 rows as JSON instances, only categories the champion knows.
+
+    The service refuses unseen categories with 400 (``serving.reject_unknown_categories``)
+    and the baselines would not: rows it would refuse are left out so every setup
+    answers the same requests.
+    """
+    import pandas as pd
+
+    from pipeline.settings import load_settings
+    from pipeline.tracking import champion_uri, configure, load_sklearn
+    from serving.inputs import known_categories, unknown_categories
+    from serving.replay import feature_records
+
+    settings = load_settings()
+    frame = pd.read_parquet(ROOT / "data" / "raw" / "production_2016_2018.parquet")
+    frame = frame.sample(n=min(count * 2, len(frame)), random_state=seed)
+    configure(settings)
+    model = load_sklearn(champion_uri(settings))
+    known = known_categories(model, settings.data.features.categorical)
+    rows = [row for row in feature_records(frame, settings) if not unknown_categories([row], known)]
+    return rows[:count]
+
+
+def champion_or_exit() -> str:
+    """The champion's registered name and version, or exit saying how to train one."""
+    from pipeline.package import find_champion
+    from pipeline.settings import load_settings
+    from pipeline.tracking import champion_uri, configure
+
+    settings = load_settings()
+    configure(settings)
+    try:
+        champion = find_champion(settings)
+    except Exception as error:  # noqa: BLE001 - any failure means: no champion to serve
+        sys.exit(
+            f"no champion {champion_uri(settings)} in the project's MLflow store "
+            f"({error}); train one first: uv run dvc repro"
+        )
+    return f"{champion.name} v{champion.version}"
+
+
+def import_champion(env: dict[str, str]) -> str:
+    """The champion into the temporary BentoML store, as the package stage does."""
+    script = (
+        "from pipeline.package import find_champion, import_champion\n"
+        "from pipeline.settings import load_settings\n"
+        "from pipeline.tracking import configure\n"
+        "s = load_settings(); configure(s)\n"
+        "print(import_champion(s, find_champion(s)).tag)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        sys.exit(f"importing the champion into BentoML failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def server_command(setup: str, port: int, workers: int) -> list[str]:
+    python = sys.executable
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    if setup in ("a", "b"):
+        return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
+    if setup == "c":
+        uvicorn = [python, "-m", "uvicorn", "bench.naive_server:app", "--workers", str(workers)]
+        return [*uvicorn, *host, "--log-level", "warning"]
+    return [python, "-m", "bentoml", "serve", "bench.constant_service:Constant", *host]
+
+
+def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int) -> dict[str, str]:
+    env = dict(base)
+    if setup == "a":
+        env["MLSTACK_CAPTURE_PATH"] = str(work / "capture")
+    elif setup == "b":
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["capture"]["enabled"] = False
+        path = work / "params-capture-off" / "params.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        env["MLSTACK_PARAMS"] = str(path)
+    elif setup == "c":
+        # The service caps OpenMP at serving.model_threads per model call; the naive
+        # server gets the same cap from the environment, so the comparison is about
+        # batching and the stack, not about thread oversubscription.
+        env["OMP_NUM_THREADS"] = str(model_threads)
+    return env
+
+
+@contextmanager
+def started(
+    setup: str, base: dict[str, str], work: Path, workers: int, model_threads: int
+) -> Iterator[Server]:
+    port = free_port()
+    env = server_env(setup, base, work, model_threads)
+    log = work / f"server-{setup}.log"
+    with running(SETUPS[setup], server_command(setup, port, workers), env, log, port) as server:
+        yield server
+
+
+def run_wrk(
+    url: str, script: Path, load: Load, seconds: float, max_requests: int, setup: str
+) -> Result:
+    threads = min(load.concurrency, 2)
+    args = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{load.concurrency}",
+        f"-d{max(int(seconds), 1)}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        f"{url}/predict",
+        "--",
+        str(max(max_requests // threads, 1)),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary:\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    return Result(
+        setup=setup,
+        load=load,
+        seconds=raw["duration_us"] / 1e6,
+        ok=raw["ok"],
+        client_errors=raw["client_errors"],
+        server_errors=raw["server_errors"],
+        socket_errors=raw["socket_errors"],
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+    )
+
+
+def batch_rows(url: str) -> tuple[float, float] | None:
+    """(sum, count) of the service's ``mlstack_batch_rows`` histogram, if it has one."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        response = httpx.get(f"{url}/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    total = count = 0.0
+    found = False
+    try:
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == "mlstack_batch_rows_sum":
+                    total += sample.value
+                    found = True
+                elif sample.name == "mlstack_batch_rows_count":
+                    count += sample.value
+    except ValueError:
+        return None
+    return (total, count) if found else None
+
+
+def check(server: Server, body: str) -> None:
+    import httpx
+
+    response = httpx.post(
+        f"{server.url}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text}")
+
+
+def profile(server: Server, script: Path, load: Load, seconds: float, out: Path) -> None:
+    """py-spy over every process of the server while ``load`` runs (not a measured run)."""
+    spy = [shutil.which("py-spy") or "", "record"] if shutil.which("py-spy") else None
+    spy = spy or ["uvx", "py-spy", "record"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
+        target = out.with_suffix(f".{suffix}")
+        recorder = subprocess.Popen(
+            [
+                *spy,
+                "--pid",
+                str(server.process.pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--duration",
+                str(int(seconds)),
+                "--format",
+                fmt,
+                "--output",
+                str(target),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(1)
+            run_wrk(server.url, script, load, seconds, 10**9, "profile")
+            recorder.wait(timeout=seconds + 60)
+        finally:
+            if recorder.poll() is None:
+                recorder.kill()
+                recorder.wait(10)
+
+
+def measure(args: argparse.Namespace) -> list[Result]:
+    from pipeline.settings import load_settings
+
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: sudo apt-get install wrk (or make system-deps)")
+    settings = load_settings()
+    workers = settings.serving.workers
+    champion = champion_or_exit()
+    work = Path(tempfile.mkdtemp(prefix="mlstack-bench-serving-"))
+    results: list[Result] = []
+    try:
+        base = tool_env(BENTOML_HOME=str(work / "bentoml"), MLSTACK_WORKERS=str(workers))
+        base.pop("MLSTACK_PARAMS", None)
+        base.pop("MLSTACK_CAPTURE_PATH", None)
+        tag = import_champion(base)
+        rows = production_rows(args.rows, seed=0)
+        one_row = [json.dumps({"instances": [row]}) for row in rows]
+        hundred = [
+            json.dumps({"instances": rows[i : i + 100]}) for i in range(0, len(rows) - 99, 100)
+        ]
+        scripts = {
+            1: lua_script(one_row, work / "one_row.lua"),
+            100: lua_script(hundred, work / "hundred_rows.lua"),
+        }
+        print(
+            f"champion {champion} (BentoML model {tag}); {workers} workers per server; "
+            f"{len(one_row)} distinct one-row bodies, {len(hundred)} of 100 rows",
+            file=sys.stderr,
+        )
+        for setup in args.setups:
+            with started(setup, base, work, workers, settings.serving.model_threads) as server:
+                check(server, one_row[0])
+                run_wrk(server.url, scripts[1], LOADS[1], args.warmup, 10**9, setup)
+                for load in LOADS:
+                    before = batch_rows(server.url)
+                    result = run_wrk(
+                        server.url,
+                        scripts[load.rows],
+                        load,
+                        args.duration,
+                        args.max_requests,
+                        setup,
+                    )
+                    after = batch_rows(server.url)
+                    if before and after and after[1] > before[1]:
+                        result.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
+                    results.append(result)
+                    print(
+                        f"{setup} {load.name}: {result.good_per_second:.0f} good/s, "
+                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                        f"errors {result.errors} (load {load_average()})",
+                        file=sys.stderr,
+                    )
+                if args.py_spy is not None:
+                    out = args.py_spy / f"serving-{setup}-c64"
+                    profile(server, scripts[1], LOADS[2], args.profile_seconds, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def tables(results: Sequence[Result]) -> str:
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                f"({r.setup}) {SETUPS[r.setup]}",
+                r.load.name,
+                f"{r.good_per_second:,.0f}",
+                f"{r.good_per_second * r.load.rows:,.0f}",
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{r.errors} ({r.server_errors} 5xx, {r.client_errors} 4xx, "
+                f"{r.socket_errors} socket)",
+                f"{r.rows_per_call:.1f}" if r.rows_per_call is not None else "",
+                f"{r.ok:,} in {r.seconds:.1f} s",
+            ]
+        )
+    first = markdown(
+        [
+            "setup",
+            "load",
+            "good answers/s",
+            "rows/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "rows per model call",
+            "good answers",
+        ],
+        rows,
+    )
+    by = {(r.setup, r.load.name): r.good_per_second for r in results}
+
+    def ratio(top: str, bottom: str, load: Load) -> str:
+        a, b = by.get((top, load.name)), by.get((bottom, load.name))
+        return f"{a / b:.2f}" if a is not None and b else "n/a"
+
+    second = markdown(
+        ["load", "a/c (vs naive)", "a/d (vs ceiling)", "b/a (capture off vs on)"],
+        [[x.name, ratio("a", "c", x), ratio("a", "d", x), ratio("b", "a", x)] for x in LOADS],
+    )
+    return f"{first}\n\nRatios of good answers per second:\n\n{second}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=15, help="seconds per load (max)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured load")
+    parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
+    parser.add_argument("--setups", default="abcd", help="which setups, e.g. 'ac'")
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile c=64 into this folder")
+    parser.add_argument("--profile-seconds", type=float, default=15)
+    args = parser.parse_args()
+    args.setups = [s for s in args.setups if s in SETUPS]
+    results = measure(args)
+    print(header("Serving: one-row and batch clients against four setups"))
+    print(f"- versions: {versions('bentoml', 'fastapi', 'uvicorn', 'scikit-learn', 'pandas')}")
+    print(
+        f"- load: wrk, closed loop, at most {args.max_requests:,} requests or "
+        f"{args.duration:.0f} s per row, after {args.warmup:.0f} s of warm-up per server"
+    )
+    print()
+    print(tables(results))
+
+
+if __name__ == "__main__":
+    main()
