@@ -34,6 +34,7 @@ class ReplayResult:
     ok: int = 0
     errors: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # requests with no answer, by error
     latencies: list[float] = field(default_factory=list)
     request_ids: list[str | None] = field(default_factory=list)
     labels_sent: int = 0
@@ -57,6 +58,7 @@ class ReplayResult:
             "ok": self.ok,
             "errors": self.errors,
             "statuses": dict(self.statuses),
+            "failures": dict(self.failures),
             "p50_ms": round(self.percentile(50) * 1000, 2),
             "p99_ms": round(self.percentile(99) * 1000, 2),
             "requests_per_second": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
@@ -92,10 +94,16 @@ async def run_replay(
     result = ReplayResult(request_ids=[None] * len(rows))
     next_chunk = iter(range(len(chunks)))
     started = time.perf_counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections are dropped by the client after 2 s, before the server's 5 s
+    # keep-alive timeout can close one under a request being sent on it; retries cover
+    # only connection set-up, when no request has reached the server.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits, retries=2)
     with Progress(disable=not show_progress, transient=False) as progress:
         task = progress.add_task("replaying", total=len(rows))
-        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as client:
 
             async def worker() -> None:
                 for index in next_chunk:
@@ -108,8 +116,9 @@ async def run_replay(
                     try:
                         response = await client.post("/predict", json={"instances": chunk})
                         status = response.status_code
-                    except httpx.HTTPError:
+                    except httpx.HTTPError as error:
                         status = 0
+                        result.failures[type(error).__name__] += 1
                     result.latencies.append(time.perf_counter() - sent)
                     result.sent += 1
                     result.statuses[status] += 1
@@ -211,5 +220,7 @@ def replay(
         f"({summary['requests_per_second']} req/s)"
         + (f"  labels {result.labels_accepted}/{result.labels_sent}" if labels else "")
     )
+    if result.errors:
+        Console().print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
     if result.server_errors:
         raise typer.Exit(1)

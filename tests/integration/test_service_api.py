@@ -46,6 +46,16 @@ def metric_values(server: Server) -> dict[str, float]:
     return values
 
 
+def settled_metrics(server: Server) -> dict[str, float]:
+    """The metrics once the capture queue is empty, so record counts match requests."""
+    deadline = time.monotonic() + 60
+    while True:  # waiting for the writer's flush, not asserting on time
+        values = metric_values(server)
+        if values.get("mlstack_capture_queue_rows", 0) == 0 or time.monotonic() > deadline:
+            return values
+        time.sleep(0.5)
+
+
 def total(values: dict[str, float], pattern: str) -> float:
     return sum(v for k, v in values.items() if re.fullmatch(pattern, k))
 
@@ -188,7 +198,7 @@ def test_metrics_count_every_prediction_across_two_workers(
     server: Server, production: pd.DataFrame
 ) -> None:
     rows = feature_records(production.head(120), server.settings)
-    before = metric_values(server)
+    before = settled_metrics(server)
 
     result = asyncio.run(run_replay(server.url, rows, concurrency=16, batch=1))
     batch = httpx.post(f"{server.url}/predict", json={"instances": rows[:30]}, timeout=30)
@@ -213,13 +223,7 @@ def test_metrics_count_every_prediction_across_two_workers(
     assert "bentoml_service_request_total" in text
     captured = 'mlstack_capture_records_total{kind="predictions"}'
     labels = 'mlstack_capture_records_total{kind="labels"}'
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # waiting for the 1 s flush, not asserting on time
-        later = metric_values(server)
-        done = later.get(captured, 0) - before.get(captured, 0) >= 150
-        if done and later.get(labels, 0) - before.get(labels, 0) >= 10:
-            break
-        time.sleep(0.5)
+    later = settled_metrics(server)
     assert later.get(captured, 0) - before.get(captured, 0) == 150
     assert later.get(labels, 0) - before.get(labels, 0) == 10
 
