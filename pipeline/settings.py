@@ -140,7 +140,7 @@ class BatchingSettings(_Section):
 
     enabled: bool = True
     max_batch_size: Annotated[int, Field(gt=1)] = 256
-    max_latency_ms: Annotated[int, Field(gt=0)] = 2000
+    max_latency_ms: Annotated[int, Field(gt=0)] = 5000
 
 
 class ServingSettings(_Section):
