@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
+from monitoring.scenarios import inject
 from pipeline.evaluate import predict_frame
 from pipeline.model import build_model
 from pipeline.schema import coerce_features, normalize_labels
@@ -77,20 +77,20 @@ def drift_data() -> DriftData:
     return DriftData(settings, model, score(model, test, settings), years)
 
 
-def covariate_shift(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Ages ten years older and 30% of people moved to never-married (MAR 5); rest as is."""
-    shifted = frame.copy()
-    shifted["AGEP"] = shifted["AGEP"] + 10
-    moved = np.random.default_rng(seed).random(len(shifted)) < 0.3
-    shifted.loc[moved, "MAR"] = "5"
+def covariate_shift(frame: pd.DataFrame) -> pd.DataFrame:
+    """The demo's ``covariate_shift`` scenario (params.yaml) injected into ``frame``."""
+    settings = load_settings()
+    shifted, _ = inject(frame, None, settings.scenarios["covariate_shift"], [])
     return shifted
 
 
 def concept_flip(frame: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Labels flipped for people aged 40 to 59: inputs and predictions untouched."""
-    flipped = frame.copy()
-    group = flipped["AGEP"].between(40, 59)
-    flipped.loc[group, target] = np.where(flipped.loc[group, target] == "1", "0", "1")
+    """The demo's ``concept_flip`` scenario: labels flipped for a subgroup, inputs untouched."""
+    settings = load_settings()
+    classes = settings.data.classes or sorted(frame[target].unique())
+    flipped, labels = inject(frame, frame[target], settings.scenarios["concept_flip"], classes)
+    assert labels is not None
+    flipped[target] = labels
     return flipped
 
 
