@@ -9,7 +9,6 @@ server it started, on success, failure or Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -119,22 +118,13 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 
 def replay(settings: Settings, url: str, name: str, rows_at_most: int | None) -> dict[str, Any]:
     """Send one scenario's rows, then its labels, exactly as ``mlstack replay`` does."""
-    from serving.replay import feature_records, run_replay, send_labels
+    from serving.replay import replay_frame
 
     rows, labels = scenarios.load(settings, name)
     if rows_at_most is not None:
         rows = rows.head(rows_at_most)
         labels = None if labels is None else labels.head(rows_at_most)
-    result = asyncio.run(
-        run_replay(url, feature_records(rows, settings), concurrency=16, show_progress=True)
-    )
-    if labels is not None:
-        pairs = [
-            (request_id, label)
-            for request_id, label in zip(result.request_ids, labels, strict=True)
-            if request_id is not None
-        ]
-        result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))
+    result = replay_frame(url, rows, labels, settings, concurrency=16, show_progress=True)
     summary = result.summary()
     console.print(
         f"{name}: sent {summary['sent']}, ok {summary['ok']}, errors {summary['errors']}, "

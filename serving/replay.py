@@ -156,32 +156,43 @@ async def send_labels(
     return sent, accepted
 
 
-def matching_labels(
-    frame: pd.DataFrame, labels: pd.DataFrame, request_ids: Sequence[str | None], settings: Settings
-) -> list[tuple[str, Any]]:
-    """Each served row's label, found by ``data.id``, paired with the id the service gave it."""
+def labels_by_id(frame: pd.DataFrame, labels: pd.DataFrame, settings: Settings) -> pd.Series:
+    """The label of each row of ``frame`` (by position), found in ``labels`` by ``data.id``."""
+    import pandas as pd
+
     data = settings.data
     if data.id is None or data.id not in frame or data.id not in labels:
         raise typer.BadParameter(f"joining labels needs the id column {data.id!r} in both files")
     by_id = labels.drop_duplicates(data.id).set_index(data.id)[data.target]
-    found = by_id.reindex(frame[data.id].to_numpy())
-    return [
-        (request_id, label)
-        for request_id, label in zip(request_ids, found.tolist(), strict=True)
-        if request_id is not None and label == label and label is not None
-    ]
+    return pd.Series(by_id.reindex(frame[data.id].to_numpy()).to_numpy())
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    import pandas as pd
+def replay_frame(
+    url: str,
+    frame: pd.DataFrame,
+    labels: pd.Series | None,
+    settings: Settings,
+    **options: Any,
+) -> ReplayResult:
+    """Send ``frame``'s rows, then each served row's label (``labels``, by position) as feedback.
 
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    return pd.read_parquet(path)
+    ``options`` go to :func:`run_replay` (concurrency, batch, rate, show_progress).
+    """
+    result = asyncio.run(run_replay(url, feature_records(frame, settings), **options))
+    if labels is not None:
+        pairs = [
+            (request_id, label)
+            for request_id, label in zip(result.request_ids, labels.tolist(), strict=True)
+            if request_id is not None and label is not None and label == label
+        ]
+        result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))
+    return result
 
 
 def replay(
-    file: Annotated[Path, typer.Argument(help="Parquet or CSV rows with the feature columns.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="Parquet or CSV rows with the feature columns.")
+    ] = None,
     url: Annotated[str, typer.Option(help="The service's base URL.")] = "http://127.0.0.1:3000",
     rate: Annotated[
         float | None, typer.Option(help="Requests per second; unpaced if omitted.")
@@ -192,33 +203,54 @@ def replay(
         Path | None, typer.Option(help="Labels file joined on data.id; posted to /feedback.")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N rows.")] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Replay a scenario of params.yaml (rows, labels, injected drift)."),
+    ] = None,
 ) -> None:
-    """Replay a file of rows against a running service, then post their labels as feedback.
+    """Replay a file of rows (or a scenario) against a running service, then post the labels.
 
     Prints sent, ok, errors and p50/p99 latency; exits 1 if any request got a 5xx.
     """
-    # A later issue adds --scenario NAME (shifts injected into the rows before sending).
     from rich.console import Console
 
+    from monitoring import scenarios
+    from pipeline.io import read_table
     from pipeline.settings import load_settings
 
+    if (file is None) == (scenario is None):
+        raise typer.BadParameter("give either FILE or --scenario NAME")
     settings = load_settings()
-    frame = read_table(file)
+    if scenario is not None:
+        if labels is not None:
+            raise typer.BadParameter("a scenario brings its own labels: drop --labels")
+        try:
+            frame, truth = scenarios.load(settings, scenario)
+        except scenarios.ScenarioError as error:
+            raise typer.BadParameter(str(error)) from None
+    else:
+        assert file is not None
+        frame = read_table(file)
+        truth = None if labels is None else labels_by_id(frame, read_table(labels), settings)
     if limit is not None:
         frame = frame.head(limit)
-    rows = feature_records(frame, settings)
-    result = asyncio.run(
-        run_replay(url, rows, concurrency=concurrency, batch=batch, rate=rate, show_progress=True)
+        truth = None if truth is None else truth.head(limit)
+    result = replay_frame(
+        url,
+        frame,
+        truth,
+        settings,
+        concurrency=concurrency,
+        batch=batch,
+        rate=rate,
+        show_progress=True,
     )
-    if labels is not None:
-        pairs = matching_labels(frame, read_table(labels), result.request_ids, settings)
-        result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))
     summary = result.summary()
     Console().print(
         f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
         f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
         f"({summary['requests_per_second']} req/s)"
-        + (f"  labels {result.labels_accepted}/{result.labels_sent}" if labels else "")
+        + (f"  labels {result.labels_accepted}/{result.labels_sent}" if truth is not None else "")
     )
     if result.errors:
         Console().print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
