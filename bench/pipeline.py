@@ -44,8 +44,11 @@ class Repro:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-def copy_project(root: Path) -> dict[str, str]:
-    """The project in ``root`` as a fresh git + DVC repo; the env to run its tools in."""
+def copy_project(root: Path, bentoml_home: Path) -> dict[str, str]:
+    """The project in ``root`` as a fresh git + DVC repo; the env to run its tools in.
+
+    The BentoML home is outside ``root``: inside, each Bento build would copy the last.
+    """
     for package in COPIED:
         shutil.copytree(
             ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
@@ -59,7 +62,7 @@ def copy_project(root: Path) -> dict[str, str]:
         PATH=f"{venv_bin}:{tool_env().get('PATH', '')}",
         MLSTACK_ROOT=str(root),
         MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
-        BENTOML_HOME=str(root / "bentoml_home"),
+        BENTOML_HOME=str(bentoml_home),
         GIT_AUTHOR_NAME="mlstack bench",
         GIT_AUTHOR_EMAIL="bench@mlstack.invalid",
         GIT_COMMITTER_NAME="mlstack bench",
@@ -118,25 +121,27 @@ def change_param(root: Path, keys: tuple[str, ...], factor: float) -> Any:
 
 
 def run(keep: bool) -> list[Repro]:
-    root = Path(tempfile.mkdtemp(prefix="mlstack-bench-pipeline-"))
+    work = Path(tempfile.mkdtemp(prefix="mlstack-bench-pipeline-"))
+    root = work / "project"
+    root.mkdir()
     results = []
     try:
-        env = copy_project(root)
+        env = copy_project(root, work / "bentoml")
         for name in ("cold", "no-op"):
-            results.append(repro(name, root, env, root / f"repro-{name}.log"))
+            results.append(repro(name, root, env, work / f"repro-{name}.log"))
             report(results[-1])
         value = change_param(root, CHANGE, 0.5)
         name = f"{'.'.join(CHANGE)} → {value}"
-        results.append(repro(name, root, env, root / "repro-change.log"))
+        results.append(repro(name, root, env, work / "repro-change.log"))
         report(results[-1])
         if any(r.exit for r in results):
-            print(f"a dvc repro failed: logs in {root}", file=sys.stderr)
+            print(f"a dvc repro failed: logs in {work}", file=sys.stderr)
             keep = True
     finally:
         if keep:
-            print(f"kept {root}", file=sys.stderr)
+            print(f"kept {work}", file=sys.stderr)
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     return results
 
 

@@ -470,7 +470,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=15, help="seconds per load (max)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
-    parser.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured load")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load")
     parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
     parser.add_argument("--setups", default="abcd", help="which setups, e.g. 'ac'")
     parser.add_argument("--py-spy", type=Path, default=None, help="profile c=64 into this folder")
