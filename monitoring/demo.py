@@ -27,6 +27,7 @@ from rich.table import Table
 from monitoring import scenarios
 from pipeline.settings import Settings, load_settings
 from pipeline.tracking import disable_telemetry
+from serving import launcher
 
 console = Console()
 READY_SECONDS = 120
@@ -62,7 +63,7 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_server(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """``bentoml serve`` in its own process group, so stopping it stops its workers too."""
+    """``bentoml serve`` in the background; refuses to start over another server."""
     serving = settings.serving
     url = f"http://{serving.host}:{serving.port}"
     try:
@@ -73,47 +74,10 @@ def start_server(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         raise SystemExit(
             f"demo: something already answers on {url}; stop it or change serving.port"
         )
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "--host",
-        serving.host,
-        "--port",
-        str(serving.port),
-    ]
-    console.print(f"[dim]$ {' '.join(command[1:])}  (log: {log})")
-    return subprocess.Popen(
-        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"demo: bentoml serve exited {server.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"demo: the service was not ready within {READY_SECONDS}s; see {log}")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the capture log flushes on it), then SIGKILL if it hangs."""
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+    command = [sys.executable, "-m", "bentoml", "serve"]
+    command += ["--host", serving.host, "--port", str(serving.port)]
+    console.print(f"[dim]$ bentoml serve --host {serving.host} --port {serving.port}  (log: {log})")
+    return launcher.start(command, log)
 
 
 def replay(settings: Settings, url: str, name: str, rows_at_most: int | None) -> dict[str, Any]:
@@ -197,7 +161,10 @@ def main(rows_at_most: int | None = None) -> None:
     server = start_server(settings, log)
     results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = []
     try:
-        wait_ready(url, server, log)
+        try:
+            launcher.wait_ready(url, server, log, seconds=READY_SECONDS)
+        except launcher.ServerError as error:
+            raise SystemExit(f"demo: {error}") from None
         console.print(f"ready at {url}")
         for number, phase in enumerate(PHASES, start=3):
             step(f"{min(number, 4)}/4 replay {phase.scenario}, then judge drift")
@@ -207,7 +174,7 @@ def main(rows_at_most: int | None = None) -> None:
             results.append((phase, sent, judge(settings, since, datetime.now(UTC))))
     finally:
         console.print("[dim]stopping bentoml serve (SIGTERM: the capture log flushes)")
-        stop_server(server)
+        launcher.stop(server)
 
     table = Table(title="mlstack demo: what the drift job said")
     for column in ("replayed", "rows", "expected", "verdict", "report"):

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from serving import launcher
 
 
 @dataclass(frozen=True)
@@ -36,14 +33,7 @@ class Server:
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, as systemd or Kubernetes would send, then wait for a clean exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        return int(self.process.returncode)
+        return launcher.stop(self.process, timeout)
 
 
 def free_port() -> int:
@@ -77,40 +67,12 @@ def start_server(
     params = write_params(folder, **sections)
     port = free_port()
     log = folder / "server.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env={**env, "MLSTACK_PARAMS": str(params)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = [sys.executable, "-m", "bentoml", "serve", target]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**env, "MLSTACK_PARAMS": str(params)}
+    process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"bentoml serve exited {process.returncode}:\n{log.read_text()[-4000:]}"
-            )
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        raise RuntimeError(f"bentoml serve not ready in 90 s:\n{log.read_text()[-4000:]}")
+    launcher.wait_ready(url, process, log, seconds=90)
     return Server(url, process, capture, log, load_settings(params))
 
 

@@ -1,0 +1,71 @@
+"""Starting, waiting for and stopping a ``bentoml serve`` process.
+
+The demo, the integration tests and the benchmarks all run the real server as a child
+process; this is the one place that knows how to tell it is ready and how to stop it
+the way an init system would (SIGTERM, so the capture log flushes; SIGKILL only if it
+hangs).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+
+class ServerError(RuntimeError):
+    """The server exited or did not become ready; the message ends with its log's tail."""
+
+
+def tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+def start(
+    command: Sequence[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``command`` in its own process group, output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float = 120
+) -> None:
+    """Poll ``{url}/readyz`` until it answers 200; fail fast if the process dies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"the server exited {process.returncode}:\n{tail(log)}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(process, timeout=10)
+    raise ServerError(f"the server was not ready within {seconds:.0f}s:\n{tail(log)}")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """SIGTERM to the server (as systemd or Kubernetes send it), then SIGKILL its group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    return int(process.returncode)
