@@ -1,8 +1,9 @@
 """Baseline (d): a BentoML endpoint that answers without a model, the stack's HTTP ceiling.
 
-Same framework, worker count and host as the mlstack service; the body is parsed as
-plain JSON (no schema validation) and the answer has the service's shape, one fixed
-prediction per instance. Nothing the mlstack service does can be faster than this.
+Same framework, worker count, host and access-log setting as the mlstack service (read
+from ``params.yaml`` when the module is imported, as the service does); the body is
+parsed as plain JSON (no schema validation) and the answer has the service's shape, one
+fixed prediction per instance. Nothing the mlstack service does can be faster than this.
 ``bench/serving.py`` starts it as ``bentoml serve bench.constant_service:Constant``.
 """
 
@@ -13,7 +14,10 @@ from typing import Any
 
 import bentoml
 
-WORKERS = int(os.environ.get("MLSTACK_WORKERS") or 2)
+from pipeline.settings import load_settings
+
+SERVING = load_settings(os.environ.get("MLSTACK_PARAMS") or None).serving
+WORKERS = int(os.environ.get("MLSTACK_WORKERS") or SERVING.workers)
 PREDICTION = {"request_id": "0" * 32, "label": "1", "probabilities": {"0": 0.1, "1": 0.9}}
 MODEL = {"name": "constant", "version": "0"}
 
@@ -23,6 +27,7 @@ MODEL = {"name": "constant", "version": "0"}
     workers=WORKERS,
     http={"host": "127.0.0.1", "port": 3000},
     traffic={"timeout": 60},
+    logging={"access": {"enabled": getattr(SERVING, "access_log", True)}},
 )
 class Constant:
     """Answers every ``/predict`` with the same prediction per instance."""

@@ -94,6 +94,17 @@ class Result:
 
 
 LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long sec; long usec; } mlstack_timeval;
+int gettimeofday(mlstack_timeval *tv, void *tz);
+]]
+local clock = ffi.new("mlstack_timeval")
+local function now_us()
+  ffi.C.gettimeofday(clock, nil)
+  return tonumber(clock.sec) * 1000000 + tonumber(clock.usec)
+end
+
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local bodies = {
@@ -105,6 +116,8 @@ local limit = 0
 ok = 0
 client_errors = 0
 server_errors = 0
+first_us = 0
+last_us = 0
 
 function init(args)
   limit = tonumber(args[1]) or 0
@@ -113,6 +126,7 @@ function init(args)
 end
 
 function request()
+  if first_us == 0 then first_us = now_us() end
   next_index = next_index %% #requests + 1
   return requests[next_index]
 end
@@ -121,6 +135,7 @@ function response(status, headers, body)
   if status == 200 then ok = ok + 1
   elseif status >= 500 then server_errors = server_errors + 1
   else client_errors = client_errors + 1 end
+  last_us = now_us()
   if limit > 0 and ok + client_errors + server_errors >= limit then wrk.thread:stop() end
 end
 
@@ -128,15 +143,20 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
 function done(summary, latency, requests)
-  local o, c, s = 0, 0, 0
+  local o, c, s, first, last = 0, 0, 0, math.huge, 0
   for _, t in ipairs(threads) do
     o = o + t:get("ok"); c = c + t:get("client_errors"); s = s + t:get("server_errors")
+    if t:get("first_us") > 0 then first = math.min(first, t:get("first_us")) end
+    last = math.max(last, t:get("last_us"))
   end
+  -- Active time, first request to last answer: with every thread stopped by the request
+  -- cap, wrk still reports its full -d duration.
+  local active = last > first and last - first or summary.duration
   local e = summary.errors
   io.write(string.format(
     'WRK_JSON {"duration_us": %%d, "ok": %%d, "client_errors": %%d, "server_errors": %%d, ' ..
     '"socket_errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
-    summary.duration, o, c, s, e.connect + e.read + e.write + e.timeout,
+    active, o, c, s, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(99)))
 end
 """
@@ -212,14 +232,15 @@ def import_champion(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def server_command(setup: str, port: int, workers: int) -> list[str]:
+def server_command(setup: str, port: int, workers: int, access_log: bool) -> list[str]:
     python = sys.executable
     host = ["--host", "127.0.0.1", "--port", str(port)]
     if setup in ("a", "b"):
         return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
     if setup == "c":
         uvicorn = [python, "-m", "uvicorn", "bench.naive_server:app", "--workers", str(workers)]
-        return [*uvicorn, *host, "--log-level", "warning"]
+        quiet = [] if access_log else ["--no-access-log"]  # as the service's serving.access_log
+        return [*uvicorn, *host, "--log-level", "warning", *quiet]
     return [python, "-m", "bentoml", "serve", "bench.constant_service:Constant", *host]
 
 
@@ -243,13 +264,13 @@ def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int)
 
 
 @contextmanager
-def started(
-    setup: str, base: dict[str, str], work: Path, workers: int, model_threads: int
-) -> Iterator[Server]:
+def started(setup: str, base: dict[str, str], work: Path, serving: Any) -> Iterator[Server]:
     port = free_port()
-    env = server_env(setup, base, work, model_threads)
+    env = server_env(setup, base, work, serving.model_threads)
     log = work / f"server-{setup}.log"
-    with running(SETUPS[setup], server_command(setup, port, workers), env, log, port) as server:
+    access_log = bool(getattr(serving, "access_log", True))
+    command = server_command(setup, port, serving.workers, access_log)
+    with running(SETUPS[setup], command, env, log, port) as server:
         yield server
 
 
@@ -391,7 +412,7 @@ def measure(args: argparse.Namespace) -> list[Result]:
             file=sys.stderr,
         )
         for setup in args.setups:
-            with started(setup, base, work, workers, settings.serving.model_threads) as server:
+            with started(setup, base, work, settings.serving) as server:
                 check(server, one_row[0])
                 run_wrk(server.url, scripts[1], LOADS[1], args.warmup, 10**9, setup)
                 for load in LOADS:
