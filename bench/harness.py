@@ -9,8 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A server process started in its own process group, so all its workers stop with it."""
+    """A server process started in its own process group by :mod:`serving.launcher`."""
 
     name: str
     url: str
@@ -45,74 +44,31 @@ class Server:
     log: Path
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM to the leader (its graceful stop stops the workers), then SIGKILL to the
-        whole process group, so nothing it started outlives the benchmark."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
-
-    def pids(self) -> list[int]:
-        """The server's process and all its descendants (BentoML and uvicorn fork workers)."""
-        import psutil
+        """The launcher's stop (SIGTERM, so the capture log flushes; SIGKILL if it hangs),
+        then SIGKILL to whatever is left of the group, so nothing outlives the benchmark."""
+        from serving.launcher import stop
 
         try:
-            parent = psutil.Process(self.process.pid)
-            return [parent.pid, *(p.pid for p in parent.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
+            stop(self.process, timeout=timeout)
+        finally:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @contextmanager
 def running(
-    name: str,
-    args: Sequence[str],
-    env: dict[str, str],
-    log: Path,
-    port: int,
-    ready_path: str = "/readyz",
-    timeout: float = 120,
-) -> Any:
+    name: str, args: Sequence[str], env: dict[str, str], log: Path, port: int
+) -> Iterator[Server]:
     """Start ``args`` (a server on 127.0.0.1:``port``), wait until ready, stop it on exit."""
-    import httpx
+    from serving.launcher import start, wait_ready
 
-    log.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        list(args),
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start(args, log, cwd=ROOT, env=env)
     server = Server(name, f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited {process.returncode}:\n{_tail(log)}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(server.url + ready_path, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready in {timeout:.0f} s:\n{_tail(log)}")
-            time.sleep(0.5)
+        wait_ready(server.url, process, log, seconds=180)
         yield server
     finally:
         server.stop()
-
-
-def _tail(log: Path, chars: int = 3000) -> str:
-    try:
-        return log.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def machine() -> dict[str, str]:
