@@ -53,7 +53,9 @@ def test_champion_loads_in_a_fresh_process(pipeline_project: Project) -> None:
 def test_champion_alias_and_tags_in_registry(pipeline_project: Project) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=pipeline_project.tracking_uri)
+    client = MlflowClient(
+        tracking_uri=pipeline_project.tracking_uri, registry_uri=pipeline_project.tracking_uri
+    )
     champion = client.get_model_version_by_alias("employment-classifier", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["promotion.decision"] == "promoted"
@@ -97,7 +99,9 @@ def test_hyperparameter_change_reruns_train_not_prepare(changing_project: Projec
 def test_experiment_below_min_score_is_rejected(changing_project: Project) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=changing_project.tracking_uri)
+    client = MlflowClient(
+        tracking_uri=changing_project.tracking_uri, registry_uri=changing_project.tracking_uri
+    )
     before = client.get_model_version_by_alias("employment-classifier", "champion").version
     changing_project.dvc("exp", "run", "-S", "promote.min_score=0.99")
     promotion = report(changing_project, "promotion.json")
