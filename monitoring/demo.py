@@ -154,10 +154,11 @@ def main(rows_at_most: int | None = None) -> None:
     log = settings.path(".demo/bentoml-serve.log")
     started = time.monotonic()
 
-    step("1/4 train, evaluate, promote and package: dvc repro")
+    steps = 2 + len(PHASES)
+    step(f"1/{steps} train, evaluate, promote and package: dvc repro")
     run(sys.executable, "-m", "dvc", "repro")
 
-    step("2/4 serve the champion: bentoml serve")
+    step(f"2/{steps} serve the champion: bentoml serve")
     server = start_server(settings, log)
     results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = []
     try:
@@ -167,7 +168,7 @@ def main(rows_at_most: int | None = None) -> None:
             raise SystemExit(f"demo: {error}") from None
         console.print(f"ready at {url}")
         for number, phase in enumerate(PHASES, start=3):
-            step(f"{min(number, 4)}/4 replay {phase.scenario}, then judge drift")
+            step(f"{number}/{steps} replay {phase.scenario}, then judge drift")
             since = datetime.now(UTC)
             sent = replay(settings, url, phase.scenario, rows_at_most)
             wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
@@ -185,7 +186,7 @@ def main(rows_at_most: int | None = None) -> None:
         matches = (said == "no drift") if phase.expect == "no drift" else phase.expect in said
         failed |= not matches
         colour = "green" if matches else "red"
-        report = str(Path(summary["_folder"]) / "report.html")
+        report = os.path.relpath(Path(summary["_folder"]) / "report.html", settings.root)
         table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
     console.print(table)
     console.print(f"done in {time.monotonic() - started:.0f}s.")
