@@ -54,7 +54,7 @@ repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, packa
 	$(UV) run dvc repro
 
 .PHONY: bench
-bench: install ## benchmarks (needs a trained champion and Debian's wrk): serving, drift job, pipeline
+bench: install system-deps ## benchmarks (after dvc repro): serving, drift job, pipeline
 	$(UV) run python -m bench.serving
 	$(UV) run python -m bench.drift
 	$(UV) run python -m bench.pipeline
