@@ -3,19 +3,25 @@
 The candidate becomes champion only if it reaches ``promote.min_score`` and beats the
 current champion by at least ``promote.min_delta``, both scored on the same test split.
 Otherwise the alias stays where it was. Either way the decision is written to
-``reports/promotion.json`` and to tags on the candidate version in the registry.
+``reports/promotion.json`` and to tags on the candidate version in the registry; a move
+of the alias is also recorded in the champion's history (``pipeline/registry.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.io import read_json, read_table, write_json
 from pipeline.metrics import HIGHER_IS_BETTER, score
 from pipeline.prepare import TEST_FILE
+from pipeline.registry import move_champion
 from pipeline.settings import PromoteSettings, load_settings
 from pipeline.tracking import configure, load_sklearn
 from pipeline.train import TRAIN_REPORT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 PROMOTION_REPORT = "reports/promotion.json"
 
@@ -71,6 +77,15 @@ def decide(
     return verdict("rejected", reason)
 
 
+def apply_decision(client: MlflowClient, name: str, alias: str, decision: Decision) -> None:
+    """Act on the decision in the registry: move the alias (recorded) and tag the candidate."""
+    candidate = decision.candidate_version
+    if decision.decision == "promoted" and candidate != decision.champion_version:
+        move_champion(client, name, alias, candidate, f"promoted: {decision.reason}")
+    for key, value in asdict(decision).items():
+        client.set_model_version_tag(name, candidate, f"promotion.{key}", str(value))
+
+
 def main() -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -94,10 +109,7 @@ def main() -> None:
         champion = None
     champion_score = evaluate(f"models:/{name}/{champion}") if champion is not None else None
     decision = decide(candidate, evaluate(trained["model_uri"]), champion, champion_score, gate)
-    if decision.decision == "promoted":
-        client.set_registered_model_alias(name, gate.alias, candidate)
-    for key, value in asdict(decision).items():
-        client.set_model_version_tag(name, candidate, f"promotion.{key}", str(value))
+    apply_decision(client, name, gate.alias, decision)
     write_json(
         {**asdict(decision), "model_name": name, "alias": gate.alias},
         settings.path(PROMOTION_REPORT),

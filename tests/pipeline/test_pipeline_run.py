@@ -59,6 +59,8 @@ def test_champion_alias_and_tags_in_registry(pipeline_project: Project) -> None:
     champion = client.get_model_version_by_alias("employment-classifier", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["promotion.decision"] == "promoted"
+    assert champion.tags["champion.reason"] == "promoted: first model: no champion yet"
+    assert champion.tags["champion.previous"] == ""
     run = client.get_run(champion.run_id)
     assert run.data.tags["git_revision"] != "unknown"
     assert "dvc_lock_sha256" in run.data.tags
