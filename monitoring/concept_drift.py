@@ -80,18 +80,24 @@ def performance_test(
     return value(reference), value(current), p_value
 
 
+def no_verdict(settings: Settings, labeled_rows: int) -> ConceptDrift:
+    """The concept-drift section before (or without) a judgement: the settings it uses."""
+    drift = settings.drift
+    return ConceptDrift(
+        metric=drift.performance_metric,
+        alpha=drift.alpha,
+        min_drop=drift.min_performance_drop,
+        labeled_rows=labeled_rows,
+        min_labeled_rows=drift.min_labeled_rows,
+    )
+
+
 def judge(
     reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, positive: str
 ) -> ConceptDrift:
     """The verdict on the labeled current rows; no verdict below ``drift.min_labeled_rows``."""
     drift = settings.drift
-    verdict = ConceptDrift(
-        metric=drift.performance_metric,
-        alpha=drift.alpha,
-        min_drop=drift.min_performance_drop,
-        labeled_rows=len(labeled),
-        min_labeled_rows=drift.min_labeled_rows,
-    )
+    verdict = no_verdict(settings, len(labeled))
     if len(labeled) < drift.min_labeled_rows:
         return verdict
     target = settings.data.target

@@ -17,7 +17,6 @@ import pandas as pd
 from monitoring import concept_drift
 from monitoring.drift_summary import (
     ColumnVerdict,
-    ConceptDrift,
     DataDrift,
     LabelDrift,
     ModelInfo,
@@ -272,13 +271,7 @@ def compare(
         data_drift=DataDrift(drift_share=drift.drift_share),
         prediction_drift=PredictionDrift(),
         label_drift=LabelDrift(),
-        concept_drift=ConceptDrift(
-            metric=drift.performance_metric,
-            alpha=drift.alpha,
-            min_drop=drift.min_performance_drop,
-            labeled_rows=len(labeled),
-            min_labeled_rows=drift.min_labeled_rows,
-        ),
+        concept_drift=concept_drift.no_verdict(settings, len(labeled)),
         model=model or _model_info(current, settings),
     )
     if summary.status != "ok":

@@ -18,6 +18,15 @@ from monitoring.drift_summary import Summary
 
 JOB = "mlstack_drift"
 MODEL_LABELS = ("model_name", "model_version")
+DETECTED = "mlstack_drift_detected"
+SHARE = "mlstack_drift_share"
+COLUMN_SCORE = "mlstack_drift_column_score"
+COLUMN_DETECTED = "mlstack_drift_column_detected"
+PERFORMANCE = "mlstack_performance"
+ROWS = "mlstack_drift_rows"
+LAST_SUCCESS = "mlstack_drift_last_success_timestamp_seconds"
+# Every series a run exports: the alert rules, the dashboard and the tests use these names.
+SERIES = (DETECTED, SHARE, COLUMN_SCORE, COLUMN_DETECTED, PERFORMANCE, ROWS, LAST_SUCCESS)
 
 
 def registry_for(summary: Summary, finished: float | None = None) -> CollectorRegistry:
@@ -28,19 +37,13 @@ def registry_for(summary: Summary, finished: float | None = None) -> CollectorRe
     def gauge(name: str, documentation: str, *labels: str) -> Gauge:
         return Gauge(name, documentation, [*labels, *MODEL_LABELS], registry=registry)
 
-    detected = gauge("mlstack_drift_detected", "1 when drift of this kind was detected.", "kind")
-    share = gauge("mlstack_drift_share", "Share of feature columns whose distribution drifted.")
-    score = gauge(
-        "mlstack_drift_column_score", "Drift score of a column (method dependent).", "column"
-    )
-    column_detected = gauge("mlstack_drift_column_detected", "1 when a column drifted.", "column")
-    performance = gauge(
-        "mlstack_performance", "Model performance on labeled rows.", "metric", "window"
-    )
-    rows = gauge("mlstack_drift_rows", "Rows compared, by kind.", "kind")
-    success = gauge(
-        "mlstack_drift_last_success_timestamp_seconds", "When the drift job last completed."
-    )
+    detected = gauge(DETECTED, "1 when drift of this kind was detected.", "kind")
+    share = gauge(SHARE, "Share of feature columns whose distribution drifted.")
+    score = gauge(COLUMN_SCORE, "Drift score of a column (method dependent).", "column")
+    column_detected = gauge(COLUMN_DETECTED, "1 when a column drifted.", "column")
+    performance = gauge(PERFORMANCE, "Model performance on labeled rows.", "metric", "window")
+    rows = gauge(ROWS, "Rows compared, by kind.", "kind")
+    success = gauge(LAST_SUCCESS, "When the drift job last completed.")
 
     verdicts = {
         "data": summary.data_drift.detected,

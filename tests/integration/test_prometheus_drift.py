@@ -29,6 +29,7 @@ import pytest
 import yaml
 from serving_harness import Champion, Server, free_port, write_params
 
+from monitoring.drift_metrics import SERIES
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline.tracking import TELEMETRY_OFF
 from tests.conftest import Project
@@ -247,14 +248,7 @@ def test_prometheus_returns_the_pushed_drift_series(
     assert labels["job"] == "mlstack_drift", "honor_labels keeps the pushed job label"
     assert labels["model_version"] == champion.version
     assert found[0]["value"][1] == "0"
-    for name in (
-        "mlstack_drift_share",
-        "mlstack_drift_column_score",
-        "mlstack_drift_column_detected",
-        "mlstack_performance",
-        "mlstack_drift_rows",
-        "mlstack_drift_last_success_timestamp_seconds",
-    ):
+    for name in SERIES:
         assert query(prometheus, name), name
     columns = {r["metric"]["column"] for r in query(prometheus, "mlstack_drift_column_score")}
     assert set(load_settings().data.features.all) <= columns

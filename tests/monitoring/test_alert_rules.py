@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from monitoring.drift_metrics import SERIES
 from pipeline.settings import PROJECT_ROOT
 
 PROMETHEUS = PROJECT_ROOT / "monitoring" / "prometheus"
@@ -17,13 +18,7 @@ DASHBOARD = PROJECT_ROOT / "monitoring" / "grafana" / "dashboard.json"
 
 # Series the drift job exports, and the service's (BentoML's own plus serving/metrics.py).
 KNOWN_SERIES = {
-    "mlstack_drift_detected",
-    "mlstack_drift_share",
-    "mlstack_drift_column_score",
-    "mlstack_drift_column_detected",
-    "mlstack_performance",
-    "mlstack_drift_rows",
-    "mlstack_drift_last_success_timestamp_seconds",
+    *SERIES,
     "bentoml_service_request_total",
     "bentoml_service_request_duration_seconds_bucket",
     "mlstack_predictions_total",
