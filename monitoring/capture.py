@@ -22,11 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 
 from pipeline.schema import PREDICTION, normalize_label
@@ -52,12 +54,17 @@ def _fs(path: str | Path) -> tuple[Any, str]:
 
 
 def to_frame(kind: str, records: Sequence[Record], numerical: Iterable[str] = ()) -> pd.DataFrame:
-    """Records as a frame with the log's plain dtypes.
+    """Records as a frame with the log's plain dtypes (see :func:`plain_frame`)."""
+    return plain_frame(kind, pd.DataFrame.from_records(list(records)), numerical)
+
+
+def plain_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` with the log's plain dtypes, column by column (no per-row Python work).
 
     Timestamps are UTC, ``numerical`` columns float64 and every other column an object
     column of strings: Evidently and the drift job skip nullable extension dtypes.
     """
-    frame = pd.DataFrame.from_records(list(records))
+    frame = frame.copy(deep=False)
     frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
     numbers = set(numerical)
     for column in frame.columns:
@@ -69,7 +76,28 @@ def to_frame(kind: str, records: Sequence[Record], numerical: Iterable[str] = ()
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     if kind == LABELS:
         # Element by element: a mixed column (1, 1.0, "1") must still give one spelling.
-        frame[LABEL] = pd.Series([normalize_label(v) for v in frame[LABEL]], dtype=object)
+        labels = [normalize_label(v) for v in frame[LABEL]]
+        frame[LABEL] = pd.Series(labels, index=frame.index, dtype=object)
+    return frame
+
+
+def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` as the writer stores it: like :func:`plain_frame`, but strings stay in
+    pandas' Arrow-backed ``str`` dtype (missing as NaN), which Parquet takes without
+    touching each value again; :func:`read_kind` gives them back as object columns."""
+    frame = frame.copy(deep=False)
+    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
+    numbers = set(numerical)
+    for column in frame.columns:
+        if column == TIMESTAMP:
+            continue
+        if column in numbers or column.startswith("proba_"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        elif kind == LABELS and column == LABEL:
+            labels = [normalize_label(v) for v in frame[LABEL]]
+            frame[LABEL] = pd.Series(labels, index=frame.index, dtype="str")
+        elif not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype("str")
     return frame
 
 
@@ -79,9 +107,15 @@ def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
         raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
     fs, root = _fs(path)
     written = []
-    days = frame[TIMESTAMP].dt.strftime("%Y-%m-%d")
-    for day, part in frame.groupby(days, sort=True):
-        folder = f"{root}/{kind}/date={day}"
+    days = pd.to_datetime(frame[TIMESTAMP], utc=True).dt.normalize()
+    if days.nunique() <= 1:  # the usual flush: one day, no grouping and no copy
+        parts: list[tuple[Any, pd.DataFrame]] = [(days.iloc[0] if len(days) else None, frame)]
+    else:
+        parts = list(frame.groupby(days, sort=True))
+    for day, part in parts:
+        if day is None:
+            continue
+        folder = f"{root}/{kind}/date={pd.Timestamp(day):%Y-%m-%d}"
         fs.makedirs(folder, exist_ok=True)
         name = f"{uuid.uuid4().hex}.parquet"
         temporary, final = f"{folder}/.{name}.tmp", f"{folder}/{name}"
@@ -92,12 +126,70 @@ def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
     return written
 
 
-class CaptureWriter:
-    """Buffers records in memory and writes them from a background thread.
+@dataclass(frozen=True)
+class ScoredBatch:
+    """The rows of one model call as the service already holds them, for ``predictions``.
 
-    ``add`` never blocks on I/O: it appends under a lock or drops what does not fit in
-    ``queue_rows``. The thread flushes a kind once it holds ``flush_rows`` rows or
-    ``flush_seconds`` have passed; ``close`` flushes everything left.
+    Nothing is copied per row on the request path: ``features`` are the request's own row
+    mappings and the outputs stay arrays. The writer thread turns many batches into one
+    frame at flush time, column by column.
+    """
+
+    timestamp: datetime
+    model_name: str
+    model_version: str
+    request_ids: Sequence[str]
+    features: Sequence[Record]
+    predictions: Sequence[str]
+    probabilities: np.ndarray  # one row per request row, one column per proba_column
+    proba_columns: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def head(self, rows: int) -> ScoredBatch:
+        return ScoredBatch(
+            self.timestamp,
+            self.model_name,
+            self.model_version,
+            self.request_ids[:rows],
+            self.features[:rows],
+            self.predictions[:rows],
+            self.probabilities[:rows],
+            self.proba_columns,
+        )
+
+
+def batches_frame(batches: Sequence[ScoredBatch]) -> pd.DataFrame:
+    """Many scored batches as one frame in the log's column order (dtypes not yet fixed)."""
+    sizes = [len(batch) for batch in batches]
+    columns: dict[str, Any] = {
+        REQUEST_ID: [rid for batch in batches for rid in batch.request_ids],
+        TIMESTAMP: np.repeat(pd.to_datetime([b.timestamp for b in batches], utc=True), sizes),
+        MODEL_NAME: np.repeat([b.model_name for b in batches], sizes),
+        MODEL_VERSION: np.repeat([b.model_version for b in batches], sizes),
+    }
+    features = pd.DataFrame.from_records([row for batch in batches for row in batch.features])
+    columns.update({column: features[column] for column in features.columns})
+    columns[PREDICTION] = [label for batch in batches for label in batch.predictions]
+    probabilities = np.concatenate([batch.probabilities for batch in batches])
+    for index, column in enumerate(batches[0].proba_columns):
+        columns[column] = probabilities[:, index]
+    return pd.DataFrame(columns)
+
+
+Chunk = ScoredBatch | Sequence[Record]
+
+
+class CaptureWriter:
+    """Buffers rows in memory and writes them from a background thread.
+
+    ``add`` takes a list of records or, cheaper for a served batch, a :class:`ScoredBatch`;
+    it never blocks on I/O: it appends under a lock or drops what does not fit in
+    ``queue_rows``.
+    The thread flushes a kind once it holds ``flush_rows`` rows or ``flush_seconds`` have
+    passed, concatenating the chunks and fixing dtypes column by column; ``close``
+    flushes everything left.
     """
 
     def __init__(
@@ -120,7 +212,8 @@ class CaptureWriter:
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._on_queue = on_queue
-        self._buffers: dict[str, list[Record]] = {kind: [] for kind in KINDS}
+        self._buffers: dict[str, list[Chunk]] = {kind: [] for kind in KINDS}
+        self._buffered: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._pending = 0  # rows buffered or being written: what queue_rows bounds
         self._dropped = 0
         self._last_drop_log = 0.0
@@ -142,19 +235,29 @@ class CaptureWriter:
             self._thread.start()
         return self
 
-    def add(self, kind: str, records: Sequence[Record]) -> int:
-        """Queue ``records``; return how many were accepted (the rest are dropped)."""
+    def add(self, kind: str, rows: Chunk) -> int:
+        """Queue ``rows`` (records or a scored batch); return how many were accepted.
+
+        The rest are dropped, counted and logged: a full buffer never slows a request.
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
         with self._condition:
             room = 0 if self._closing else max(self.queue_rows - self._pending, 0)
-            accepted = list(records[:room])
-            self._buffers[kind].extend(accepted)
+            if len(rows) <= room:
+                accepted: Chunk = rows
+            elif isinstance(rows, ScoredBatch):
+                accepted = rows.head(room)
+            else:
+                accepted = list(rows[:room])
+            if len(accepted):
+                self._buffers[kind].append(accepted)
+                self._buffered[kind] += len(accepted)
             self._pending += len(accepted)
             pending = self._pending
-            if len(self._buffers[kind]) >= self.flush_rows:
+            if self._buffered[kind] >= self.flush_rows:
                 self._condition.notify()
-        dropped = len(records) - len(accepted)
+        dropped = len(rows) - len(accepted)
         if dropped:
             self._dropped += dropped
             self._log_drop(kind, dropped)
@@ -179,28 +282,37 @@ class CaptureWriter:
     def flush(self) -> None:
         """Write everything buffered now, on the calling thread."""
         with self._condition:
-            batches = {kind: rows for kind, rows in self._buffers.items() if rows}
+            batches = {kind: chunks for kind, chunks in self._buffers.items() if chunks}
             self._buffers = {kind: [] for kind in KINDS}
-        for kind, rows in batches.items():
-            self._write(kind, rows)
+            self._buffered = dict.fromkeys(KINDS, 0)
+        for kind, chunks in batches.items():
+            self._write(kind, chunks)
 
-    def _write(self, kind: str, rows: list[Record]) -> None:
+    def _frame(self, kind: str, chunks: list[Chunk]) -> pd.DataFrame:
+        batches = [chunk for chunk in chunks if isinstance(chunk, ScoredBatch)]
+        records = [row for chunk in chunks if not isinstance(chunk, ScoredBatch) for row in chunk]
+        frames = [batches_frame(batches)] if batches else []
+        if records:
+            frames.append(pd.DataFrame.from_records(records))
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return storable_frame(kind, frame, self.numerical)
+
+    def _write(self, kind: str, chunks: list[Chunk]) -> None:
+        rows = sum(len(chunk) for chunk in chunks)
         try:
-            write_frame(self.path, kind, to_frame(kind, rows, self.numerical))
+            write_frame(self.path, kind, self._frame(kind, chunks))
         except Exception:
             # Losing a batch must not kill the writer thread; say loudly what was lost.
-            logger.exception(
-                "capture: could not write %d %s row(s) to %s", len(rows), kind, self.path
-            )
-            self._dropped += len(rows)
+            logger.exception("capture: could not write %d %s row(s) to %s", rows, kind, self.path)
+            self._dropped += rows
             if self._on_dropped is not None:
-                self._on_dropped(kind, len(rows))
+                self._on_dropped(kind, rows)
         else:
             if self._on_written is not None:
-                self._on_written(kind, len(rows))
+                self._on_written(kind, rows)
         finally:
             with self._condition:
-                self._pending -= len(rows)
+                self._pending -= rows
                 pending = self._pending
             if self._on_queue is not None:
                 self._on_queue(pending)
@@ -209,11 +321,11 @@ class CaptureWriter:
         deadline = time.monotonic() + self.flush_seconds
         while True:
             with self._condition:
-                full = any(len(rows) >= self.flush_rows for rows in self._buffers.values())
+                full = max(self._buffered.values()) >= self.flush_rows
                 if not (full or self._closing):
                     self._condition.wait(timeout=max(deadline - time.monotonic(), 0.0))
                 closing = self._closing
-                full = any(len(rows) >= self.flush_rows for rows in self._buffers.values())
+                full = max(self._buffered.values()) >= self.flush_rows
             if full or closing or time.monotonic() >= deadline:
                 self.flush()
                 deadline = time.monotonic() + self.flush_seconds

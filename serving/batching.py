@@ -17,10 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
-import numpy as np
+
+Result = TypeVar("Result")
 
 
 class Overloaded(RuntimeError):
@@ -28,18 +29,22 @@ class Overloaded(RuntimeError):
 
 
 @dataclass
-class _Job:
+class _Job(Generic[Result]):
     rows: list[dict[str, Any]]
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Result]
     queued: float = field(default_factory=time.monotonic)
 
 
-class Batcher:
-    """Feeds ``predict`` (a blocking batch function) from concurrent async callers."""
+class Batcher(Generic[Result]):
+    """Feeds ``predict`` (a blocking batch function) from concurrent async callers.
+
+    ``predict`` takes the rows of several requests and returns one result per request,
+    in order; each caller gets its own.
+    """
 
     def __init__(
         self,
-        predict: Callable[[Sequence[list[dict[str, Any]]]], list[np.ndarray]],
+        predict: Callable[[Sequence[list[dict[str, Any]]]], list[Result]],
         max_batch_size: int,
         max_latency_ms: float,
         on_batch: Callable[[int], None] | None = None,
@@ -48,24 +53,24 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000
         self.on_batch = on_batch
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[_Job[Result]] = deque()
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
 
-    async def __call__(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    async def __call__(self, rows: list[dict[str, Any]]) -> Result:
         if self._runner is None or self._runner.done():
             self._wake = asyncio.Event()
             self._runner = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(rows, future))
         assert self._wake is not None
         self._wake.set()
         return await future
 
-    def _take(self) -> list[_Job]:
+    def _take(self) -> list[_Job[Result]]:
         """The next batch: queued jobs in order, whole, up to ``max_batch_size`` rows."""
         now = time.monotonic()
-        batch: list[_Job] = []
+        batch: list[_Job[Result]] = []
         size = 0
         while self._queue:
             job = self._queue[0]

@@ -29,6 +29,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -37,9 +38,15 @@ import bentoml
 import numpy as np
 from pydantic import BaseModel, Field
 
-from monitoring.capture import LABELS, PREDICTIONS, CaptureWriter, writer_from_settings
+from monitoring.capture import (
+    LABELS,
+    PREDICTIONS,
+    CaptureWriter,
+    ScoredBatch,
+    writer_from_settings,
+)
 from pipeline.package import bento_model_name
-from pipeline.schema import PREDICTION, normalize_label, proba_column
+from pipeline.schema import normalize_label, proba_column
 from pipeline.settings import Settings, load_settings
 from serving import metrics
 from serving.batching import Batcher, Overloaded
@@ -105,6 +112,15 @@ else:
     Instance = instance_model(SETTINGS.data)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One request's share of a model call: a request id, label and probabilities per row."""
+
+    request_ids: list[str]
+    labels: list[str]
+    probabilities: np.ndarray
+
+
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
     """A JSON error response; BentoML passes a returned ``Response`` through untouched."""
     from starlette.responses import JSONResponse
@@ -144,6 +160,14 @@ class Classifier:
         metrics.MODEL_INFO.labels(
             name=self.model_name, version=self.model_version, run_id=self.run_id
         ).set(1)
+        # One series per class from the start, looked up once rather than per row.
+        version = self.model_version
+        self._predicted = {
+            c: metrics.PREDICTIONS.labels(model_version=version, label=c) for c in self.classes
+        }
+        self._probability = {
+            c: metrics.PROBABILITY.labels(model_version=version, label=c) for c in self.classes
+        }
         self.capture: CaptureWriter | None = None
         if self.settings.capture.enabled:
             self.capture = writer_from_settings(
@@ -157,7 +181,7 @@ class Classifier:
             "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
         )
 
-    def _dispatcher(self) -> Batcher | None:
+    def _dispatcher(self) -> Batcher[Scored] | None:
         batching = self.settings.serving.batching
         if not batching.enabled:
             return None
@@ -168,8 +192,12 @@ class Classifier:
             on_batch=metrics.BATCH_ROWS.observe,
         )
 
-    def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[np.ndarray]:
-        """One model call for many requests: one DataFrame, one ``predict_proba``."""
+    def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[Scored]:
+        """One model call for many requests: one DataFrame, one ``predict_proba``.
+
+        The batch is handed to the capture log here, as the rows and arrays it already is:
+        no per-row records on the request path (the writer thread builds the frame).
+        """
         import pandas as pd
 
         self._limit_native_threads()
@@ -178,8 +206,28 @@ class Classifier:
         for column in self.numerical:
             frame[column] = frame[column].astype("float64")
         probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
-        bounds = np.cumsum([len(job) for job in jobs])[:-1]
-        return list(np.split(probabilities, bounds))
+        request_ids = [uuid.uuid4().hex for _ in rows]
+        labels: list[str] = [self.classes[i] for i in probabilities.argmax(axis=1).tolist()]
+        if self.capture is not None:
+            batch = ScoredBatch(
+                timestamp=datetime.now(UTC),
+                model_name=self.model_name,
+                model_version=self.model_version,
+                request_ids=request_ids,
+                features=rows,
+                predictions=labels,
+                probabilities=probabilities,
+                proba_columns=self.proba_columns,
+            )
+            self.capture.add(PREDICTIONS, batch)
+        scored, start = [], 0
+        for job in jobs:
+            end = start + len(job)
+            scored.append(
+                Scored(request_ids[start:end], labels[start:end], probabilities[start:end])
+            )
+            start = end
+        return scored
 
     def _limit_native_threads(self) -> None:
         """Cap OpenMP/BLAS threads in the thread that calls the model, once per thread.
@@ -194,7 +242,7 @@ class Classifier:
             threadpool_limits(limits=self.settings.serving.model_threads)
             self._thread_state.limited = True
 
-    async def _probabilities(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    async def _score(self, rows: list[dict[str, Any]]) -> Scored:
         if self._batched is not None:
             return await self._batched(rows)
         metrics.BATCH_ROWS.observe(len(rows))
@@ -214,42 +262,26 @@ class Classifier:
                 refused: dict[str, Any] = _reject(400, "unknown category", unknown)
                 return refused
         try:
-            probabilities = await self._probabilities(rows)
+            scored = await self._score(rows)
         except Overloaded as error:
             overloaded: dict[str, Any] = _reject(503, str(error), [])
             return overloaded
-        winners = probabilities.argmax(axis=1)
-        timestamp = datetime.now(UTC)
-        predictions = []
-        records = []
-        for row, proba, winner in zip(rows, probabilities.tolist(), winners.tolist(), strict=True):
-            request_id = uuid.uuid4().hex
-            label = self.classes[winner]
-            predictions.append(
-                {
-                    "request_id": request_id,
-                    "label": label,
-                    "probabilities": dict(zip(self.classes, proba, strict=True)),
-                }
+        classes = self.classes
+        predictions = [
+            {
+                "request_id": request_id,
+                "label": label,
+                "probabilities": dict(zip(classes, proba, strict=True)),
+            }
+            for request_id, label, proba in zip(
+                scored.request_ids, scored.labels, scored.probabilities.tolist(), strict=True
             )
-            records.append(
-                {
-                    "request_id": request_id,
-                    "timestamp": timestamp,
-                    "model_name": self.model_name,
-                    "model_version": self.model_version,
-                    **row,
-                    PREDICTION: label,
-                    **dict(zip(self.proba_columns, proba, strict=True)),
-                }
-            )
-            metrics.PROBABILITY.labels(model_version=self.model_version, label=label).observe(
-                proba[winner]
-            )
-        for label, count in Counter(p["label"] for p in predictions).items():
-            metrics.PREDICTIONS.labels(model_version=self.model_version, label=label).inc(count)
-        if self.capture is not None:
-            self.capture.add(PREDICTIONS, records)
+        ]
+        tops = scored.probabilities.max(axis=1).tolist()
+        for label, top in zip(scored.labels, tops, strict=True):
+            self._probability[label].observe(top)
+        for label, count in Counter(scored.labels).items():
+            self._predicted[label].inc(count)
         return {
             "model": {"name": self.model_name, "version": self.model_version},
             "predictions": predictions,

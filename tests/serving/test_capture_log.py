@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +16,7 @@ from monitoring.capture import (
     LABELS,
     PREDICTIONS,
     CaptureWriter,
+    ScoredBatch,
     read_kind,
     read_window,
     to_frame,
@@ -151,3 +153,99 @@ def test_empty_log_reads_as_an_empty_frame_with_the_columns(
     assert frame.empty
     assert {"request_id", "timestamp", PREDICTION, settings.data.target} <= set(frame.columns)
     assert isinstance(frame, pd.DataFrame)
+
+
+def scored_batch(settings: Settings, prefix: str, ages: list[float]) -> ScoredBatch:
+    """A batch as the service hands it over: its request rows and the model's arrays."""
+    features = settings.data.features
+    rows = []
+    for age in ages:
+        row: dict[str, Any] = {column: age for column in features.numerical}
+        row.update({column: "1" for column in features.categorical})
+        rows.append(row)
+    return ScoredBatch(
+        timestamp=DAY,
+        model_name="m",
+        model_version="3",
+        request_ids=[f"{prefix}{i}" for i in range(len(ages))],
+        features=rows,
+        predictions=["1"] * len(ages),
+        probabilities=np.array([[0.25, 0.75]] * len(ages)),
+        proba_columns=["proba_0", "proba_1"],
+    )
+
+
+def test_scored_batches_and_records_write_the_same_log(tmp_path: Path, settings: Settings) -> None:
+    numerical = settings.data.features.numerical
+    first, second = scored_batch(settings, "f", [20.0, 21.0]), scored_batch(settings, "g", [22.0])
+    first.features[1]["SCHL"] = None  # a missing category stays None, not "nan" or "None"
+    records = []
+    for batch in (first, second):
+        for i, rid in enumerate(batch.request_ids):
+            records.append(
+                {
+                    "request_id": rid,
+                    "timestamp": DAY,
+                    "model_name": "m",
+                    "model_version": "3",
+                    **batch.features[i],
+                    PREDICTION: "1",
+                    "proba_0": 0.25,
+                    "proba_1": 0.75,
+                }
+            )
+    as_batches, as_records = tmp_path / "batches", tmp_path / "records"
+    mixed = CaptureWriter(as_batches, numerical=numerical)
+    mixed.add(PREDICTIONS, first)
+    mixed.add(PREDICTIONS, second)
+    mixed.add(PREDICTIONS, [{**records[0], "request_id": "r0"}])  # records in the same flush
+    mixed.close()
+    plain = CaptureWriter(as_records, numerical=numerical)
+    plain.add(PREDICTIONS, [*records, {**records[0], "request_id": "r0"}])
+    plain.close()
+
+    got, want = read_kind(as_batches, PREDICTIONS), read_kind(as_records, PREDICTIONS)
+
+    pd.testing.assert_frame_equal(got, want)
+    assert got["request_id"].tolist() == ["f0", "f1", "g0", "r0"]
+    assert got["SCHL"].tolist()[1] is None
+    assert got["AGEP"].tolist() == [20.0, 21.0, 22.0, 20.0]
+    assert got["AGEP"].dtype == "float64" and got["SCHL"].dtype == object
+    assert len(list(as_batches.rglob("*.parquet"))) == 1  # one flush, one file
+
+
+def test_a_batch_beyond_the_queue_is_cut_and_the_rest_counted(
+    tmp_path: Path, settings: Settings
+) -> None:
+    dropped: list[int] = []
+    writer = CaptureWriter(tmp_path, queue_rows=3, on_dropped=lambda kind, n: dropped.append(n))
+    batch = scored_batch(settings, "b", [30.0, 31.0, 32.0, 33.0, 34.0])
+
+    assert writer.add(PREDICTIONS, batch) == 3
+    assert writer.add(PREDICTIONS, batch) == 0  # full: all five dropped, nothing blocks
+
+    assert dropped == [2, 5] and writer.dropped == 7
+    writer.close()
+    frame = read_kind(tmp_path, PREDICTIONS)
+    assert frame["request_id"].tolist() == ["b0", "b1", "b2"]
+    assert frame["AGEP"].tolist() == [30.0, 31.0, 32.0]
+    assert writer.pending == 0
+
+
+def test_an_unwritable_path_counts_the_batch_as_dropped_and_the_writer_lives_on(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the capture folder should be")
+    dropped: list[int] = []
+    writer = CaptureWriter(blocker, on_dropped=lambda kind, n: dropped.append(n)).start()
+    batch = scored_batch(settings, "u", [40.0] * 4)
+    writer.add(PREDICTIONS, batch)
+
+    with caplog.at_level(logging.ERROR, logger="monitoring.capture"):
+        writer.flush()
+
+    assert dropped == [4] and writer.dropped == 4 and writer.pending == 0
+    assert "could not write 4 predictions row(s)" in caplog.text
+    assert writer.add(PREDICTIONS, batch) == 4  # still accepting after the failure
+    writer.close()
