@@ -256,13 +256,13 @@ def tables(results: list[Measured]) -> str:
     alone = {r.rows: r for r in results if r.kind.startswith("Evidently")}
     ratio_rows = []
     sizes = sorted(full)
-    for rows in sizes:
-        job, quiet, evidently = full[rows], bare.get(rows), alone.get(rows)
+    for size in sizes:
+        job, quiet, evidently = full[size], bare.get(size), alone.get(size)
         if evidently is None:
             continue
         ratio_rows.append(
             [
-                f"{rows:,}",
+                f"{size:,}",
                 f"{job.seconds / evidently.seconds:.2f}",
                 f"{quiet.seconds / evidently.seconds:.2f}" if quiet else "",
                 f"{job.seconds / evidently.report_seconds:.2f}" if evidently.report_seconds else "",

@@ -57,12 +57,17 @@ class Server:
 
 @contextmanager
 def running(
-    name: str, args: Sequence[str], env: dict[str, str], log: Path, port: int
+    name: str,
+    args: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    port: int,
+    cwd: Path = ROOT,
 ) -> Iterator[Server]:
     """Start ``args`` (a server on 127.0.0.1:``port``), wait until ready, stop it on exit."""
     from serving.launcher import start, wait_ready
 
-    process = start(args, log, cwd=ROOT, env=env)
+    process = start(args, log, cwd=cwd, env=env)
     server = Server(name, f"http://127.0.0.1:{port}", process, log)
     try:
         wait_ready(server.url, process, log, seconds=180)

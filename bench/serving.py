@@ -8,7 +8,15 @@ worker count and the same machine:
 - (b) ``mlstack, capture off``: the same with ``capture.enabled: false``
   (``MLSTACK_PARAMS`` points at a temporary copy of params.yaml);
 - (c) ``naive``: FastAPI + uvicorn, one ``predict_proba`` per request (bench/naive_server.py);
-- (d) ``ceiling``: a BentoML endpoint that answers a constant (bench/constant_service.py).
+- (d) ``ceiling``: a BentoML endpoint that answers a constant (bench/constant_service.py);
+- (o) with ``--baseline PATH``: the service as shipped from another checkout of this
+  repository (its own ``.venv``, e.g. the last release), same champion and settings as
+  (a): a change to the service measured against what it replaces, in the same run.
+
+All servers are up at once and the loads interleave: each round runs every load against
+every setup in turn (the order rotating by round), so a burst of noise from other work
+on the machine falls on all setups alike. Each figure is the median over ``--rounds``;
+each ratio is the median of the ratios paired within a round, with their range.
 
 Load comes from Debian's ``wrk`` (closed loop: each connection sends its next request
 when the previous answer arrives), driven by a generated Lua script that cycles through
@@ -24,12 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +62,7 @@ SETUPS = {
     "b": "mlstack, capture off",
     "c": "naive FastAPI + uvicorn",
     "d": "BentoML constant (ceiling)",
+    "o": "mlstack at the baseline checkout",
 }
 
 
@@ -83,6 +93,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     rows_per_call: float | None = None
+    round: int = 0
 
     @property
     def good_per_second(self) -> float:
@@ -232,9 +243,14 @@ def import_champion(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def server_command(setup: str, port: int, workers: int, access_log: bool) -> list[str]:
+def server_command(
+    setup: str, port: int, workers: int, access_log: bool, baseline: Path | None = None
+) -> list[str]:
     python = sys.executable
     host = ["--host", "127.0.0.1", "--port", str(port)]
+    if setup == "o" and baseline is not None:
+        python = str(baseline / ".venv" / "bin" / "python")
+        return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
     if setup in ("a", "b"):
         return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
     if setup == "c":
@@ -246,8 +262,8 @@ def server_command(setup: str, port: int, workers: int, access_log: bool) -> lis
 
 def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int) -> dict[str, str]:
     env = dict(base)
-    if setup == "a":
-        env["MLSTACK_CAPTURE_PATH"] = str(work / "capture")
+    if setup in ("a", "o"):
+        env["MLSTACK_CAPTURE_PATH"] = str(work / f"capture-{setup}")
     elif setup == "b":
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["capture"]["enabled"] = False
@@ -264,13 +280,16 @@ def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int)
 
 
 @contextmanager
-def started(setup: str, base: dict[str, str], work: Path, serving: Any) -> Iterator[Server]:
+def started(
+    setup: str, base: dict[str, str], work: Path, serving: Any, baseline: Path | None = None
+) -> Iterator[Server]:
     port = free_port()
     env = server_env(setup, base, work, serving.model_threads)
     log = work / f"server-{setup}.log"
     access_log = bool(getattr(serving, "access_log", True))
-    command = server_command(setup, port, serving.workers, access_log)
-    with running(SETUPS[setup], command, env, log, port) as server:
+    command = server_command(setup, port, serving.workers, access_log, baseline)
+    cwd = baseline if setup == "o" and baseline is not None else ROOT
+    with running(SETUPS[setup], command, env, log, port, cwd=cwd) as server:
         yield server
 
 
@@ -382,6 +401,16 @@ def profile(server: Server, script: Path, load: Load, seconds: float, out: Path)
                 recorder.wait(10)
 
 
+def measure_one(server: Server, script: Path, load: Load, args: argparse.Namespace) -> Result:
+    """One load against one server, with the service's rows per model call over it."""
+    before = batch_rows(server.url)
+    result = run_wrk(server.url, script, load, args.duration, args.max_requests, "")
+    after = batch_rows(server.url)
+    if before and after and after[1] > before[1]:
+        result.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
+    return result
+
+
 def measure(args: argparse.Namespace) -> list[Result]:
     from pipeline.settings import load_settings
 
@@ -411,31 +440,32 @@ def measure(args: argparse.Namespace) -> list[Result]:
             f"{len(one_row)} distinct one-row bodies, {len(hundred)} of 100 rows",
             file=sys.stderr,
         )
-        for setup in args.setups:
-            with started(setup, base, work, settings.serving) as server:
-                check(server, one_row[0])
+        with ExitStack() as stack:
+            servers = {}
+            for setup in args.setups:
+                servers[setup] = stack.enter_context(
+                    started(setup, base, work, settings.serving, args.baseline)
+                )
+                check(servers[setup], one_row[0])
+            for setup, server in servers.items():
                 run_wrk(server.url, scripts[1], LOADS[1], args.warmup, 10**9, setup)
+            for round_ in range(args.rounds):
+                shift = round_ % len(args.setups)
+                order = [*args.setups[shift:], *args.setups[:shift]]
                 for load in LOADS:
-                    before = batch_rows(server.url)
-                    result = run_wrk(
-                        server.url,
-                        scripts[load.rows],
-                        load,
-                        args.duration,
-                        args.max_requests,
-                        setup,
-                    )
-                    after = batch_rows(server.url)
-                    if before and after and after[1] > before[1]:
-                        result.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
-                    results.append(result)
-                    print(
-                        f"{setup} {load.name}: {result.good_per_second:.0f} good/s, "
-                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                        f"errors {result.errors} (load {load_average()})",
-                        file=sys.stderr,
-                    )
-                if args.py_spy is not None:
+                    for setup in order:
+                        result = measure_one(servers[setup], scripts[load.rows], load, args)
+                        result.round, result.setup = round_, setup
+                        results.append(result)
+                        print(
+                            f"round {round_ + 1} {setup} {load.name}: "
+                            f"{result.good_per_second:.0f} good/s, "
+                            f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                            f"errors {result.errors} (load {load_average()})",
+                            file=sys.stderr,
+                        )
+            if args.py_spy is not None:
+                for setup, server in servers.items():
                     out = args.py_spy / f"serving-{setup}-c64"
                     profile(server, scripts[1], LOADS[2], args.profile_seconds, out)
     finally:
@@ -443,67 +473,107 @@ def measure(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def tables(results: Sequence[Result]) -> str:
-    rows = []
+    """Medians over rounds per setup and load; ratios paired within each round."""
+    groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
+        groups.setdefault((r.setup, r.load.name), []).append(r)
+    rows = []
+    for (setup, _), runs in groups.items():
+        load = runs[0].load
+        good = _median([r.good_per_second for r in runs])
+        calls = [r.rows_per_call for r in runs if r.rows_per_call is not None]
+        server, client = sum(r.server_errors for r in runs), sum(r.client_errors for r in runs)
+        sockets = sum(r.socket_errors for r in runs)
         rows.append(
             [
-                f"({r.setup}) {SETUPS[r.setup]}",
-                r.load.name,
-                f"{r.good_per_second:,.0f}",
-                f"{r.good_per_second * r.load.rows:,.0f}",
-                f"{r.p50_ms:.1f}",
-                f"{r.p99_ms:.1f}",
-                f"{r.errors} ({r.server_errors} 5xx, {r.client_errors} 4xx, "
-                f"{r.socket_errors} socket)",
-                f"{r.rows_per_call:.1f}" if r.rows_per_call is not None else "",
-                f"{r.ok:,} in {r.seconds:.1f} s",
+                f"({setup}) {SETUPS[setup]}",
+                load.name,
+                f"{good:,.0f}",
+                " / ".join(f"{r.good_per_second:,.0f}" for r in runs),
+                f"{good * load.rows:,.0f}",
+                f"{_median([r.p50_ms for r in runs]):.1f}",
+                f"{_median([r.p99_ms for r in runs]):.1f}",
+                f"{server + client + sockets} ({server} 5xx, {client} 4xx, {sockets} socket)",
+                f"{_median(calls):.1f}" if calls else "",
+                f"{sum(r.ok for r in runs):,} in {sum(r.seconds for r in runs):.0f} s",
             ]
         )
     first = markdown(
         [
             "setup",
             "load",
-            "good answers/s",
+            "good answers/s (median)",
+            "per round",
             "rows/s",
             "p50 ms",
             "p99 ms",
-            "errors",
+            "errors (all rounds)",
             "rows per model call",
             "good answers",
         ],
         rows,
     )
-    by = {(r.setup, r.load.name): r.good_per_second for r in results}
+    by = {(r.setup, r.load.name, r.round): r.good_per_second for r in results}
+    rounds = sorted({r.round for r in results})
 
     def ratio(top: str, bottom: str, load: Load) -> str:
-        a, b = by.get((top, load.name)), by.get((bottom, load.name))
-        return f"{a / b:.2f}" if a is not None and b else "n/a"
+        paired = [
+            by[(top, load.name, n)] / by[(bottom, load.name, n)]
+            for n in rounds
+            if by.get((top, load.name, n)) is not None and by.get((bottom, load.name, n))
+        ]
+        if not paired:
+            return "n/a"
+        spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
+        return f"{statistics.median(paired):.2f}{spread}"
 
-    second = markdown(
-        ["load", "a/c (vs naive)", "a/d (vs ceiling)", "b/a (capture off vs on)"],
-        [[x.name, ratio("a", "c", x), ratio("a", "d", x), ratio("b", "a", x)] for x in LOADS],
+    headers = ["load", "a/c (vs naive)", "a/d (vs ceiling)", "b/a (capture off vs on)"]
+    pairs = [("a", "c"), ("a", "d"), ("b", "a")]
+    if any(r.setup == "o" for r in results):
+        headers.append("a/o (vs baseline checkout)")
+        pairs.append(("a", "o"))
+    second = markdown(headers, [[x.name, *(ratio(t, b, x) for t, b in pairs)] for x in LOADS])
+    return (
+        f"{first}\n\nRatios of good answers per second, the median of the {len(rounds)} "
+        f"rounds' paired ratios (their range):\n\n{second}"
     )
-    return f"{first}\n\nRatios of good answers per second:\n\n{second}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=15, help="seconds per load (max)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per load (max)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per load")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load")
     parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
     parser.add_argument("--setups", default="abcd", help="which setups, e.g. 'ac'")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of this repository with its own .venv: adds setup (o)",
+    )
     parser.add_argument("--py-spy", type=Path, default=None, help="profile c=64 into this folder")
     parser.add_argument("--profile-seconds", type=float, default=15)
     args = parser.parse_args()
-    args.setups = [s for s in args.setups if s in SETUPS]
+    args.setups = [s for s in args.setups if s in SETUPS and s != "o"]
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / ".venv" / "bin" / "python").exists():
+            parser.error(f"--baseline {args.baseline} has no .venv: run `uv sync` there first")
+        args.setups.append("o")
     results = measure(args)
     print(header("Serving: one-row and batch clients against four setups"))
     print(f"- versions: {versions('bentoml', 'fastapi', 'uvicorn', 'scikit-learn', 'pandas')}")
     print(
         f"- load: wrk, closed loop, at most {args.max_requests:,} requests or "
-        f"{args.duration:.0f} s per row, after {args.warmup:.0f} s of warm-up per server"
+        f"{args.duration:.0f} s per row, {args.rounds} interleaved rounds, "
+        f"after {args.warmup:.0f} s of warm-up per server"
     )
     print()
     print(tables(results))
