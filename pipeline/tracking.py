@@ -40,9 +40,20 @@ def disable_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
+# The URI configure() last set. MLflow copies it into MLFLOW_TRACKING_URI (so child
+# processes inherit it); it must not then pass for the user's own setting, or the next
+# project configured in this process would silently use the first one's store.
+_configured_uri: str | None = None
+
+
+def _user_uri() -> str | None:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return None if not uri or uri == _configured_uri else uri
+
+
 def tracking_uri(settings: Settings) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store under the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.path('mlflow.db')}"
+    return _user_uri() or f"sqlite:///{settings.path('mlflow.db')}"
 
 
 def artifact_location(settings: Settings) -> str:
@@ -53,13 +64,15 @@ def configure(settings: Settings, experiment: str = TRAINING_EXPERIMENT) -> Any:
     """Point MLflow at the store and select ``experiment``, creating it if needed."""
     import mlflow
 
+    global _configured_uri
     disable_telemetry()
+    embedded = _user_uri() is None
     uri = tracking_uri(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _configured_uri = uri if embedded else None
     existing = mlflow.get_experiment_by_name(experiment)
     if existing is None:
-        embedded = "MLFLOW_TRACKING_URI" not in os.environ
         location = f"{artifact_location(settings)}/{experiment}" if embedded else None
         mlflow.create_experiment(experiment, artifact_location=location)
     return mlflow.set_experiment(experiment)
