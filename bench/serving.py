@@ -53,6 +53,7 @@ from bench.harness import (
     load_average,
     markdown,
     running,
+    stop_on_sigterm,
     tool_env,
     versions,
 )
@@ -283,8 +284,12 @@ def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int)
 def started(
     setup: str, base: dict[str, str], work: Path, serving: Any, baseline: Path | None = None
 ) -> Iterator[Server]:
+    from serving.launcher import own_bentoml_home
+
     port = free_port()
     env = server_env(setup, base, work, serving.model_threads)
+    # All servers run at once: each its own BentoML home, or they wipe each other's /metrics.
+    env["BENTOML_HOME"] = str(own_bentoml_home(Path(base["BENTOML_HOME"]), work / setup))
     log = work / f"server-{setup}.log"
     access_log = bool(getattr(serving, "access_log", True))
     command = server_command(setup, port, serving.workers, access_log, baseline)
@@ -545,6 +550,7 @@ def tables(results: Sequence[Result]) -> str:
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per load (max)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per load")

@@ -26,6 +26,23 @@ def tail(log: Path, chars: int = 4000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
 
+def own_bentoml_home(shared: Path, folder: Path) -> Path:
+    """A ``BENTOML_HOME`` for one server that shares ``shared``'s models and Bentos.
+
+    ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
+    a second server on the same home wipes the first one's ``/metrics`` (its counters
+    silently restart). Each server gets a home of its own; the stores are symlinked.
+    """
+    home = folder / "bentoml_home"
+    home.mkdir(parents=True, exist_ok=True)
+    for store in ("models", "bentos"):
+        (shared / store).mkdir(parents=True, exist_ok=True)
+        link = home / store
+        if not link.is_symlink():
+            link.symlink_to((shared / store).resolve(), target_is_directory=True)
+    return home
+
+
 def start(
     command: Sequence[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

@@ -70,6 +70,8 @@ def start_server(
     command = [sys.executable, "-m", "bentoml", "serve", target]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     env = {**env, "MLSTACK_PARAMS": str(params)}
+    if env.get("BENTOML_HOME"):  # servers started side by side must not share /metrics
+        env["BENTOML_HOME"] = str(launcher.own_bentoml_home(Path(env["BENTOML_HOME"]), folder))
     process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     launcher.wait_ready(url, process, log, seconds=90)
