@@ -37,7 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, header, load_average, markdown, tool_env, versions
+from bench.harness import (
+    ROOT,
+    header,
+    load_average,
+    markdown,
+    stop_on_sigterm,
+    tool_env,
+    versions,
+)
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -297,6 +305,7 @@ def tables(results: list[Measured]) -> str:
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
     alone = sub.add_parser("evidently", help="(internal) Evidently alone on one file")

@@ -28,6 +28,16 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C: every ``finally`` runs, so the
+    servers and temporary folders a benchmark started do not outlive it."""
+
+    def unwind(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -28,7 +28,15 @@ from typing import Any
 
 import yaml
 
-from bench.harness import ROOT, header, load_average, markdown, tool_env, versions
+from bench.harness import (
+    ROOT,
+    header,
+    load_average,
+    markdown,
+    stop_on_sigterm,
+    tool_env,
+    versions,
+)
 
 COPIED = ("pipeline", "serving", "monitoring")
 FILES = ("dvc.yaml", "params.yaml", "bentofile.yaml", ".gitignore", ".dvcignore")
@@ -178,6 +186,7 @@ def training_rows() -> int:
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     args = parser.parse_args()
