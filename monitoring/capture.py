@@ -54,15 +54,17 @@ def _fs(path: str | Path) -> tuple[Any, str]:
 
 
 def to_frame(kind: str, records: Sequence[Record], numerical: Iterable[str] = ()) -> pd.DataFrame:
-    """Records as a frame with the log's plain dtypes (see :func:`plain_frame`)."""
-    return plain_frame(kind, pd.DataFrame.from_records(list(records)), numerical)
+    """Records as the writer stores them (see :func:`storable_frame`)."""
+    return storable_frame(kind, pd.DataFrame.from_records(list(records)), numerical)
 
 
-def plain_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:
-    """``frame`` with the log's plain dtypes, column by column (no per-row Python work).
+def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` with the log's dtypes, column by column (no per-row work but for labels).
 
-    Timestamps are UTC, ``numerical`` columns float64 and every other column an object
-    column of strings: Evidently and the drift job skip nullable extension dtypes.
+    Timestamps are UTC, ``numerical`` and ``proba_*`` columns float64, and strings stay in
+    pandas' Arrow-backed ``str`` dtype (missing as NaN), which Parquet takes without
+    touching each value again. :func:`read_kind` gives strings back as object columns
+    with None for missing: Evidently and the drift job skip nullable extension dtypes.
     """
     frame = frame.copy(deep=False)
     frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
@@ -72,28 +74,8 @@ def plain_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -
             continue
         if column in numbers or column.startswith("proba_"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        else:
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    if kind == LABELS:
-        # Element by element: a mixed column (1, 1.0, "1") must still give one spelling.
-        labels = [normalize_label(v) for v in frame[LABEL]]
-        frame[LABEL] = pd.Series(labels, index=frame.index, dtype=object)
-    return frame
-
-
-def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:
-    """``frame`` as the writer stores it: like :func:`plain_frame`, but strings stay in
-    pandas' Arrow-backed ``str`` dtype (missing as NaN), which Parquet takes without
-    touching each value again; :func:`read_kind` gives them back as object columns."""
-    frame = frame.copy(deep=False)
-    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
-    numbers = set(numerical)
-    for column in frame.columns:
-        if column == TIMESTAMP:
-            continue
-        if column in numbers or column.startswith("proba_"):
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         elif kind == LABELS and column == LABEL:
+            # Element by element: a mixed column (1, 1.0, "1") must still give one spelling.
             labels = [normalize_label(v) for v in frame[LABEL]]
             frame[LABEL] = pd.Series(labels, index=frame.index, dtype="str")
         elif not pd.api.types.is_numeric_dtype(frame[column]):
