@@ -406,10 +406,12 @@ def profile(server: Server, script: Path, load: Load, seconds: float, out: Path)
                 recorder.wait(10)
 
 
-def measure_one(server: Server, script: Path, load: Load, args: argparse.Namespace) -> Result:
+def measure_one(
+    server: Server, setup: str, script: Path, load: Load, args: argparse.Namespace
+) -> Result:
     """One load against one server, with the service's rows per model call over it."""
     before = batch_rows(server.url)
-    result = run_wrk(server.url, script, load, args.duration, args.max_requests, "")
+    result = run_wrk(server.url, script, load, args.duration, args.max_requests, setup)
     after = batch_rows(server.url)
     if before and after and after[1] > before[1]:
         result.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
@@ -459,8 +461,9 @@ def measure(args: argparse.Namespace) -> list[Result]:
                 order = [*args.setups[shift:], *args.setups[:shift]]
                 for load in LOADS:
                     for setup in order:
-                        result = measure_one(servers[setup], scripts[load.rows], load, args)
-                        result.round, result.setup = round_, setup
+                        server = servers[setup]
+                        result = measure_one(server, setup, scripts[load.rows], load, args)
+                        result.round = round_
                         results.append(result)
                         print(
                             f"round {round_ + 1} {setup} {load.name}: "

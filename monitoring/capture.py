@@ -88,15 +88,15 @@ def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
     if kind not in KINDS:
         raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
     fs, root = _fs(path)
-    written = []
-    days = pd.to_datetime(frame[TIMESTAMP], utc=True).dt.normalize()
-    if days.nunique() <= 1:  # the usual flush: one day, no grouping and no copy
-        parts: list[tuple[Any, pd.DataFrame]] = [(days.iloc[0] if len(days) else None, frame)]
-    else:
-        parts = list(frame.groupby(days, sort=True))
+    written: list[str] = []
+    if frame.empty:
+        return written
+    days = frame[TIMESTAMP].dt.normalize()
+    # The usual flush holds one day: no grouping, and no copy of the frame. (NaT equals
+    # nothing, so a missing timestamp takes groupby's way, which leaves its row out.)
+    one_day = bool(days.eq(days.iloc[0]).all())
+    parts = [(days.iloc[0], frame)] if one_day else frame.groupby(days, sort=True)
     for day, part in parts:
-        if day is None:
-            continue
         folder = f"{root}/{kind}/date={pd.Timestamp(day):%Y-%m-%d}"
         fs.makedirs(folder, exist_ok=True)
         name = f"{uuid.uuid4().hex}.parquet"
