@@ -224,15 +224,8 @@ def champion_or_exit() -> str:
 
 def import_champion(env: dict[str, str]) -> str:
     """The champion into the temporary BentoML store, as the package stage does."""
-    script = (
-        "from pipeline.package import find_champion, import_champion\n"
-        "from pipeline.settings import load_settings\n"
-        "from pipeline.tracking import configure\n"
-        "s = load_settings(); configure(s)\n"
-        "print(import_champion(s, find_champion(s)).tag)\n"
-    )
     done = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-m", "pipeline.package", "--model-only"],
         cwd=ROOT,
         env=env,
         capture_output=True,

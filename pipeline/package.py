@@ -8,7 +8,9 @@ response and metric names them. The Bento is built offline (``lock_packages: fal
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +91,29 @@ def package(settings: Settings) -> Packaged:
     )
 
 
-def main() -> None:
+def import_only(settings: Settings) -> str:
+    """The champion into BentoML's model store alone, no Bento, no report: its model tag.
+
+    For a server started straight from the repository (``bentoml serve
+    serving.service:Classifier``) with a BentoML store of its own, as the benchmarks and
+    the integration tests do.
+    """
+    configure(settings)
+    return str(import_champion(settings, find_champion(settings)).tag)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model-only",
+        action="store_true",
+        help="import the champion into BentoML's store and print its tag; no Bento, no report",
+    )
+    args = parser.parse_args(argv)
     settings = load_settings()
+    if args.model_only:
+        print(import_only(settings))
+        return
     packaged = package(settings)
     report = settings.path(REPORT)
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -41,15 +41,7 @@ def champion(pipeline_project: Project) -> Champion:
 @pytest.fixture(scope="session")
 def packaged(champion: Champion, pipeline_project: Project, base_env: dict[str, str]) -> str:
     """The champion imported into the temporary BentoML store (the package stage's first half)."""
-    return run_in_project(
-        pipeline_project.root,
-        base_env,
-        "from pipeline.package import find_champion, import_champion\n"
-        "from pipeline.settings import load_settings\n"
-        "from pipeline.tracking import configure\n"
-        "s = load_settings(); configure(s)\n"
-        "print(import_champion(s, find_champion(s)).tag)\n",
-    )
+    return run_in_project(pipeline_project.root, base_env, "-m", "pipeline.package", "--model-only")
 
 
 @pytest.fixture(scope="session")

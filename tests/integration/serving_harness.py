@@ -78,10 +78,11 @@ def start_server(
     return Server(url, process, capture, log, load_settings(params))
 
 
-def run_in_project(root: Path, env: dict[str, str], script: str) -> str:
-    """Run Python in a project folder (its params.yaml, its code); return the last line."""
+def run_in_project(root: Path, env: dict[str, str], *args: str) -> str:
+    """Run ``python *args`` in a project folder (its params.yaml, its code); return the
+    last line it printed."""
     done = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, *args],
         env=env,
         cwd=root,
         capture_output=True,

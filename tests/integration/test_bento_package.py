@@ -24,7 +24,7 @@ def test_packaged_bento_serves_the_champion(
         "from pipeline.settings import load_settings\n"
         "print(json.dumps(dataclasses.asdict(package(load_settings()))))\n"
     )
-    packaged = json.loads(run_in_project(pipeline_project.root, base_env, script))
+    packaged = json.loads(run_in_project(pipeline_project.root, base_env, "-c", script))
     assert packaged["version"] == champion.version and packaged["run_id"] == champion.run_id
     assert packaged["bento_tag"].startswith("mlstack:")
 
