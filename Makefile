@@ -37,7 +37,7 @@ system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgate
 
 .PHONY: demo
 demo: install ## the whole loop: train, serve, replay, judge drift (no drift, then drift)
-	$(UV) run python -m monitoring.demo
+	$(UV) run python -m mlstack.demo
 
 .PHONY: test
 test: install system-deps ## run the whole test suite, real servers included

@@ -76,19 +76,18 @@ def capture_frame(settings: Any) -> Any:
     """Every production row, labeled and scored once by the champion, as the log holds it."""
     import pandas as pd
 
-    from pipeline.evaluate import predict_frame
-    from pipeline.package import find_champion
-    from pipeline.schema import coerce_features, normalize_labels
-    from pipeline.tracking import champion_uri, configure, load_sklearn
+    from pipeline.labels import normalize_labels
+    from pipeline.model import predict_frame
+    from pipeline.schema import coerce_features
+    from pipeline.tracking import champion_uri, client, find_champion, load_model, tracking_uri
 
-    configure(settings)
     try:
-        champion = find_champion(settings)
-        model = load_sklearn(champion_uri(settings))
+        champion = find_champion(client(settings), settings)
+        model = load_model(f"models:/{champion.name}/{champion.version}", tracking_uri(settings))
     except Exception as error:  # noqa: BLE001 - any failure means: no champion to score with
         sys.exit(
             f"no champion {champion_uri(settings)} in the project's MLflow store ({error}); "
-            "train one first: uv run dvc repro"
+            "train one first: dvc repro"
         )
     data = settings.data
     raw = pd.read_parquet(ROOT / "data" / "raw" / "production_2016_2018.parquet")
@@ -176,7 +175,7 @@ def create_store(params: Path, env: dict[str, str]) -> None:
 
 
 def run(sizes: list[int], py_spy: Path | None) -> list[Measured]:
-    from pipeline.evaluate import REFERENCE_FILE
+    from pipeline.paths import REFERENCE_FILE
     from pipeline.settings import load_settings
 
     settings = load_settings()

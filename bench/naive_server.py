@@ -22,11 +22,10 @@ STATE: dict[str, Any] = {}
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from pipeline.settings import load_settings
-    from pipeline.tracking import champion_uri, configure, load_sklearn
+    from pipeline.tracking import champion_uri, load_model, tracking_uri
 
     settings = load_settings()
-    configure(settings)
-    STATE["model"] = load_sklearn(champion_uri(settings))
+    STATE["model"] = load_model(champion_uri(settings), tracking_uri(settings))
     STATE["columns"] = settings.data.features.all
     STATE["numerical"] = settings.data.features.numerical
     STATE["classes"] = [str(c) for c in STATE["model"].classes_]

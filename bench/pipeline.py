@@ -68,7 +68,6 @@ def copy_project(root: Path, bentoml_home: Path) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     env = tool_env(
         PATH=f"{venv_bin}:{tool_env().get('PATH', '')}",
-        MLSTACK_ROOT=str(root),
         MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
         BENTOML_HOME=str(bentoml_home),
         GIT_AUTHOR_NAME="mlstack bench",

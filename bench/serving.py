@@ -189,16 +189,15 @@ def production_rows(count: int, seed: int) -> list[dict[str, Any]]:
     """
     import pandas as pd
 
+    from mlstack.replay import feature_records
     from pipeline.settings import load_settings
-    from pipeline.tracking import champion_uri, configure, load_sklearn
+    from pipeline.tracking import champion_uri, load_model, tracking_uri
     from serving.inputs import known_categories, unknown_categories
-    from serving.replay import feature_records
 
     settings = load_settings()
     frame = pd.read_parquet(ROOT / "data" / "raw" / "production_2016_2018.parquet")
     frame = frame.sample(n=min(count * 2, len(frame)), random_state=seed)
-    configure(settings)
-    model = load_sklearn(champion_uri(settings))
+    model = load_model(champion_uri(settings), tracking_uri(settings))
     known = known_categories(model, settings.data.features.categorical)
     rows = [row for row in feature_records(frame, settings) if not unknown_categories([row], known)]
     return rows[:count]
@@ -206,18 +205,16 @@ def production_rows(count: int, seed: int) -> list[dict[str, Any]]:
 
 def champion_or_exit() -> str:
     """The champion's registered name and version, or exit saying how to train one."""
-    from pipeline.package import find_champion
     from pipeline.settings import load_settings
-    from pipeline.tracking import champion_uri, configure
+    from pipeline.tracking import champion_uri, client, find_champion
 
     settings = load_settings()
-    configure(settings)
     try:
-        champion = find_champion(settings)
+        champion = find_champion(client(settings), settings)
     except Exception as error:  # noqa: BLE001 - any failure means: no champion to serve
         sys.exit(
             f"no champion {champion_uri(settings)} in the project's MLflow store "
-            f"({error}); train one first: uv run dvc repro"
+            f"({error}); train one first: dvc repro"
         )
     return f"{champion.name} v{champion.version}"
 

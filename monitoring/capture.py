@@ -31,7 +31,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import PREDICTION, normalize_label
+from pipeline.labels import normalize_label
+from pipeline.schema import PREDICTION
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ Record = Mapping[str, Any]
 def _fs(path: str | Path) -> tuple[Any, str]:
     fs, root = fsspec.core.url_to_fs(str(path))
     return fs, root.rstrip("/")
-
-
-def to_frame(kind: str, records: Sequence[Record], numerical: Iterable[str] = ()) -> pd.DataFrame:
-    """Records as the writer stores them (see :func:`storable_frame`)."""
-    return storable_frame(kind, pd.DataFrame.from_records(list(records)), numerical)
 
 
 def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The drift job's pure core: compare a current window with the reference set.
 
 ``compare(reference, current, settings) -> Summary`` reads no file and writes none; the
-command in :mod:`monitoring.drift_command` does the I/O. Evidently computes the data,
+job in :mod:`monitoring.drift_job` does the I/O. Evidently computes the data,
 prediction and label drift (``DataDriftPreset`` and ``ValueDrift``, its default methods
 unless ``params.yaml`` says otherwise) and the classification metrics for its report;
 concept drift is judged by :mod:`monitoring.concept_drift`. Verdicts are read from the
@@ -24,12 +24,12 @@ from monitoring.drift_summary import (
     Rows,
     Summary,
 )
+from pipeline.labels import normalize_labels
 from pipeline.schema import (
     PREDICTION,
     PROBA_PREFIX,
     SchemaError,
     coerce_features,
-    normalize_labels,
     proba_column,
 )
 from pipeline.settings import Settings

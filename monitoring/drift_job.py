@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.paths import REFERENCE_FILE
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ def utc_now() -> datetime:
 def reference_path(settings: Settings, options: JobOptions) -> Path:
     if options.reference is not None:
         return options.reference
-    from pipeline.evaluate import REFERENCE_FILE
-
     return settings.path(REFERENCE_FILE)
 
 
@@ -112,19 +111,15 @@ def _has_predictions(frame: pd.DataFrame, settings: Settings) -> bool:
 def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, ModelInfo]:
     """Add ``prediction`` and ``proba_<class>`` from the registry's champion."""
     import pandas as pd
-    from mlflow import MlflowClient
 
     from monitoring.drift_summary import ModelInfo
-    from pipeline.evaluate import predict_frame
+    from pipeline.model import predict_frame
     from pipeline.schema import coerce_features
-    from pipeline.tracking import MONITORING_EXPERIMENT, champion_uri, configure, load_sklearn
+    from pipeline.tracking import champion_uri, client, find_champion, load_model, tracking_uri
 
-    configure(settings, MONITORING_EXPERIMENT)
     try:
-        model = load_sklearn(champion_uri(settings))
-        version = MlflowClient().get_model_version_by_alias(
-            settings.model.name, settings.promote.alias
-        )
+        champion = find_champion(client(settings), settings)
+        model = load_model(f"models:/{champion.name}/{champion.version}", tracking_uri(settings))
     except Exception as error:
         raise NothingToScore(
             f"the rows have no predictions and the champion {champion_uri(settings)} "
@@ -132,7 +127,7 @@ def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.Dat
         ) from error
     predictions = predict_frame(model, coerce_features(frame, settings.data))
     scored = pd.concat([frame, predictions], axis=1)
-    return scored, ModelInfo(name=settings.model.name, version=str(version.version))
+    return scored, ModelInfo(name=champion.name, version=champion.version)
 
 
 def load_current(
@@ -210,12 +205,16 @@ def write_latest(settings: Settings, folder: Path, summary: Summary) -> None:
 def log_to_mlflow(
     settings: Settings, summary: Summary, folder: Path, window: dict[str, Any]
 ) -> str:
-    """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts."""
-    import mlflow
+    """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts.
 
-    from pipeline.tracking import MONITORING_EXPERIMENT, configure
+    Logged through the settings' client, not MLflow's process-wide state; a missing
+    embedded store is refused (:class:`pipeline.tracking.StoreNotFound`), never created.
+    """
+    from mlflow.entities import Metric, Param, RunStatus
 
-    configure(settings, MONITORING_EXPERIMENT)
+    from pipeline.tracking import MONITORING_EXPERIMENT, client, experiment_id
+
+    registry = client(settings)
     metrics: dict[str, float] = {
         "rows_reference": summary.rows.reference,
         "rows_current": summary.rows.current,
@@ -242,11 +241,25 @@ def log_to_mlflow(
         "status": summary.status,
         "mlstack.stage": "drift",
     }
-    with mlflow.start_run(run_name=f"drift-{folder.name}", tags=tags) as run:
-        mlflow.log_params({f"window_{k}": v for k, v in window.items()})
-        mlflow.log_metrics(metrics)
-        mlflow.log_artifacts(str(folder), artifact_path="drift")
-        return str(run.info.run_id)
+    run = registry.create_run(
+        experiment_id(registry, settings, MONITORING_EXPERIMENT),
+        run_name=f"drift-{folder.name}",
+        tags=tags,
+    )
+    run_id = str(run.info.run_id)
+    now = int(time.time() * 1000)
+    try:
+        registry.log_batch(
+            run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(f"window_{k}", str(v)) for k, v in window.items()],
+        )
+        registry.log_artifacts(run_id, str(folder), artifact_path="drift")
+    except Exception:
+        registry.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    registry.set_terminated(run_id)
+    return run_id
 
 
 def _new_project(workspace: Any, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The drift job's verdicts: what ``summary.json`` holds (keys in DESIGN.md).
+"""The drift job's verdicts: what ``summary.json`` holds (its keys are listed in the README).
 
 ``detected`` is ``None`` wherever no verdict was possible (too few rows or labels), so
 "not judged" never reads as "no drift".

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import read_table
-from pipeline.schema import normalize_labels
+from pipeline.labels import normalize_labels
 from pipeline.settings import Scenario, Settings
 
 

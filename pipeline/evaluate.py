@@ -9,32 +9,19 @@ up column for column.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 from pipeline.io import read_json, read_table, write_json, write_parquet
+from pipeline.labels import normalize_label
 from pipeline.metrics import all_metrics
-from pipeline.prepare import TEST_FILE
-from pipeline.schema import PREDICTION, proba_columns
-from pipeline.settings import DataSettings, load_settings
-from pipeline.tracking import configure, load_sklearn
-from pipeline.train import TRAIN_REPORT
-
-METRICS_FILE = "reports/metrics.json"
-PLOTS_DIR = "reports/plots"
-REFERENCE_FILE = "data/reference/reference.parquet"
-
-
-def predict_frame(model: Any, X: pd.DataFrame) -> pd.DataFrame:
-    """Predicted label and one probability column per class, as the capture log stores them."""
-    proba = model.predict_proba(X)
-    classes = [str(c) for c in model.classes_]
-    out = pd.DataFrame(proba, columns=proba_columns(classes), index=X.index)
-    out.insert(0, PREDICTION, np.asarray(classes, dtype=object)[proba.argmax(axis=1)])
-    return out
+from pipeline.model import predict_frame
+from pipeline.paths import METRICS_FILE, PLOTS_DIR, REFERENCE_FILE, TEST_FILE, TRAIN_REPORT
+from pipeline.schema import proba_columns
+from pipeline.settings import DataSettings, load_settings_or_exit
+from pipeline.tracking import configure, load_model, tracking_uri
 
 
 def reference_set(
@@ -107,12 +94,12 @@ def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> N
 def main() -> None:
     import mlflow
 
-    settings = load_settings()
+    settings = load_settings_or_exit()
     trained = read_json(settings.path(TRAIN_REPORT))
     configure(settings)
-    model = load_sklearn(trained["model_uri"])
+    model = load_model(trained["model_uri"], tracking_uri(settings))
     test = read_table(settings.path(TEST_FILE))
-    classes = [str(c) for c in model.classes_]
+    classes = [normalize_label(c) for c in model.classes_]
     y_true = test[settings.data.target].astype(str)
     predictions = predict_frame(model, test[settings.data.features.all])
     proba = predictions[proba_columns(classes)].to_numpy()

@@ -10,11 +10,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipeline.io import read_table, write_parquet
+from pipeline.paths import TEST_FILE, TRAIN_FILE
 from pipeline.schema import validate
-from pipeline.settings import DataSettings, load_settings
-
-TRAIN_FILE = "data/prepared/train.parquet"
-TEST_FILE = "data/prepared/test.parquet"
+from pipeline.settings import DataSettings, load_settings_or_exit
 
 
 def prepare(raw: pd.DataFrame, data: DataSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -33,7 +31,7 @@ def prepare(raw: pd.DataFrame, data: DataSettings) -> tuple[pd.DataFrame, pd.Dat
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings_or_exit()
     raw = read_table(settings.path(settings.data.path))
     train, test = prepare(raw, settings.data)
     write_parquet(train, settings.path(TRAIN_FILE))

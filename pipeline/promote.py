@@ -13,17 +13,15 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from pipeline.io import read_json, read_table, write_json
+from pipeline.labels import normalize_label
 from pipeline.metrics import HIGHER_IS_BETTER, score
-from pipeline.prepare import TEST_FILE
-from pipeline.registry import move_champion
-from pipeline.settings import PromoteSettings, load_settings
-from pipeline.tracking import configure, load_sklearn
-from pipeline.train import TRAIN_REPORT
+from pipeline.paths import PROMOTION_REPORT, TEST_FILE, TRAIN_REPORT
+from pipeline.registry import champion_version, move_champion
+from pipeline.settings import PromoteSettings, load_settings_or_exit
+from pipeline.tracking import client, load_model, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-PROMOTION_REPORT = "reports/promotion.json"
 
 
 @dataclass(frozen=True)
@@ -87,29 +85,23 @@ def apply_decision(client: MlflowClient, name: str, alias: str, decision: Decisi
 
 
 def main() -> None:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    settings = load_settings()
+    settings = load_settings_or_exit()
     gate, name = settings.promote, settings.model.name
     trained = read_json(settings.path(TRAIN_REPORT))
-    configure(settings)
-    client = MlflowClient()
+    registry = client(settings)
     test = read_table(settings.path(TEST_FILE))
     X, y = test[settings.data.features.all], test[settings.data.target].astype(str)
 
     def evaluate(uri: str) -> float:
-        model = load_sklearn(uri)
-        return score(y, model.predict_proba(X), [str(c) for c in model.classes_], gate.metric)
+        model = load_model(uri, tracking_uri(settings))
+        classes = [normalize_label(c) for c in model.classes_]
+        return score(y, model.predict_proba(X), classes, gate.metric)
 
     candidate = trained["model_version"]
-    try:
-        champion: str | None = str(client.get_model_version_by_alias(name, gate.alias).version)
-    except MlflowException:
-        champion = None
+    champion = champion_version(registry, name, gate.alias)
     champion_score = evaluate(f"models:/{name}/{champion}") if champion is not None else None
     decision = decide(candidate, evaluate(trained["model_uri"]), champion, champion_score, gate)
-    apply_decision(client, name, gate.alias, decision)
+    apply_decision(registry, name, gate.alias, decision)
     write_json(
         {**asdict(decision), "model_name": name, "alias": gate.alias},
         settings.path(PROMOTION_REPORT),

@@ -5,19 +5,33 @@ module turns that file into validated objects, so that a wrong key or a wrong ty
 fails at start-up with a message naming the key, instead of deep inside a stage.
 Secrets and endpoints (tracking URI, Pushgateway URL, S3 credentials) never come from
 here: they come from the environment.
+
+``params.yaml`` is the one source of truth: no knob has a default in code, so a key
+deleted from the file is an error naming it, never a silent change of behaviour. The
+file is chosen one way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml``
+beside the code. Two deployment overrides come from the environment too, so the service
+and the drift job agree on them: ``MLSTACK_CAPTURE_PATH`` and ``MLSTACK_WORKERS``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PROJECT_ROOT = Path(os.environ.get("MLSTACK_ROOT", Path(__file__).resolve().parents[1]))
-PARAMS_FILE = "params.yaml"
+from pipeline.labels import normalize_label
+from pipeline.paths import PARAMS_FILE
+
+# The folder that holds the code (and, unless MLSTACK_PARAMS says otherwise, params.yaml).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PARAMS_ENV = "MLSTACK_PARAMS"
+CAPTURE_ENV = "MLSTACK_CAPTURE_PATH"
+WORKERS_ENV = "MLSTACK_WORKERS"
+EXIT_BAD_SETTINGS = 2
 
 
 class SettingsError(ValueError):
@@ -28,16 +42,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _as_label(value: Any) -> str:
-    # Imported lazily would be a cycle: schema imports settings. Keep the rule here once.
-    from pipeline.schema import normalize_label
-
-    return normalize_label(value)
-
-
 class Features(_Section):
-    numerical: list[str] = Field(default_factory=list)
-    categorical: list[str] = Field(default_factory=list)
+    numerical: list[str]
+    categorical: list[str]
 
     @model_validator(mode="after")
     def _distinct(self) -> Features:
@@ -54,26 +61,26 @@ class Features(_Section):
 
 
 class Split(_Section):
-    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.25
-    stratify: bool = True
+    test_size: Annotated[float, Field(gt=0, lt=1)]
+    stratify: bool
 
 
 class DataSettings(_Section):
     path: str
     target: str
-    id: str | None = None
-    timestamp: str | None = None
-    classes: list[str] | None = None
-    drop: list[str] = Field(default_factory=list)
+    id: str | None
+    timestamp: str | None
+    classes: list[str] | None
+    drop: list[str]
     features: Features
-    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    split: Split = Split()
-    seed: int = 42
+    ranges: dict[str, tuple[float, float]]
+    split: Split
+    seed: int
 
     @field_validator("classes", mode="before")
     @classmethod
     def _classes_as_labels(cls, value: Any) -> Any:
-        return None if value is None else [_as_label(v) for v in value]
+        return None if value is None else [normalize_label(v) for v in value]
 
     @model_validator(mode="after")
     def _ranges_are_numerical(self) -> DataSettings:
@@ -88,35 +95,35 @@ class ModelSettings(_Section):
 
 
 class HistGradientBoosting(_Section):
-    max_iter: Annotated[int, Field(gt=0)] = 200
-    learning_rate: Annotated[float, Field(gt=0)] = 0.1
-    max_leaf_nodes: Annotated[int, Field(gt=1)] | None = 31
-    max_depth: Annotated[int, Field(gt=0)] | None = None
-    min_samples_leaf: Annotated[int, Field(gt=0)] = 20
-    l2_regularization: Annotated[float, Field(ge=0)] = 0.0
-    early_stopping: bool | Literal["auto"] = "auto"
+    max_iter: Annotated[int, Field(gt=0)]
+    learning_rate: Annotated[float, Field(gt=0)]
+    max_leaf_nodes: Annotated[int, Field(gt=1)] | None
+    max_depth: Annotated[int, Field(gt=0)] | None
+    min_samples_leaf: Annotated[int, Field(gt=0)]
+    l2_regularization: Annotated[float, Field(ge=0)]
+    early_stopping: bool | Literal["auto"]
 
 
 class LogisticRegression(_Section):
-    C: Annotated[float, Field(gt=0)] = 1.0
-    max_iter: Annotated[int, Field(gt=0)] = 1000
+    C: Annotated[float, Field(gt=0)]
+    max_iter: Annotated[int, Field(gt=0)]
 
 
 class RandomForest(_Section):
-    n_estimators: Annotated[int, Field(gt=0)] = 200
-    max_depth: Annotated[int, Field(gt=0)] | None = None
-    min_samples_leaf: Annotated[int, Field(gt=0)] = 1
-    n_jobs: int | None = None
+    n_estimators: Annotated[int, Field(gt=0)]
+    max_depth: Annotated[int, Field(gt=0)] | None
+    min_samples_leaf: Annotated[int, Field(gt=0)]
+    n_jobs: int | None
 
 
 Estimator = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
 
 
 class TrainSettings(_Section):
-    estimator: Estimator = "hist_gradient_boosting"
-    hist_gradient_boosting: HistGradientBoosting = HistGradientBoosting()
-    logistic_regression: LogisticRegression = LogisticRegression()
-    random_forest: RandomForest = RandomForest()
+    estimator: Estimator
+    hist_gradient_boosting: HistGradientBoosting
+    logistic_regression: LogisticRegression
+    random_forest: RandomForest
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters of the chosen estimator only."""
@@ -125,10 +132,10 @@ class TrainSettings(_Section):
 
 
 class PromoteSettings(_Section):
-    metric: Literal["roc_auc", "accuracy", "f1", "log_loss"] = "roc_auc"
-    min_score: float = 0.0
-    min_delta: Annotated[float, Field(ge=0)] = 0.0
-    alias: str = "champion"
+    metric: Literal["roc_auc", "accuracy", "f1", "log_loss"]
+    min_score: float
+    min_delta: Annotated[float, Field(ge=0)]
+    alias: str
 
 
 class BatchingSettings(_Section):
@@ -138,26 +145,26 @@ class BatchingSettings(_Section):
     server answers 503: too small and a busy worker sheds load it could have served.
     """
 
-    enabled: bool = True
-    max_batch_size: Annotated[int, Field(gt=1)] = 256
-    max_latency_ms: Annotated[int, Field(gt=0)] = 5000
+    enabled: bool
+    max_batch_size: Annotated[int, Field(gt=1)]
+    max_latency_ms: Annotated[int, Field(gt=0)]
 
 
 class ServingSettings(_Section):
     """Where and how ``bentoml serve`` answers, and what input it refuses."""
 
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 3000
-    workers: Annotated[int, Field(gt=0)] = 1
-    max_rows: Annotated[int, Field(gt=0)] = 1000
-    max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
-    reject_unknown_categories: bool = True
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)]
+    workers: Annotated[int, Field(gt=0)]
+    max_rows: Annotated[int, Field(gt=0)]
+    max_body_bytes: Annotated[int, Field(gt=0)]
+    reject_unknown_categories: bool
     # Native threads (OpenMP, BLAS) per worker for the model call. Workers already use
     # every core; more threads per worker made one-row predictions 15x slower here.
-    model_threads: Annotated[int, Field(gt=0)] = 1
+    model_threads: Annotated[int, Field(gt=0)]
     # One log line per request costs throughput; /metrics already counts every request.
-    access_log: bool = False
-    batching: BatchingSettings = BatchingSettings()
+    access_log: bool
+    batching: BatchingSettings
 
 
 class CaptureSettings(_Section):
@@ -168,11 +175,11 @@ class CaptureSettings(_Section):
     flushes; beyond it rows are dropped (and counted) rather than slowing requests.
     """
 
-    enabled: bool = True
-    path: str = "data/capture"
-    queue_rows: Annotated[int, Field(gt=0)] = 100_000
-    flush_rows: Annotated[int, Field(gt=0)] = 5_000
-    flush_seconds: Annotated[float, Field(gt=0)] = 5.0
+    enabled: bool
+    path: str
+    queue_rows: Annotated[int, Field(gt=0)]
+    flush_rows: Annotated[int, Field(gt=0)]
+    flush_seconds: Annotated[float, Field(gt=0)]
 
 
 class ColumnDrift(_Section):
@@ -194,22 +201,22 @@ class DriftSettings(_Section):
     noise alone approaches the thresholds.
     """
 
-    reports: str = "reports/drift"
-    workspace: str = "monitoring/workspace"
-    project: str = "mlstack"
-    state: str = "reports/drift/state.json"
-    min_rows: Annotated[int, Field(gt=0)] = 1000
-    min_labeled_rows: Annotated[int, Field(gt=0)] = 200
-    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
-    method: str | None = None
-    threshold: float | None = None
-    columns: dict[str, ColumnDrift] = Field(default_factory=dict)
-    prediction_method: str | None = None
-    prediction_threshold: float | None = None
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
-    min_performance_drop: Annotated[float, Field(ge=0)] = 0.03
-    performance_metric: Literal["roc_auc", "accuracy", "f1"] = "roc_auc"
-    bootstrap: Annotated[int, Field(ge=100)] = 300
+    reports: str
+    workspace: str
+    project: str
+    state: str
+    min_rows: Annotated[int, Field(gt=0)]
+    min_labeled_rows: Annotated[int, Field(gt=0)]
+    drift_share: Annotated[float, Field(gt=0, le=1)]
+    method: str | None
+    threshold: float | None
+    columns: dict[str, ColumnDrift]
+    prediction_method: str | None
+    prediction_threshold: float | None
+    alpha: Annotated[float, Field(gt=0, lt=1)]
+    min_performance_drop: Annotated[float, Field(ge=0)]
+    performance_metric: Literal["roc_auc", "accuracy", "f1"]
+    bootstrap: Annotated[int, Field(ge=100)]
 
     @model_validator(mode="after")
     def _bootstrap_can_reach_alpha(self) -> DriftSettings:
@@ -251,15 +258,15 @@ class Scenario(_Section):
 class Settings(_Section):
     """All of ``params.yaml``. ``root`` is the folder relative paths are resolved against."""
 
-    root: Path = PROJECT_ROOT
+    root: Path
     data: DataSettings
     model: ModelSettings
-    train: TrainSettings = TrainSettings()
-    promote: PromoteSettings = PromoteSettings()
-    serving: ServingSettings = ServingSettings()
-    capture: CaptureSettings = CaptureSettings()
-    drift: DriftSettings = DriftSettings()
-    scenarios: dict[str, Scenario] = Field(default_factory=dict)
+    train: TrainSettings
+    promote: PromoteSettings
+    serving: ServingSettings
+    capture: CaptureSettings
+    drift: DriftSettings
+    scenarios: dict[str, Scenario] = Field(default_factory=dict)  # traffic to replay, optional
 
     def path(self, relative: str | Path) -> Path:
         """A project path: absolute paths stay as they are, relative ones hang off ``root``."""
@@ -294,13 +301,46 @@ def parse_settings(raw: dict[str, Any], root: Path = PROJECT_ROOT) -> Settings:
         raise SettingsError(f"invalid {PARAMS_FILE}: {_describe(error)}") from None
 
 
+def params_file() -> Path:
+    """The params file every command, stage and the service reads: the one way to choose it."""
+    chosen = os.environ.get(PARAMS_ENV)
+    return Path(chosen) if chosen else PROJECT_ROOT / PARAMS_FILE
+
+
+def _environment_overrides(raw: dict[str, Any]) -> dict[str, Any]:
+    """``MLSTACK_CAPTURE_PATH`` and ``MLSTACK_WORKERS`` over the file's values."""
+    overrides = {"capture": ("path", CAPTURE_ENV), "serving": ("workers", WORKERS_ENV)}
+    for section, (key, variable) in overrides.items():
+        value = os.environ.get(variable)
+        if value and isinstance(raw.get(section), dict):
+            raw[section] = {**raw[section], key: value}
+    return raw
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Read and validate ``params.yaml`` (by default the project's own)."""
-    params = Path(path) if path is not None else PROJECT_ROOT / PARAMS_FILE
+    """Read and validate the params file (:func:`params_file` unless ``path`` is given),
+    with the environment's deployment overrides applied."""
+    params = Path(path) if path is not None else params_file()
     try:
         raw = yaml.safe_load(params.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise SettingsError(f"settings file not found: {params}") from None
     except yaml.YAMLError as error:
         raise SettingsError(f"{params} is not valid YAML: {error}") from None
+    if isinstance(raw, dict):
+        raw = _environment_overrides(raw)
     return parse_settings(raw, root=params.resolve().parent)
+
+
+def exit_on_bad_settings(error: SettingsError) -> NoReturn:
+    """What every command and stage does with bad settings: one line naming the key, exit 2."""
+    print(f"mlstack: {' '.join(str(error).split())}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_SETTINGS)
+
+
+def load_settings_or_exit() -> Settings:
+    """:func:`load_settings` for a command or stage: bad settings end the process, exit 2."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        exit_on_bad_settings(error)

@@ -1,16 +1,29 @@
-"""Where MLflow keeps runs and models, and how models are (de)serialised.
+"""Where MLflow keeps runs and models, the client made from settings, and the one model loader.
 
 By default the store is embedded: a SQLite file and an artifact folder inside the
 project, ignored by git, which ``mlflow ui`` opens as is. ``MLFLOW_TRACKING_URI`` in the
 environment points everything at a tracking server instead.
+
+Every place that looks up the champion uses :func:`client` and :func:`find_champion`
+(an explicit ``MlflowClient``, never MLflow's process-wide URI), and every model load
+goes through :func:`load_model`, which accepts skops with the reviewed trusted types and
+refuses anything else before a byte of it is deserialised.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TRAINING_EXPERIMENT = "training"
 MONITORING_EXPERIMENT = "monitoring"
@@ -24,6 +37,7 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 ]
+SKOPS_FORMAT = "skops"
 
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "true",
@@ -34,10 +48,49 @@ TELEMETRY_OFF = {
 }
 
 
+class StoreNotFound(RuntimeError):
+    """The embedded MLflow store does not exist: nothing was trained on this machine yet."""
+
+
+class UnsafeModel(ValueError):
+    """A model folder that is not skops with the reviewed trusted types; nothing was loaded."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered model version the champion alias points at."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+# MLflow output nobody can act on, turned off at its cause:
+QUIET_MLFLOW = {
+    # A progress bar per model load, on every stage and drift run.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # log_model copies uv.lock and pyproject.toml into every model (and logs that it did):
+    # the model pins its own requirements (train.requirements) and the lock is in git at
+    # the revision the run is tagged with.
+    "MLFLOW_LOG_UV_FILES": "false",
+}
+
+
+class _PipVersionUnknown(logging.Filter):
+    """MLflow warns, on every logged model, that it cannot find pip's version: uv made the
+    environment and it has no pip. The model's conda.yaml then lists pip unpinned, which
+    changes nothing for a model served from its pinned requirements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to resolve installed pip version" not in record.getMessage()
+
+
 def disable_telemetry() -> None:
-    """No tool phones home: these machines, and many users', have no internet."""
-    for key, value in TELEMETRY_OFF.items():
+    """No tool phones home: these machines, and many users', have no internet. MLflow's
+    noise goes too (:data:`QUIET_MLFLOW`)."""
+    for key, value in {**TELEMETRY_OFF, **QUIET_MLFLOW}.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("mlflow.utils.environment").addFilter(_PipVersionUnknown())
 
 
 # The URI configure() last set. MLflow copies it into MLFLOW_TRACKING_URI (so child
@@ -51,18 +104,53 @@ def _user_uri() -> str | None:
     return None if not uri or uri == _configured_uri else uri
 
 
+def embedded_store(settings: Settings) -> Path:
+    return settings.path(MLFLOW_DB)
+
+
 def tracking_uri(settings: Settings) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store under the project root."""
-    return _user_uri() or f"sqlite:///{settings.path('mlflow.db')}"
+    return _user_uri() or f"sqlite:///{embedded_store(settings)}"
 
 
 def artifact_location(settings: Settings) -> str:
-    return settings.path("mlartifacts").resolve().as_uri()
+    return settings.path(MLFLOW_ARTIFACTS).resolve().as_uri()
+
+
+def client(settings: Settings) -> MlflowClient:
+    """A client on the project's store; refuses to create an empty embedded store.
+
+    Reading the registry or logging a monitoring run into a store that was never trained
+    into would silently make a new, empty one: :class:`StoreNotFound` says so instead.
+    """
+    from mlflow import MlflowClient
+
+    disable_telemetry()
+    uri = tracking_uri(settings)
+    if _user_uri() is None and not embedded_store(settings).exists():
+        raise StoreNotFound(
+            f"no MLflow store at {embedded_store(settings)}: run `dvc repro` first, or set "
+            "MLFLOW_TRACKING_URI to your tracking server"
+        )
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(registry: MlflowClient, settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created if needed (artifacts inside the project when
+    the store is embedded, the server's default location otherwise)."""
+    existing = registry.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    location = f"{artifact_location(settings)}/{name}" if _user_uri() is None else None
+    return str(registry.create_experiment(name, artifact_location=location))
 
 
 def configure(settings: Settings, experiment: str = TRAINING_EXPERIMENT) -> Any:
-    """Point MLflow at the store and select ``experiment``, creating it if needed."""
+    """Point MLflow's fluent API (``start_run``, ``log_model``) at the store and select
+    ``experiment``, creating both if needed. Only the stages that log their own run (train,
+    evaluate) need this; everything else uses :func:`client`."""
     import mlflow
+    from mlflow import MlflowClient
 
     global _configured_uri
     disable_telemetry()
@@ -71,10 +159,7 @@ def configure(settings: Settings, experiment: str = TRAINING_EXPERIMENT) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _configured_uri = uri if embedded else None
-    existing = mlflow.get_experiment_by_name(experiment)
-    if existing is None:
-        location = f"{artifact_location(settings)}/{experiment}" if embedded else None
-        mlflow.create_experiment(experiment, artifact_location=location)
+    experiment_id(MlflowClient(tracking_uri=uri, registry_uri=uri), settings, experiment)
     return mlflow.set_experiment(experiment)
 
 
@@ -82,8 +167,67 @@ def champion_uri(settings: Settings) -> str:
     return f"models:/{settings.model.name}@{settings.promote.alias}"
 
 
-def load_sklearn(uri: str) -> Any:
-    """Load a scikit-learn model logged by the train stage (skops, reviewed trusted types)."""
-    import mlflow.sklearn
+def find_champion(registry: MlflowClient, settings: Settings) -> Champion:
+    """The version the champion alias points at (MLflow's error if there is none)."""
+    found = registry.get_model_version_by_alias(settings.model.name, settings.promote.alias)
+    return Champion(name=found.name, version=str(found.version), run_id=str(found.run_id or ""))
 
-    return mlflow.sklearn.load_model(uri)
+
+def model_file(folder: Path) -> Path:
+    """The skops file of an MLflow model folder, after checking what its ``MLmodel`` says.
+
+    The folder's own ``MLmodel`` chooses the format MLflow would load it with, pickle
+    included: it is read here as data and anything but skops is refused.
+    """
+    import yaml
+
+    mlmodel = folder / "MLmodel"
+    try:
+        flavors = yaml.safe_load(mlmodel.read_text()).get("flavors") or {}
+    except (OSError, AttributeError, yaml.YAMLError) as error:
+        raise UnsafeModel(f"{folder}: no readable MLmodel file ({error})") from None
+    sklearn = flavors.get("sklearn")
+    if not isinstance(sklearn, dict):
+        raise UnsafeModel(f"{folder}: not a scikit-learn model (no sklearn flavor in MLmodel)")
+    form = sklearn.get("serialization_format", "pickle")
+    if form != SKOPS_FORMAT:
+        raise UnsafeModel(
+            f"{folder}: the model is serialised as {form!r}; only {SKOPS_FORMAT!r} with the "
+            "reviewed trusted types is loaded (pickle runs code on load)"
+        )
+    name = str(sklearn.get("pickled_model", ""))
+    file = (folder / name).resolve()
+    if not name or file.parent != folder.resolve() or not file.is_file():
+        raise UnsafeModel(f"{folder}: MLmodel names no model file inside the folder ({name!r})")
+    return file
+
+
+def load_model(source: str | Path, store: str | None = None) -> Any:
+    """The one way a model is loaded: a local MLflow model folder, or a ``models:/`` or
+    ``runs:/`` URI downloaded first from ``store`` (a tracking URI, such as
+    :func:`tracking_uri` of the settings).
+
+    Refuses, with :class:`UnsafeModel`, a folder whose ``MLmodel`` asks for another format
+    and a skops file holding types outside :data:`SKOPS_TRUSTED_TYPES`.
+    """
+    import skops.io
+
+    disable_telemetry()
+    folder = Path(source)
+    with tempfile.TemporaryDirectory(prefix="mlstack-model-") as scratch:
+        if not folder.is_dir():
+            import mlflow.artifacts
+
+            folder = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=str(source),
+                    dst_path=scratch,
+                    tracking_uri=store,
+                    registry_uri=store,
+                )
+            )
+        file = model_file(folder)
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(SKOPS_TRUSTED_TYPES))
+        if untrusted:
+            raise UnsafeModel(f"{source}: the model holds unreviewed types: {', '.join(untrusted)}")
+        return skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)

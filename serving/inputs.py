@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
-from pipeline.schema import normalize_label
+from pipeline.labels import normalize_label
 from pipeline.settings import DataSettings
 
 

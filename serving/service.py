@@ -5,27 +5,28 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 (``predict_proba`` included). Each worker process:
 
 - validates requests with a pydantic model built from ``params.yaml`` plus the
-  categories the fitted model knows (no column is named in this file);
+  categories the fitted model knows (only ``EXAMPLE_INPUT``, a sample request for the
+  docs and tests, names columns; the service itself follows ``params.yaml``);
 - batches concurrent requests into one model call (serving/batching.py), converting
   the whole batch to pandas once;
 - answers with the model name and version, counts what it served on /metrics, and
   hands every served row and feedback label to the capture log's background writer.
 
 ``params.yaml`` is read when this module is imported, because BentoML takes the model
-tag, the worker count and the input types from the class definition. ``MLSTACK_PARAMS``
-points at another params file; ``MLSTACK_WORKERS`` and ``MLSTACK_CAPTURE_PATH``
-override the worker count and the capture path. A Bento carries its own params.yaml,
+tag, the worker count and the input types from the class definition; it is chosen and
+overridden as everywhere else (``pipeline.settings.load_settings``: ``MLSTACK_PARAMS``,
+``MLSTACK_WORKERS``, ``MLSTACK_CAPTURE_PATH``). A Bento carries its own params.yaml,
 whose relative ``capture.path`` would land inside the Bento's folder: when serving a
 Bento, set ``MLSTACK_CAPTURE_PATH`` (or ``MLSTACK_PARAMS``). Host and port come from
 ``serving`` in params.yaml unless ``BENTOML_HOST``/``BENTOML_PORT`` or ``--host``/``--port``
-say otherwise.
+say otherwise. The model is loaded by ``pipeline.tracking.load_model``: skops with the
+reviewed trusted types, or the service does not start.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import uuid
 from collections import Counter
@@ -46,9 +47,11 @@ from monitoring.capture import (
     ScoredBatch,
     writer_from_settings,
 )
-from pipeline.package import bento_model_name
-from pipeline.schema import normalize_label, proba_column
-from pipeline.settings import Settings, load_settings
+from pipeline.labels import normalize_label
+from pipeline.packaging import bento_model_name
+from pipeline.schema import proba_column
+from pipeline.settings import load_settings
+from pipeline.tracking import load_model
 from serving import metrics
 from serving.batching import Batcher, Overloaded
 from serving.guard import RequestGuard
@@ -63,9 +66,6 @@ from serving.inputs import (
 
 logger = logging.getLogger(__name__)
 
-PARAMS_ENV = "MLSTACK_PARAMS"
-WORKERS_ENV = "MLSTACK_WORKERS"
-CAPTURE_ENV = "MLSTACK_CAPTURE_PATH"
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
 
 # A real 2016 production row; the docs, the OpenAPI page and the tests send it.
@@ -93,18 +93,7 @@ EXAMPLE_INPUT: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def service_settings() -> Settings:
-    """``params.yaml`` (or ``$MLSTACK_PARAMS``) with the serving overrides from the environment."""
-    settings = load_settings(os.environ.get(PARAMS_ENV) or None)
-    serving, capture = settings.serving, settings.capture
-    if os.environ.get(WORKERS_ENV):
-        serving = serving.model_copy(update={"workers": int(os.environ[WORKERS_ENV])})
-    if os.environ.get(CAPTURE_ENV):
-        capture = capture.model_copy(update={"path": os.environ[CAPTURE_ENV]})
-    return settings.model_copy(update={"serving": serving, "capture": capture})
-
-
-SETTINGS = service_settings()
+SETTINGS = load_settings()
 MAX_ROWS = SETTINGS.serving.max_rows
 
 if TYPE_CHECKING:
@@ -142,13 +131,11 @@ class Classifier:
     champion = bentoml.models.BentoModel(f"{bento_model_name(SETTINGS)}:latest")
 
     def __init__(self) -> None:
-        import mlflow.sklearn
-
         self.settings = SETTINGS
         self._thread_state = threading.local()
         features = self.settings.data.features
         stored = self.champion
-        self.model = mlflow.sklearn.load_model(stored.path_of(MLFLOW_FOLDER))
+        self.model = load_model(stored.path_of(MLFLOW_FOLDER))
         labels = stored.info.labels
         self.model_name = labels.get("registered_model", self.settings.model.name)
         self.model_version = labels.get("version", str(stored.tag.version))

@@ -71,7 +71,7 @@ def make_project(
     root: Path, data: pd.DataFrame, change: Callable[[dict[str, Any]], None] | None = None
 ) -> Project:
     """Lay out a project in ``root`` with ``data`` as its training file, as a git+DVC repo."""
-    for package in ("pipeline", "serving", "monitoring"):
+    for package in ("pipeline", "serving", "monitoring", "mlstack"):
         shutil.copytree(
             ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -87,7 +87,6 @@ def make_project(
         **os.environ,
         **TELEMETRY_OFF,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLSTACK_ROOT": str(root),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "GIT_AUTHOR_NAME": "mlstack tests",
         "GIT_AUTHOR_EMAIL": "tests@mlstack.invalid",

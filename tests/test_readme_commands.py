@@ -1,17 +1,27 @@
 """The README's commands cannot rot: every ``mlstack`` command and option it shows exists
-in the CLI, and every ``make`` target it names exists in the Makefile."""
+in the CLI, every ``make`` target it names exists in the Makefile, and every program it
+runs comes from the project's environment (``.venv/bin``, after ``source
+.venv/bin/activate``) or from the system, so none needs ``uv`` or ``~/.local/bin`` on the
+PATH of a fresh shell."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer.main
 
-from monitoring.cli import app
+from mlstack.cli import app
+
+ENVIRONMENT = Path(sys.executable).parent  # .venv/bin
+SHELL_BUILTINS = {"source", "export", "cd"}
+# Programs the README runs from Debian's packages (make system-deps installs them) or that
+# a machine already has; anything else must come from the project's environment.
+SYSTEM = {"make", "curl", "prometheus", "prometheus-pushgateway", "promtool", "kubectl"}
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +79,28 @@ def test_readme_make_targets_exist() -> None:
             assert words[0] in targets, (
                 f"README runs `make {words[0]}`, the Makefile has no such target"
             )
+
+
+def readme_programs() -> set[str]:
+    """The first word of every command line in the README's ``bash`` and ``cron`` blocks
+    (lines inside a multi-line quoted argument start with a quote or brace: not commands)."""
+    blocks = re.findall(r"```(?:bash|cron)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    programs = set()
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = line.split("#", 1)[0].split()
+            if words and re.fullmatch(r"(\*/)?[0-9*/,-]+", words[0]):  # a crontab line
+                words = words[words.index("&&") + 1 :] if "&&" in words else words[5:]
+            words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]  # VAR=value
+            if words and re.fullmatch(r"[\w./-]+", words[0]):
+                programs.add(words[0].removeprefix(".venv/bin/"))
+    return programs
+
+
+def test_readme_programs_come_from_the_environment_or_the_system() -> None:
+    programs = readme_programs()
+    assert {"dvc", "bentoml", "mlstack", "mlflow", "make", "source"} <= programs
+    for program in programs - SHELL_BUILTINS - SYSTEM:
+        assert (ENVIRONMENT / program).exists(), (
+            f"the README runs `{program}`, which the project's environment does not have"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +14,10 @@ import pandas as pd
 import pytest
 from serving_harness import Server, start_server
 
+from mlstack.replay import feature_records, run_replay
 from monitoring.capture import read_kind, read_window
 from pipeline.schema import PREDICTION, proba_column
 from pipeline.settings import PROJECT_ROOT
-from serving.replay import feature_records, run_replay
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_replay_of_2016_production_rows_has_no_server_errors(server: Server) -> 
         [
             sys.executable,
             "-m",
-            "monitoring.cli",
+            "mlstack.cli",
             "replay",
             str(PRODUCTION),
             "--url",
@@ -87,6 +88,7 @@ def test_replay_of_2016_production_rows_has_no_server_errors(server: Server) -> 
             "2000",
             "--concurrency",
             "32",
+            "--json",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -94,5 +96,6 @@ def test_replay_of_2016_production_rows_has_no_server_errors(server: Server) -> 
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "sent 2000  ok 2000  errors 0" in done.stdout
-    assert "labels 2000/2000" in done.stdout
+    figures = json.loads(done.stdout)
+    assert (figures["sent"], figures["ok"], figures["errors"]) == (2000, 2000, 0)
+    assert (figures["labels_sent"], figures["labels_accepted"]) == (2000, 2000)

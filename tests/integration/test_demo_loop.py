@@ -42,7 +42,7 @@ def demo(
     pipeline_project.edit_params(serve_here)
     pipeline_project.env["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
     pipeline_project.env["MLSTACK_DEMO_ROWS"] = str(ROWS)
-    out = pipeline_project.run("python", "-m", "monitoring.demo", check=False)
+    out = pipeline_project.run("python", "-m", "mlstack.demo", check=False)
     log = pipeline_project.root / ".demo" / "bentoml-serve.log"
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}\n--- server log ---\n" + (
         log.read_text()[-5000:] if log.exists() else "(none)"
@@ -59,6 +59,9 @@ def summaries(project: Project) -> list[dict[str, Any]]:
 def test_demo_prints_the_expected_verdicts(demo: tuple[Project, str]) -> None:
     project, stdout = demo
     assert "production_2016" in stdout and "covariate_shift" in stdout
+    for report in (project.root / "reports" / "drift").glob("*/report.html"):
+        shown = report.relative_to(project.root).as_posix()
+        assert shown in stdout, f"the verdict table (piped) cut the report path {shown}"
     stable, shifted, flipped = summaries(project)
     assert stable["rows"]["current"] == ROWS and stable["rows"]["labeled"] == ROWS
     assert stable["data_drift"]["detected"] is False

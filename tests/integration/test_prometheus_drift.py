@@ -111,7 +111,7 @@ def served(server: Server) -> Served:
     labels = pd.read_parquet(PROJECT_ROOT / "data" / "raw" / "production_2016_2018_labels.parquet")
     frame = frame[frame["year"] == 2016].sample(SERVED_ROWS, random_state=0)
     frame = frame.merge(labels, on="id")
-    from serving.replay import feature_records
+    from mlstack.replay import feature_records
 
     rows = feature_records(frame, server.settings)
     since = datetime.now(UTC)
@@ -153,25 +153,25 @@ def drift_run(
 
     The reference set is the one the pipeline's evaluate stage wrote for this champion.
     """
-    from pipeline.evaluate import REFERENCE_FILE
+    from pipeline.paths import REFERENCE_FILE
 
     folder = tmp_path_factory.mktemp("drift-job")
     params = write_params(folder, capture={"path": str(served.server.capture)})
     env = {**base_env, **TELEMETRY_OFF, "MLSTACK_PUSHGATEWAY_URL": pushgateway}
+    env["MLSTACK_PARAMS"] = str(params)
     done = subprocess.run(
         [
-            sys.executable, "-m", "monitoring.cli", "drift", "run",
-            "--params", str(params), "--reference", str(pipeline_project.root / REFERENCE_FILE),
+            sys.executable, "-m", "mlstack.cli", "drift", "run",
+            "--reference", str(pipeline_project.root / REFERENCE_FILE),
             "--since", served.since.isoformat(),
             "--no-workspace", "--no-mlflow",  # both covered by tests/monitoring
+            "--json",
         ],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    latest = json.loads((folder / "reports" / "drift" / "latest.json").read_text())
-    summary: dict[str, Any] = json.loads(
-        (folder / "reports" / "drift" / latest["summary"]).read_text()
-    )
+    summary: dict[str, Any] = json.loads(done.stdout)
+    assert Path(summary["folder"]).parent == folder / "reports" / "drift"
     return summary
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from serving_harness import Champion, Server
 
-from pipeline.schema import normalize_label
+from mlstack.replay import feature_records, run_replay
+from pipeline.labels import normalize_label
 from pipeline.settings import PROJECT_ROOT
-from serving.replay import feature_records, run_replay
 from serving.service import EXAMPLE_INPUT
 
 pytestmark = pytest.mark.integration
@@ -63,17 +63,14 @@ def total(values: dict[str, float], pattern: str) -> float:
 def test_predictions_equal_the_champion_loaded_from_mlflow(
     server: Server, champion: Champion, production: pd.DataFrame
 ) -> None:
-    import mlflow
-
-    from pipeline.tracking import load_sklearn
+    from pipeline.tracking import load_model
 
     settings = server.settings
     rows = feature_records(production, settings)
     one_by_one = asyncio.run(run_replay(server.url, rows, concurrency=8))
     as_batch = httpx.post(f"{server.url}/predict", json={"instances": rows}, timeout=60).json()
 
-    mlflow.set_tracking_uri(champion.tracking_uri)
-    model = load_sklearn(f"models:/{champion.name}@champion")
+    model = load_model(f"models:/{champion.name}@champion", champion.tracking_uri)
     frame = pd.DataFrame(rows).astype({c: "float64" for c in settings.data.features.numerical})
     expected_proba = model.predict_proba(frame)
     expected_labels = [normalize_label(v) for v in model.predict(frame)]

@@ -18,7 +18,7 @@ import pytest
 from serving_harness import Champion, Server, start_server
 
 from monitoring.capture import read_window
-from pipeline.schema import normalize_label
+from pipeline.labels import normalize_label
 from serving.service import EXAMPLE_INPUT
 
 pytestmark = pytest.mark.integration
@@ -37,9 +37,7 @@ def served_total(server: Server) -> float:
 def test_an_unseen_category_is_scored_as_the_champion_scores_it_and_captured(
     tmp_path: Path, base_env: dict[str, str], server: Server, champion: Champion
 ) -> None:
-    import mlflow
-
-    from pipeline.tracking import load_sklearn
+    from pipeline.tracking import load_model
 
     session_server, before = server, served_total(server)
     server = start_server(
@@ -54,8 +52,7 @@ def test_an_unseen_category_is_scored_as_the_champion_scores_it_and_captured(
     finally:
         server.stop()
 
-    mlflow.set_tracking_uri(champion.tracking_uri)
-    model = load_sklearn(f"models:/{champion.name}@champion")
+    model = load_model(f"models:/{champion.name}@champion", champion.tracking_uri)
     numerical = server.settings.data.features.numerical
     frame = pd.DataFrame([UNSEEN, ROW]).astype({c: "float64" for c in numerical})
     classes = [normalize_label(c) for c in model.classes_]

@@ -17,9 +17,9 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from monitoring.scenarios import inject
-from pipeline.evaluate import predict_frame
-from pipeline.model import build_model
-from pipeline.schema import coerce_features, normalize_labels
+from pipeline.labels import normalize_labels
+from pipeline.model import build_model, predict_frame
+from pipeline.schema import coerce_features
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 
 RAW = PROJECT_ROOT / "data" / "raw"

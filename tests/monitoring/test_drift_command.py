@@ -20,8 +20,8 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from monitoring.drift_command import drift_app, next_fire, parse_duration, parse_time
-from pipeline.evaluate import REFERENCE_FILE
+from mlstack.drift_command import drift_app, next_fire, parse_duration, parse_time
+from pipeline.paths import REFERENCE_FILE
 from pipeline.schema import PREDICTION
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from pipeline.tracking import TELEMETRY_OFF
@@ -32,9 +32,10 @@ pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 
-def invoke(*args: str) -> Any:
-    result = runner.invoke(drift_app, list(args), catch_exceptions=False)
-    return result
+def invoke(*args: str, params: str) -> Any:
+    """``mlstack drift ARGS`` with ``params`` as the params file (``MLSTACK_PARAMS``)."""
+    env = {"MLSTACK_PARAMS": params}
+    return runner.invoke(drift_app, list(args), env=env, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,11 @@ def test_run_on_a_file_writes_report_summary_latest_and_textfile(project: Path) 
         "run",
         "--current",
         str(project / "stable.parquet"),
-        "--params",
-        params(project),
         "--textfile",
         str(textfile),
         "--fail-on-drift",
         *quiet(),
+        params=params(project),
     )
     assert result.exit_code == 0, result.output
     folder, summary = latest_summary(project)
@@ -100,10 +100,15 @@ def test_run_on_a_file_writes_report_summary_latest_and_textfile(project: Path) 
 
 def test_fail_on_drift_exits_3_on_shifted_rows(project: Path) -> None:
     shifted = str(project / "shifted.parquet")
-    result = invoke("run", "--current", shifted, "--params", params(project), *quiet())
+    result = invoke("run", "--current", shifted, *quiet(), params=params(project))
     assert result.exit_code == 0, result.output
     result = invoke(
-        "run", "--current", shifted, "--params", params(project), "--fail-on-drift", *quiet()
+        "run",
+        "--current",
+        shifted,
+        "--fail-on-drift",
+        *quiet(),
+        params=params(project),
     )
     assert result.exit_code == 3, result.output
     _, summary = latest_summary(project)
@@ -117,12 +122,11 @@ def test_insufficient_data_exits_0_and_is_still_exported(project: Path) -> None:
         "run",
         "--current",
         str(project / "tiny.parquet"),
-        "--params",
-        params(project),
         "--fail-on-drift",
         "--textfile",
         str(textfile),
         *quiet(),
+        params=params(project),
     )
     assert result.exit_code == 0, result.output
     folder, summary = latest_summary(project)
@@ -135,7 +139,11 @@ def test_insufficient_data_exits_0_and_is_still_exported(project: Path) -> None:
 def test_column_mismatch_fails_naming_the_column(project: Path) -> None:
     before = json.loads((project / "reports" / "drift" / "latest.json").read_text())
     result = invoke(
-        "run", "--current", str(project / "extra.parquet"), "--params", params(project), *quiet()
+        "run",
+        "--current",
+        str(project / "extra.parquet"),
+        *quiet(),
+        params=params(project),
     )
     assert result.exit_code == 1
     assert "income" in result.output + (result.stderr or "")
@@ -150,11 +158,10 @@ def test_window_options_are_checked(project: Path) -> None:
         str(project / "tiny.parquet"),
         "--last",
         "24h",
-        "--params",
-        params(project),
+        params=params(project),
     )
     assert result.exit_code == 2
-    assert invoke("run", "--last", "soon", "--params", params(project)).exit_code == 2
+    assert invoke("run", "--last", "soon", params=params(project)).exit_code == 2
 
 
 def test_a_held_lock_skips_the_run(project: Path) -> None:
@@ -165,9 +172,8 @@ def test_a_held_lock_skips_the_run(project: Path) -> None:
             "run",
             "--current",
             str(project / "tiny.parquet"),
-            "--params",
-            params(project),
             *quiet(),
+            params=params(project),
         )
     assert result.exit_code == 0
     assert set(base.iterdir()) == folders
@@ -200,12 +206,12 @@ def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path
 
     # Too few rows yet: judged as insufficient, and kept for the next window.
     _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(hours=1), 150, seed=5)
-    assert invoke("run", "--params", params_file, *quiet()).exit_code == 0
+    assert invoke("run", *quiet(), params=params_file).exit_code == 0
     assert latest_summary(tmp_path)[1]["status"] == "insufficient_data"
     assert not state_file.exists()
 
     _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(minutes=30), 1050, seed=6)
-    result = invoke("run", "--params", params_file, *quiet())
+    result = invoke("run", *quiet(), params=params_file)
     assert result.exit_code == 0, result.output
     _, summary = latest_summary(tmp_path)
     assert summary["status"] == "ok"
@@ -217,7 +223,7 @@ def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path
     assert state["until"] == summary["window"]["until"]
 
     # Nothing served since: the next run judges an empty window from the state on.
-    result = invoke("run", "--params", params_file, *quiet())
+    result = invoke("run", *quiet(), params=params_file)
     assert result.exit_code == 0, result.output
     _, summary = latest_summary(tmp_path)
     assert summary["status"] == "insufficient_data"
@@ -225,7 +231,7 @@ def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path
     assert summary["window"]["since"] == state["until"]
 
     # An explicit window reads the same rows again and leaves the state alone.
-    result = invoke("run", "--last", "2h", "--params", params_file, *quiet())
+    result = invoke("run", "--last", "2h", *quiet(), params=params_file)
     assert result.exit_code == 0, result.output
     assert latest_summary(tmp_path)[1]["rows"]["current"] == 1200
     assert json.loads(state_file.read_text()) == state
@@ -239,9 +245,8 @@ def test_schedule_goes_on_after_a_failed_run(tmp_path: Path) -> None:
         "1s",
         "--max-runs",
         "2",
-        "--params",
-        str(tmp_path / "params.yaml"),
         *quiet(),
+        params=str(tmp_path / "params.yaml"),
     )
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
@@ -258,9 +263,8 @@ def test_schedule_runs_again_and_again(drift_data: DriftData, tmp_path: Path) ->
         "1s",
         "--max-runs",
         "2",
-        "--params",
-        str(tmp_path / "params.yaml"),
         *quiet(),
+        params=str(tmp_path / "params.yaml"),
     )
     assert result.exit_code == 0, result.output
     runs = [p for p in (tmp_path / "reports" / "drift").iterdir() if p.is_dir()]
@@ -269,8 +273,8 @@ def test_schedule_runs_again_and_again(drift_data: DriftData, tmp_path: Path) ->
 
 def test_schedule_needs_exactly_one_of_every_and_cron(tmp_path: Path) -> None:
     write_params(tmp_path)
-    assert invoke("schedule", "--params", str(tmp_path / "params.yaml")).exit_code == 2
-    bad = invoke("schedule", "--cron", "every day", "--params", str(tmp_path / "params.yaml"))
+    assert invoke("schedule", params=str(tmp_path / "params.yaml")).exit_code == 2
+    bad = invoke("schedule", "--cron", "every day", params=str(tmp_path / "params.yaml"))
     assert bad.exit_code == 2
 
 
@@ -328,7 +332,7 @@ def test_unscored_rows_are_scored_by_the_champion_and_logged(
     batch = project / "unscored.csv"
     raw.to_csv(batch, index=False)
 
-    result = invoke("run", "--current", str(batch), "--params", params(project))
+    result = invoke("run", "--current", str(batch), params=params(project))
     assert result.exit_code == 0, result.output
     _, summary = latest_summary(project)
     assert summary["model"] == {"name": "employment-classifier", "version": version}
@@ -350,7 +354,7 @@ def test_unscored_rows_are_scored_by_the_champion_and_logged(
 
 
 def test_help_does_not_import_evidently_or_mlflow() -> None:
-    code = "import sys, monitoring.cli; print(sorted({'evidently', 'mlflow'} & set(sys.modules)))"
+    code = "import sys, mlstack.cli; print(sorted({'evidently', 'mlflow'} & set(sys.modules)))"
     env = {**TELEMETRY_OFF, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -366,7 +370,7 @@ def test_help_does_not_import_evidently_or_mlflow() -> None:
 
 def test_missing_reference_set_is_a_clear_error(tmp_path: Path) -> None:
     write_params(tmp_path)
-    result = invoke("run", "--params", str(tmp_path / "params.yaml"), *quiet())
+    result = invoke("run", *quiet(), params=str(tmp_path / "params.yaml"))
     assert result.exit_code == 1
     assert "reference set not found" in result.output + (result.stderr or "")
 
@@ -376,9 +380,10 @@ def test_unreachable_pushgateway_fails_the_run_naming_it(project: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         gateway = f"http://127.0.0.1:{sock.getsockname()[1]}"
         result = invoke(
-            "run", "--current", str(project / "tiny.parquet"), "--params", params(project),
+            "run", "--current", str(project / "tiny.parquet"), 
             "--pushgateway", gateway, *quiet(),
-        )  # fmt: skip
+        params=params(project),
+    )  # fmt: skip
     assert result.exit_code == 1
     assert f"could not push to the Pushgateway at {gateway}" in result.output + (
         result.stderr or ""

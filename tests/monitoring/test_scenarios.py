@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from monitoring.cli import app
+from mlstack.cli import app
 from monitoring.scenarios import ScenarioError, inject, load
 from pipeline.settings import Reassign, Scenario, load_settings
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pipeline.promote import decide
 from pipeline.settings import PromoteSettings
 
-GATE = PromoteSettings(metric="roc_auc", min_score=0.85, min_delta=0.005)
+GATE = PromoteSettings(metric="roc_auc", min_score=0.85, min_delta=0.005, alias="champion")
 
 
 def test_first_model_is_promoted() -> None:
@@ -35,7 +35,7 @@ def test_below_min_score_is_rejected_even_without_champion() -> None:
 
 
 def test_lower_is_better_for_log_loss() -> None:
-    gate = PromoteSettings(metric="log_loss", min_score=0.5, min_delta=0.01)
+    gate = PromoteSettings(metric="log_loss", min_score=0.5, min_delta=0.01, alias="champion")
     assert decide("2", 0.30, "1", 0.35, gate).decision == "promoted"
     assert decide("2", 0.36, "1", 0.35, gate).decision == "rejected"
     assert decide("1", 0.60, None, None, gate).decision == "rejected"

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from monitoring.cli import app
+from mlstack.cli import app
 from pipeline.promote import apply_decision, decide
 from pipeline.registry import RegistryError, history, move_champion, rollback
 from pipeline.settings import PROJECT_ROOT, PromoteSettings
@@ -34,7 +34,7 @@ from pipeline.tracking import SKOPS_TRUSTED_TYPES, TELEMETRY_OFF
 
 NAME = "tiny-classifier"
 ALIAS = "champion"
-GATE = PromoteSettings(metric="roc_auc", min_score=0.5, min_delta=0.01)
+GATE = PromoteSettings(metric="roc_auc", min_score=0.5, min_delta=0.01, alias="champion")
 
 
 @contextmanager
@@ -235,15 +235,16 @@ def test_rollback_to_a_deleted_previous_champion_is_refused(store: Store) -> Non
     assert [c.version for c in history(store.client, NAME, ALIAS).changes] == ["2", "1"]
 
 
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, ["model", *args])
+def invoke(*args: str, params: str) -> Any:
+    """``mlstack model ARGS`` with ``params`` as the params file (``MLSTACK_PARAMS``)."""
+    return CliRunner().invoke(app, ["model", *args], env={"MLSTACK_PARAMS": params})
 
 
 def test_cli_history_as_json_and_as_a_table(store: Store) -> None:
     apply_decision(store.client, NAME, ALIAS, decide("1", 0.80, None, None, GATE))
     apply_decision(store.client, NAME, ALIAS, decide("2", 0.90, "1", 0.80, GATE))
 
-    result = invoke("history", "--json", "--params", store.params)
+    result = invoke("history", "--json", params=store.params)
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert (found["name"], found["alias"], found["champion"]) == (NAME, ALIAS, "2")
@@ -253,7 +254,7 @@ def test_cli_history_as_json_and_as_a_table(store: Store) -> None:
     ]
     assert found["changes"][0]["score"] == 0.90
 
-    table = invoke("history", "--params", store.params)
+    table = invoke("history", params=store.params)
     assert table.exit_code == 0, table.output
     rows = [line.split() for line in table.stdout.splitlines() if "promoted" in line]
     assert len(rows) == 2 and rows[0][:2] == ["*", "2"] and rows[1][0] == "1"
@@ -262,24 +263,26 @@ def test_cli_history_as_json_and_as_a_table(store: Store) -> None:
 
 def test_cli_history_of_a_champion_set_by_hand(store: Store) -> None:
     store.client.set_registered_model_alias(NAME, ALIAS, "3")
-    result = invoke("history", "--params", store.params)
+    result = invoke("history", "--json", params=store.params)
     assert result.exit_code == 0, result.output
-    assert "no recorded changes of tiny-classifier @champion" in result.stdout
-    assert "the champion is v3, by a move not recorded here" in result.stdout
+    found = json.loads(result.stdout)
+    assert found["champion"] == "3" and found["changes"] == []
 
 
 def test_cli_rollback_without_packaging(store: Store) -> None:
     store.promote("1", "2", "3")
 
-    result = invoke("rollback", "--no-package", "--params", store.params)
+    result = invoke("rollback", "--no-package", "--json", params=store.params)
     assert result.exit_code == 0, result.output
-    assert "tiny-classifier @champion: v3 -> v2 (rollback from v3)" in result.stdout
-    assert "not packaged" in result.stdout
+    done = json.loads(result.stdout)
+    assert done["packaged"] is None
+    assert (done["change"]["previous"], done["change"]["version"]) == ("3", "2")
+    assert done["change"]["reason"] == "rollback from v3"
     assert store.champion == "2"
 
-    result = invoke("rollback", "--to", "v1", "--no-package", "--params", store.params)
+    result = invoke("rollback", "--to", "v1", "--no-package", "--json", params=store.params)
     assert result.exit_code == 0, result.output
-    assert "v2 -> v1 (rollback from v2)" in result.stdout
+    assert json.loads(result.stdout)["change"]["reason"] == "rollback from v2"
     assert store.champion == "1"
 
 
@@ -297,7 +300,7 @@ def test_cli_refusals_exit_2_and_change_nothing(
 ) -> None:
     store.promote("1")
     before = store.snapshot()
-    result = invoke("rollback", *args, "--no-package", "--params", store.params)
+    result = invoke("rollback", *args, "--no-package", params=store.params)
     assert result.exit_code == 2
     assert "refused, nothing changed:" in result.stderr and message in result.stderr
     assert store.snapshot() == before
@@ -307,7 +310,7 @@ def test_cli_refuses_a_model_not_registered(store: Store) -> None:
     params = yaml.safe_load(Path(store.params).read_text())
     params["model"]["name"] = "other-model"
     Path(store.params).write_text(yaml.safe_dump(params))
-    result = invoke("rollback", "--no-package", "--params", store.params)
+    result = invoke("rollback", "--no-package", params=store.params)
     assert result.exit_code == 2
     assert "no registered model named 'other-model'" in result.stderr
 
@@ -315,28 +318,24 @@ def test_cli_refuses_a_model_not_registered(store: Store) -> None:
 def test_cli_does_not_create_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
-    result = invoke("history", "--params", str(tmp_path / "params.yaml"))
+    result = invoke("history", params=str(tmp_path / "params.yaml"))
     assert result.exit_code == 2
-    assert "no MLflow store at sqlite:///" in result.stderr and "dvc repro" in result.stderr
+    assert "no MLflow store at" in result.stderr and "dvc repro" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
 PACKAGE_THEN_ROLL_BACK = """
 import json, sys
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 import bentoml
-from monitoring.cli import app
-from pipeline.package import Champion, import_champion
+from mlstack.cli import app
+from pipeline.packaging import import_champion
 from pipeline.settings import load_settings
-from pipeline.tracking import configure
+from pipeline.tracking import client, find_champion
 
-params = sys.argv[1]
-settings = load_settings(params)
-configure(settings)
-found = MlflowClient().get_model_version_by_alias(settings.model.name, "champion")
-import_champion(settings, Champion(found.name, str(found.version), found.run_id))  # as packaged
-result = CliRunner().invoke(app, ["model", "rollback", "--params", params])
+settings = load_settings()  # MLSTACK_PARAMS
+import_champion(settings, find_champion(client(settings), settings))  # as packaged
+result = CliRunner().invoke(app, ["model", "rollback", "--json"])
 latest = bentoml.models.get(f"{settings.model.name}:latest")
 print(json.dumps({
     "exit_code": result.exit_code,
@@ -351,10 +350,11 @@ def test_cli_rollback_packages_the_new_champion_for_bentoml(store: Store, tmp_pa
     """In a child process, so BentoML's store is the temporary one from the start."""
     store.promote("1", "2")
     env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    env["MLSTACK_PARAMS"] = store.params
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(key, None)
     done = subprocess.run(
-        [sys.executable, "-c", PACKAGE_THEN_ROLL_BACK, store.params],
+        [sys.executable, "-c", PACKAGE_THEN_ROLL_BACK],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -364,9 +364,9 @@ def test_cli_rollback_packages_the_new_champion_for_bentoml(store: Store, tmp_pa
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["exit_code"] == 0, report["output"]
-    assert "v2 -> v1 (rollback from v2)" in report["output"]
-    assert "packaged v1 as tiny-classifier:" in report["output"]
-    assert "restart `bentoml serve`" in report["output"]
+    done = json.loads(report["output"])
+    assert done["change"]["reason"] == "rollback from v2"
+    assert done["packaged"].startswith("tiny-classifier:")
     assert report["models"] == 2
     assert report["labels"]["version"] == "1"
     assert report["labels"]["registered_model"] == NAME

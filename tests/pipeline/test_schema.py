@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.schema import SchemaError, normalize_label, normalize_labels, validate
-from pipeline.settings import DataSettings, Features
+from pipeline.labels import normalize_label, normalize_labels
+from pipeline.schema import SchemaError, validate
+from pipeline.settings import DataSettings, Features, Split
 
 
 @pytest.fixture
@@ -13,9 +14,14 @@ def data() -> DataSettings:
     return DataSettings(
         path="unused.parquet",
         target="y",
+        id=None,
+        timestamp=None,
         classes=["0", "1"],
+        drop=[],
         features=Features(numerical=["age"], categorical=["color", "flag"]),
         ranges={"age": (0, 120)},
+        split=Split(test_size=0.25, stratify=True),
+        seed=0,
     )
 
 

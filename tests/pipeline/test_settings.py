@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pipeline.settings import SettingsError, load_settings, parse_settings
+from pipeline.settings import (
+    SettingsError,
+    load_settings,
+    load_settings_or_exit,
+    params_file,
+    parse_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +95,73 @@ def test_relative_paths_hang_off_the_params_folder(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     settings = load_settings(tmp_path / "params.yaml")
     assert settings.path(settings.data.path) == tmp_path / settings.data.path
+
+
+# Mappings whose keys are names the user picks (columns, scenarios), not knobs.
+OPEN_MAPPINGS = ("data.ranges", "drift.columns", "scenarios")
+
+
+def leaf_keys(mapping: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in mapping.items():
+        path = f"{prefix}{key}"
+        if path.startswith(OPEN_MAPPINGS):
+            continue
+        if isinstance(value, dict) and value:
+            keys.extend(leaf_keys(value, f"{path}."))
+        else:
+            keys.append(path)
+    return keys
+
+
+@pytest.mark.parametrize("key", leaf_keys(params()))
+def test_every_knob_must_be_in_params_yaml(key: str) -> None:
+    """No default in code: deleting any key is an error naming it, never a silent change."""
+    raw = params()
+    *parents, leaf = key.split(".")
+    section = raw
+    for part in parents:
+        section = section[part]
+    del section[leaf]
+    with pytest.raises(SettingsError, match=rf"{re.escape(key)}: missing key"):
+        parse_settings(raw)
+
+
+def test_params_file_comes_from_mlstack_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = params()
+    raw["model"]["name"] = "elsewhere"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MLSTACK_PARAMS", str(tmp_path / "params.yaml"))
+    assert params_file() == tmp_path / "params.yaml"
+    settings = load_settings()
+    assert settings.model.name == "elsewhere"
+    assert settings.root == tmp_path, "relative paths hang off the chosen file's folder"
+    monkeypatch.delenv("MLSTACK_PARAMS")
+    assert load_settings().model.name == params()["model"]["name"]
+
+
+def test_capture_path_and_workers_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLSTACK_CAPTURE_PATH", "s3://bucket/capture")
+    monkeypatch.setenv("MLSTACK_WORKERS", "5")
+    settings = load_settings(ROOT / "params.yaml")
+    assert settings.capture.path == "s3://bucket/capture"
+    assert settings.serving.workers == 5
+    monkeypatch.setenv("MLSTACK_WORKERS", "many")
+    with pytest.raises(SettingsError, match=r"serving\.workers: .*'many'"):
+        load_settings(ROOT / "params.yaml")
+
+
+def test_bad_settings_end_a_command_with_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "params.yaml").write_text("data: [unclosed\n  more: {")
+    monkeypatch.setenv("MLSTACK_PARAMS", str(tmp_path / "params.yaml"))
+    with pytest.raises(SystemExit) as exited:
+        load_settings_or_exit()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not valid YAML" in err

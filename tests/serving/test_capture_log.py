@@ -19,7 +19,7 @@ from monitoring.capture import (
     ScoredBatch,
     read_kind,
     read_window,
-    to_frame,
+    storable_frame,
     write_frame,
 )
 from pipeline.schema import PREDICTION
@@ -70,7 +70,8 @@ def test_round_trip_joins_labels_and_keeps_plain_dtypes(tmp_path: Path, settings
 
 def test_window_filters_by_time_and_date_partition(tmp_path: Path, settings: Settings) -> None:
     days = [DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)]
-    frame = to_frame(PREDICTIONS, [prediction(settings, f"d{i}", d) for i, d in enumerate(days)])
+    records = [prediction(settings, f"d{i}", d) for i, d in enumerate(days)]
+    frame = storable_frame(PREDICTIONS, pd.DataFrame.from_records(records))
     written = write_frame(tmp_path, PREDICTIONS, frame)
 
     assert sorted(Path(p).parent.name for p in written) == [
@@ -86,7 +87,8 @@ def test_window_filters_by_time_and_date_partition(tmp_path: Path, settings: Set
 def test_corrupt_file_is_skipped_with_a_warning_naming_it(
     tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_frame(tmp_path, PREDICTIONS, to_frame(PREDICTIONS, [prediction(settings, "good", DAY)]))
+    good = pd.DataFrame.from_records([prediction(settings, "good", DAY)])
+    write_frame(tmp_path, PREDICTIONS, storable_frame(PREDICTIONS, good))
     corrupt = tmp_path / PREDICTIONS / "date=2026-03-01" / "corrupt.parquet"
     corrupt.write_bytes(b"PAR1 this is not parquet")
 

@@ -1,7 +1,8 @@
 """``mlstack replay``: send a file of rows to a running service as live traffic, then its labels.
 
 The demo, the benchmarks and the tests drive the service through :func:`run_replay`;
-the command is a thin wrapper that reads files and prints the figures. Requests go out
+the command is a thin wrapper that reads files and prints the figures (``--json``: one
+JSON object, for scripts and tests). Requests go out
 from ``concurrency`` async clients, optionally paced to ``rate`` requests per second,
 each carrying ``batch`` rows. The request ids the service returns are kept in row order
 so the labels (joined on ``data.id``) can be posted to ``/feedback`` afterwards, as
@@ -11,6 +12,7 @@ labels arriving later would be.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -142,7 +144,7 @@ async def send_labels(
     """POST ``(request_id, label)`` pairs to ``{url}/feedback``; return (sent, accepted)."""
     import httpx
 
-    from pipeline.schema import normalize_label
+    from pipeline.labels import normalize_label
 
     sent = accepted = 0
     async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
@@ -207,20 +209,22 @@ def replay(
         str | None,
         typer.Option(help="Replay a scenario of params.yaml (rows, labels, injected drift)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object, nothing else.")
+    ] = False,
 ) -> None:
     """Replay a file of rows (or a scenario) against a running service, then post the labels.
 
     Prints sent, ok, errors and p50/p99 latency; exits 1 if any request got a 5xx.
     """
-    from rich.console import Console
-
+    from mlstack.output import console
     from monitoring import scenarios
     from pipeline.io import read_table
-    from pipeline.settings import load_settings
+    from pipeline.settings import load_settings_or_exit
 
     if (file is None) == (scenario is None):
         raise typer.BadParameter("give either FILE or --scenario NAME")
-    settings = load_settings()
+    settings = load_settings_or_exit()
     if scenario is not None:
         if labels is not None:
             raise typer.BadParameter("a scenario brings its own labels: drop --labels")
@@ -243,16 +247,20 @@ def replay(
         concurrency=concurrency,
         batch=batch,
         rate=rate,
-        show_progress=True,
+        show_progress=not as_json,
     )
     summary = result.summary()
-    Console().print(
-        f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
-        f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
-        f"({summary['requests_per_second']} req/s)"
-        + (f"  labels {result.labels_accepted}/{result.labels_sent}" if truth is not None else "")
-    )
-    if result.errors:
-        Console().print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        out = console()
+        labeled = f"  labels {result.labels_accepted}/{result.labels_sent}"
+        out.print(
+            f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
+            f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
+            f"({summary['requests_per_second']} req/s)" + (labeled if truth is not None else "")
+        )
+        if result.errors:
+            out.print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
     if result.server_errors:
         raise typer.Exit(1)

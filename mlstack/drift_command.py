@@ -2,13 +2,16 @@
 
 Exit status of ``run``: 0 when the run completed (drift or not, or too little data), 3
 with ``--fail-on-drift`` when any drift was detected, 1 when the run failed (the message
-names the cause: a column mismatch, a missing reference set, no champion to score with).
+names the cause: a column mismatch, a missing reference set, no champion to score with),
+2 when the command line or the params file is wrong (the message names the key).
+``--json`` prints the run's summary as one JSON object on stdout, for scripts and tests.
 Two runs never overlap, across processes too: a run that finds the lock taken is
 skipped with a warning and exits 0, so cron does not pile runs up behind a slow one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -17,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from mlstack.output import console
+from pipeline.settings import load_settings_or_exit
 
 if TYPE_CHECKING:
     from monitoring.drift_job import JobOptions, JobResult
@@ -91,12 +96,6 @@ def _options(
     )
 
 
-def _load(params: Path | None) -> Settings:
-    from pipeline.settings import load_settings
-
-    return load_settings(params)
-
-
 def _locked_run(settings: Settings, options: JobOptions) -> JobResult | None:
     """One run under the job's file lock; ``None`` when another run holds it."""
     from filelock import FileLock, Timeout
@@ -132,6 +131,18 @@ def _report(result: JobResult) -> None:
     typer.echo(f"report: {result.folder / 'report.html'}")
 
 
+def result_json(result: JobResult) -> str:
+    """The run as one JSON object: its summary (the keys of ``summary.json``) and folder."""
+    payload = {
+        **result.summary.model_dump(mode="json"),
+        "drift_detected": result.summary.drift_detected,
+        "folder": str(result.folder),
+        "report": str(result.folder / "report.html"),
+        "window": result.window,
+    }
+    return json.dumps(payload)
+
+
 CurrentOpt = Annotated[
     Path | None,
     typer.Option(
@@ -158,7 +169,9 @@ TextfileOpt = Annotated[
 ]
 MlflowOpt = Annotated[bool, typer.Option(help="Log the run to MLflow's monitoring experiment.")]
 WorkspaceOpt = Annotated[bool, typer.Option(help="Add the snapshot to the Evidently workspace.")]
-ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to use (default: project's).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the summary as one JSON object, nothing else.")
+]
 
 
 @drift_app.command("run")
@@ -175,7 +188,7 @@ def run(
     textfile: TextfileOpt = None,
     mlflow: MlflowOpt = True,
     workspace: WorkspaceOpt = True,
-    params: ParamsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare a window of served rows (or a file) with the reference set, once.
 
@@ -185,16 +198,21 @@ def run(
     options = _options(
         current, reference, since, until, last, pushgateway, textfile, mlflow, workspace
     )
-    settings = _load(params)
+    settings = load_settings_or_exit()
     try:
-        with Console(stderr=True).status("judging drift: reading, comparing, exporting"):
+        with console(stderr=True).status("judging drift: reading, comparing, exporting"):
             result = _locked_run(settings, options)
     except Exception as error:
         typer.echo(f"drift run failed: {error}", err=True)
         raise typer.Exit(1) from error
     if result is None:
+        if as_json:
+            typer.echo(json.dumps({"status": "skipped", "reason": "another run holds the lock"}))
         return
-    _report(result)
+    if as_json:
+        typer.echo(result_json(result))
+    else:
+        _report(result)
     if fail_on_drift and result.summary.drift_detected:
         raise typer.Exit(EXIT_DRIFT)
 
@@ -219,7 +237,6 @@ def schedule(
     textfile: TextfileOpt = None,
     mlflow: MlflowOpt = True,
     workspace: WorkspaceOpt = True,
-    params: ParamsOpt = None,
 ) -> None:
     """Run the drift job again and again in this process; a failed run is logged, not fatal.
 
@@ -234,7 +251,7 @@ def schedule(
 
         if not croniter.is_valid(cron):
             raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
-    settings = _load(params)
+    settings = load_settings_or_exit()
     runs = 0
     now = datetime.now(UTC)
     fire = now if interval is not None else next_fire(now, None, cron)

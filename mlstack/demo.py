@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from mlstack.output import console as people_console
+from mlstack.output import print_table
 from monitoring import scenarios
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import disable_telemetry
 from serving import launcher
 
-console = Console()
+console = people_console()
 READY_SECONDS = 120
 FLUSH_SECONDS = 60
 
@@ -53,10 +54,11 @@ def step(message: str) -> None:
     console.rule(f"[bold]{message}")
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    """Run a command in the project, its output shown as it comes; fail loudly."""
+def run(*command: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run a command in the project, its output shown as it comes (or captured, for
+    ``--json``); fail loudly."""
     console.print(f"[dim]$ {' '.join(command)}")
-    result = subprocess.run(command, text=True, stdout=None, stderr=None)
+    result = subprocess.run(command, text=True, stdout=subprocess.PIPE if capture else None)
     if result.returncode != 0:
         raise SystemExit(f"demo: `{' '.join(command)}` exited {result.returncode}")
     return result
@@ -82,7 +84,7 @@ def start_server(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 def replay(settings: Settings, url: str, name: str, rows_at_most: int | None) -> dict[str, Any]:
     """Send one scenario's rows, then its labels, exactly as ``mlstack replay`` does."""
-    from serving.replay import replay_frame
+    from mlstack.replay import replay_frame
 
     rows, labels = scenarios.load(settings, name)
     if rows_at_most is not None:
@@ -115,22 +117,21 @@ def wait_captured(settings: Settings, since: datetime, predictions: int, labels:
 
 
 def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any]:
-    """``mlstack drift run`` on the window, and the summary it wrote."""
-    run(
+    """``mlstack drift run --json`` on the window: the summary it printed."""
+    done = run(
         sys.executable,
         "-m",
-        "monitoring.cli",
+        "mlstack.cli",
         "drift",
         "run",
         "--since",
         since.isoformat(),
         "--until",
         until.isoformat(),
+        "--json",
+        capture=True,
     )
-    reports = settings.path(settings.drift.reports)
-    folder = reports / json.loads((reports / "latest.json").read_text())["folder"]
-    summary: dict[str, Any] = json.loads((folder / "summary.json").read_text())
-    summary["_folder"] = str(folder)
+    summary: dict[str, Any] = json.loads(done.stdout)
     return summary
 
 
@@ -148,7 +149,7 @@ def verdict(summary: dict[str, Any]) -> str:
 def main(rows_at_most: int | None = None) -> None:
     """The whole loop; ``rows_at_most`` trims each replay (the end-to-end test uses it)."""
     disable_telemetry()
-    settings = load_settings()
+    settings = load_settings_or_exit()
     serving = settings.serving
     url = f"http://{serving.host}:{serving.port}"
     log = settings.path(".demo/bentoml-serve.log")
@@ -186,12 +187,12 @@ def main(rows_at_most: int | None = None) -> None:
         matches = (said == "no drift") if phase.expect == "no drift" else phase.expect in said
         failed |= not matches
         colour = "green" if matches else "red"
-        report = os.path.relpath(Path(summary["_folder"]) / "report.html", settings.root)
+        report = os.path.relpath(summary["report"], settings.root)
         table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
-    console.print(table)
+    print_table(console, table)
     console.print(f"done in {time.monotonic() - started:.0f}s.")
-    console.print("runs and registry: uv run mlflow ui --backend-store-uri sqlite:///mlflow.db")
-    console.print(f"drift history: uv run evidently ui --workspace {settings.drift.workspace}")
+    console.print("runs and registry: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    console.print(f"drift history: evidently ui --workspace {settings.drift.workspace}")
     if failed:
         raise SystemExit("demo: a verdict differs from what was expected (red above)")
 

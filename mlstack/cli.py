@@ -1,16 +1,18 @@
 """``mlstack``: the project's one console script.
 
-Each sub-command lives beside the code it drives and is registered here; heavy imports
-(Evidently, MLflow, BentoML) happen inside the commands, so ``mlstack --help`` is quick.
+Each sub-command lives in its own module of this package and is registered here; heavy
+imports (Evidently, MLflow, BentoML) happen inside the commands, so ``mlstack --help``
+is quick. The params file is ``$MLSTACK_PARAMS`` or the project's ``params.yaml``; a bad
+one ends every command with exit 2 and one line naming the key.
 """
 
 from __future__ import annotations
 
 import typer
 
-from monitoring.drift_command import drift_app
-from pipeline.model_command import model_app
-from serving.replay import replay
+from mlstack.drift_command import drift_app
+from mlstack.model_command import model_app
+from mlstack.replay import replay
 
 app = typer.Typer(
     name="mlstack",

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from mlstack.output import console, print_table
+from pipeline.settings import load_settings_or_exit
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,31 +35,16 @@ model_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ParamsOpt = Annotated[Path | None, typer.Option(help="params.yaml to use (default: project's).")]
-
-
-def _settings(params: Path | None) -> Settings:
-    from pipeline.settings import SettingsError, load_settings
-
-    try:
-        return load_settings(params)
-    except SettingsError as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
-
 
 def _client(settings: Settings) -> MlflowClient:
     """A client on the project's store (``MLFLOW_TRACKING_URI`` if set), never creating one."""
-    from mlflow import MlflowClient
+    from pipeline.tracking import StoreNotFound, client
 
-    from pipeline.tracking import disable_telemetry, tracking_uri
-
-    disable_telemetry()
-    uri = tracking_uri(settings)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        typer.echo(f"no MLflow store at {uri}: run `uv run dvc repro` first", err=True)
-        raise typer.Exit(EXIT_REFUSED)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        return client(settings)
+    except StoreNotFound as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 def _refuse(error: Exception) -> typer.Exit:
@@ -67,7 +54,6 @@ def _refuse(error: Exception) -> typer.Exit:
 
 def _table(found: History) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -88,22 +74,21 @@ def _table(found: History) -> None:
             score,
             change.reason,
         )
-    Console().print(table)
+    print_table(console(), table)
 
 
 @model_app.command("history")
 def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    params: ParamsOpt = None,
 ) -> None:
     """Every recorded move of the champion alias, newest first, with promotion scores."""
     from pipeline.registry import RegistryError
     from pipeline.registry import history as champion_history
 
-    settings = _settings(params)
-    client = _client(settings)
+    settings = load_settings_or_exit()
+    registry = _client(settings)
     try:
-        found = champion_history(client, settings.model.name, settings.promote.alias)
+        found = champion_history(registry, settings.model.name, settings.promote.alias)
     except RegistryError as error:
         raise _refuse(error) from None
     if as_json:
@@ -133,7 +118,9 @@ def rollback(
         bool,
         typer.Option(help="Import the new champion into the BentoML store for `bentoml serve`."),
     ] = True,
-    params: ParamsOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the change as one JSON object, nothing else.")
+    ] = False,
 ) -> None:
     """Move the champion alias back to the previous champion (or --to VERSION) and package it.
 
@@ -143,47 +130,55 @@ def rollback(
     from pipeline.registry import RegistryError
     from pipeline.registry import rollback as roll_back
 
-    settings = _settings(params)
+    settings = load_settings_or_exit()
     name, alias = settings.model.name, settings.promote.alias
-    client = _client(settings)
+    registry = _client(settings)
     version = to.strip().removeprefix("v") if to is not None else None
     try:
-        change = roll_back(client, name, alias, version)
+        change = roll_back(registry, name, alias, version)
     except RegistryError as error:
         raise _refuse(error) from None
     before = f"v{change.previous}" if change.previous else f"no {alias}"
-    typer.echo(f"{name} @{alias}: {before} -> v{change.version} ({change.reason})")
+
+    def say(message: str) -> None:
+        if not as_json:
+            typer.echo(message)
+
+    say(f"{name} @{alias}: {before} -> v{change.version} ({change.reason})")
     if not package:
-        typer.echo(
+        if as_json:
+            typer.echo(json.dumps({"change": asdict(change), "packaged": None}))
+            return
+        say(
             "not packaged: the BentoML store still holds the model packaged before; "
-            "package the new champion with `uv run python -m pipeline.package`"
+            "package the new champion with `python -m pipeline.package`"
         )
         return
     try:
-        tag = _package(settings, client, name, change.version)
+        tag = _package(settings, registry, name, change.version)
     except Exception as error:
         typer.echo(
             f"packaging v{change.version} failed: {error}\nthe {alias} moved all the same; "
-            "package it with `uv run python -m pipeline.package`",
+            "package it with `python -m pipeline.package`",
             err=True,
         )
         raise typer.Exit(1) from error
-    typer.echo(f"packaged v{change.version} as {tag} in the BentoML store")
-    typer.echo(
+    if as_json:
+        typer.echo(json.dumps({"change": asdict(change), "packaged": tag}))
+        return
+    say(f"packaged v{change.version} as {tag} in the BentoML store")
+    say(
         "restart `bentoml serve` to serve it (a running server keeps the model it loaded); "
-        "a Bento built before still holds the old model: `uv run bentoml build` makes a new one"
+        "a Bento built before still holds the old model: `bentoml build` makes a new one"
     )
 
 
-def _package(settings: Settings, client: MlflowClient, name: str, version: str) -> str:
+def _package(settings: Settings, registry: MlflowClient, name: str, version: str) -> str:
     """Import the version into the BentoML store as the newest ``<name>:latest``."""
-    from rich.console import Console
+    from pipeline.packaging import import_champion
+    from pipeline.tracking import Champion
 
-    from pipeline.package import Champion, import_champion
-    from pipeline.tracking import configure
-
-    found = client.get_model_version(name, version)
-    with Console(stderr=True).status(f"importing v{version} into the BentoML store"):
-        configure(settings)  # bentoml.mlflow resolves models:/ URIs with MLflow's globals
+    found = registry.get_model_version(name, version)
+    with console(stderr=True).status(f"importing v{version} into the BentoML store"):
         model = import_champion(settings, Champion(name, version, str(found.run_id or "")))
     return str(model.tag)

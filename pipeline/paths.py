@@ -1,0 +1,25 @@
+"""Every file name the project reads or writes, relative to the project root, once.
+
+Stages, the service, the drift job and the tests build paths from these names with
+``Settings.path`` (which resolves them against the folder that holds ``params.yaml``), so
+no module needs another module (least of all a stage) for a file name.
+"""
+
+from __future__ import annotations
+
+PARAMS_FILE = "params.yaml"
+
+# Stage outputs, in pipeline order.
+TRAIN_FILE = "data/prepared/train.parquet"
+TEST_FILE = "data/prepared/test.parquet"
+TRAIN_REPORT = "reports/train.json"
+METRICS_FILE = "reports/metrics.json"
+PLOTS_DIR = "reports/plots"
+REFERENCE_FILE = "data/reference/reference.parquet"
+PROMOTION_REPORT = "reports/promotion.json"
+PACKAGE_REPORT = "reports/package.json"
+BENTOFILE = "bentofile.yaml"
+
+# The embedded MLflow store, used when MLFLOW_TRACKING_URI is not set.
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"

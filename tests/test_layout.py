@@ -1,0 +1,142 @@
+"""The layout the code promises, checked against what it really imports (``tests/imports.py``).
+
+- every local module a DVC stage imports, directly or not, is a dep of that stage, and
+  nothing else is, so editing a shared module re-runs exactly the stages that use it;
+- ``bentofile.yaml`` packs exactly what the service imports;
+- imports point one way: ``pipeline`` depends on nothing of ours, ``monitoring`` on
+  ``pipeline``, ``serving`` on ``pipeline`` and the capture contract, and only the entry
+  points in ``mlstack`` use all three; no stage is imported as a library; no cycles.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Project
+from tests.imports import ROOT, all_modules, closure, direct_imports, file_of, module_file
+
+STAGES = ("prepare", "train", "evaluate", "promote", "package")
+SERVICE = "serving.service"
+# What each package may import from the project's others.
+ALLOWED = {
+    "pipeline": ("pipeline.",),
+    "monitoring": ("pipeline.", "monitoring."),
+    "serving": ("pipeline.", "serving.", "monitoring.capture"),
+    "mlstack": ("pipeline.", "serving.", "monitoring.", "mlstack."),
+}
+
+
+def dvc_stages() -> dict[str, Any]:
+    stages: dict[str, Any] = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return stages
+
+
+def code_needed(stage: str) -> set[str]:
+    """The Python files a stage runs: its import closure (and, for package, the service's,
+    which the Bento bakes in)."""
+    modules = closure(f"pipeline.{stage}")
+    if stage == "package":
+        modules |= closure(SERVICE)
+    return {file_of(m) for m in modules}
+
+
+def missing_and_extra_deps(stages: dict[str, Any]) -> dict[str, tuple[set[str], set[str]]]:
+    """Per stage: imported modules dvc.yaml does not list, and listed modules not imported."""
+    problems = {}
+    for stage in STAGES:
+        listed = {d for d in stages[stage]["deps"] if str(d).endswith(".py")}
+        needed = code_needed(stage)
+        if needed != listed:
+            problems[stage] = (needed - listed, listed - needed)
+    return problems
+
+
+def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
+    assert missing_and_extra_deps(dvc_stages()) == {}
+
+
+def test_the_check_fails_when_a_dep_is_removed() -> None:
+    """The walk is not vacuous: drop metrics.py from evaluate and the check names it."""
+    stages = dvc_stages()
+    stages["evaluate"]["deps"].remove("pipeline/metrics.py")
+    assert missing_and_extra_deps(stages) == {"evaluate": ({"pipeline/metrics.py"}, set())}
+
+
+def test_bentofile_packs_exactly_what_the_service_imports() -> None:
+    bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    patterns = bentofile["include"]
+    packed = {
+        path.relative_to(ROOT).as_posix()
+        for path in ROOT.rglob("*.py")
+        if ".venv" not in path.parts
+        and any(fnmatch.fnmatch(path.relative_to(ROOT).as_posix(), p) for p in patterns)
+    }
+    needed = {file_of(m) for m in closure(SERVICE)}
+    packages = {f"{Path(f).parts[0]}/__init__.py" for f in needed}
+    assert packed == needed | packages
+    assert "params.yaml" in patterns
+    assert bentofile["service"] == f"{SERVICE}:Classifier"
+
+
+@pytest.mark.parametrize("module", all_modules())
+def test_imports_point_one_way(module: str) -> None:
+    package = module.split(".")[0]
+    file = module_file(module)
+    assert file is not None
+    wrong = sorted(m for m in direct_imports(file) if not m.startswith(ALLOWED[package]))
+    assert wrong == [], f"{module} imports {wrong}; {package} may use only {ALLOWED[package]}"
+
+
+def test_the_capture_contract_depends_on_pipeline_only() -> None:
+    """serving may import monitoring.capture, so that module must not pull monitoring in."""
+    assert {m.split(".")[0] for m in closure("monitoring.capture")} == {"monitoring", "pipeline"}
+    assert {m for m in closure("monitoring.capture") if m.startswith("monitoring.")} == {
+        "monitoring.capture"
+    }
+
+
+def test_no_stage_is_imported_as_a_library() -> None:
+    stages = {f"pipeline.{s}" for s in STAGES}
+    importers = {
+        module: sorted(direct_imports(module_file(module)) & stages)  # type: ignore[arg-type]
+        for module in all_modules()
+    }
+    assert {m: found for m, found in importers.items() if found} == {}
+
+
+def test_no_import_cycles() -> None:
+    for module in all_modules():
+        file = module_file(module)
+        assert file is not None
+        for imported in direct_imports(file):
+            assert module not in closure(imported), f"{module} <-> {imported} form a cycle"
+
+
+def test_ci_runs_the_readme_test_command_with_a_fresh_shells_path() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+    assert "PATH=" not in ci, ".ci/run must not edit PATH: CI would hide what a newcomer hits"
+
+
+@pytest.mark.slow
+def test_editing_a_shared_module_makes_dvc_rerun_the_stages_that_import_it(
+    pipeline_project: Project,
+) -> None:
+    """In the real pipeline run: a change to metrics.py is seen by evaluate and promote."""
+    module = pipeline_project.root / "pipeline" / "metrics.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# a change\n")
+        status = pipeline_project.dvc("status", "--json")
+    finally:
+        module.write_text(original)
+    changed = set(json.loads(status.stdout))
+    assert {"evaluate", "promote"} <= changed
+    assert not {"prepare", "train"} & changed
+    assert set(json.loads(pipeline_project.dvc("status", "--json").stdout)) == set()
