@@ -73,6 +73,8 @@ QUIET_MLFLOW = {
     # the model pins its own requirements (train.requirements) and the lock is in git at
     # the revision the run is tagged with.
     "MLFLOW_LOG_UV_FILES": "false",
+    # ...and looks for a uv project on every logged model to infer requirements we give.
+    "MLFLOW_UV_AUTO_DETECT": "false",
 }
 
 
