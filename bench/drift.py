@@ -192,14 +192,17 @@ def run(sizes: list[int], py_spy: Path | None) -> list[Measured]:
             file=sys.stderr,
         )
         params = job_params(work)
-        env = tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{params.parent / 'mlflow.db'}")
+        env = tool_env(
+            MLFLOW_TRACKING_URI=f"sqlite:///{params.parent / 'mlflow.db'}",
+            MLSTACK_PARAMS=str(params),
+        )
         mlstack = str(Path(sys.executable).parent / "mlstack")
         create_store(params, env)
         for rows in sizes:
             current = work / f"current-{rows}.parquet"
             window(frame, rows, seed=rows).to_parquet(current, index=False)
             job = [mlstack, "drift", "run", "--current", str(current)]
-            job += ["--reference", str(reference), "--params", str(params)]
+            job += ["--reference", str(reference)]
             timing = work / f"evidently-{rows}.json"
             alone = [sys.executable, "-m", "bench.drift", "evidently", str(current)]
             alone += [str(reference), str(timing)]
