@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.paths import BENTOFILE
 from pipeline.settings import Settings
-from pipeline.tracking import Champion, disable_telemetry, tracking_uri
+from pipeline.tracking import Champion, download_model, tracking_uri
 
 
 def bento_model_name(settings: Settings) -> str:
@@ -31,24 +31,18 @@ def import_champion(settings: Settings, champion: Champion) -> Any:
     The folder is downloaded from the settings' store first: no MLflow global is used.
     """
     import bentoml
-    import mlflow.artifacts
 
     labels = {
         "registered_model": champion.name,
         "version": champion.version,
         "run_id": champion.run_id,
     }
-    disable_telemetry()
-    uri = tracking_uri(settings)
     with tempfile.TemporaryDirectory(prefix="mlstack-package-") as scratch:
-        folder = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{champion.name}/{champion.version}",
-            dst_path=scratch,
-            tracking_uri=uri,
-            registry_uri=uri,
+        folder = download_model(
+            f"models:/{champion.name}/{champion.version}", tracking_uri(settings), scratch
         )
         return bentoml.mlflow.import_model(
-            bento_model_name(settings), model_uri=folder, labels=labels, metadata=dict(labels)
+            bento_model_name(settings), model_uri=str(folder), labels=labels, metadata=dict(labels)
         )
 
 

@@ -204,6 +204,35 @@ def model_file(folder: Path) -> Path:
     return file
 
 
+def download_model(source: str, store: str | None, destination: str) -> Path:
+    """A logged model's folder, downloaded from the store at tracking URI ``store``.
+
+    ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` are resolved here with an explicit
+    client: MLflow's own resolver looks registered models up in the process-wide
+    registry (the working folder's ``mlflow.db`` when nothing is set) whatever registry it
+    is given, and would fail, or find another store's model of the same name.
+    """
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    disable_telemetry()
+    location = source
+    if source.startswith("models:/"):
+        registry = MlflowClient(tracking_uri=store, registry_uri=store)
+        reference = source.removeprefix("models:/")
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            version = str(registry.get_model_version_by_alias(name, alias).version)
+        else:
+            name, version = reference.rsplit("/", 1)
+        location = registry.get_model_version_download_uri(name, version)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=destination, tracking_uri=store
+        )
+    )
+
+
 def load_model(source: str | Path, store: str | None = None) -> Any:
     """The one way a model is loaded: a local MLflow model folder, or a ``models:/`` or
     ``runs:/`` URI downloaded first from ``store`` (a tracking URI, such as
@@ -214,20 +243,10 @@ def load_model(source: str | Path, store: str | None = None) -> Any:
     """
     import skops.io
 
-    disable_telemetry()
     folder = Path(source)
     with tempfile.TemporaryDirectory(prefix="mlstack-model-") as scratch:
         if not folder.is_dir():
-            import mlflow.artifacts
-
-            folder = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=str(source),
-                    dst_path=scratch,
-                    tracking_uri=store,
-                    registry_uri=store,
-                )
-            )
+            folder = download_model(str(source), store, scratch)
         file = model_file(folder)
         untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(SKOPS_TRUSTED_TYPES))
         if untrusted:
