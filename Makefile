@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := prometheus prometheus-pushgateway chromium wrk
+APT_PACKAGES := prometheus prometheus-pushgateway chromium wrk postgresql
 
 # No tool phones home: not from these machines, not from yours.
 export DO_NOT_TRACK := true
@@ -27,7 +27,7 @@ install: uv ## install the locked Python environment into .venv
 	$(UV) sync --locked
 
 .PHONY: system-deps
-system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgateway, Chromium, wrk
+system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgateway, Chromium, wrk, PostgreSQL
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

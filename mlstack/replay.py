@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -147,7 +148,9 @@ async def send_labels(
     from pipeline.labels import normalize_label
 
     sent = accepted = 0
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+    token = os.environ.get("MLSTACK_FEEDBACK_TOKEN")  # the service's, when it requires one
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         for start in range(0, len(labels), batch):
             chunk = labels[start : start + batch]
             body = {"labels": [{"request_id": r, "label": normalize_label(v)} for r, v in chunk]}

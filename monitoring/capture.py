@@ -30,6 +30,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.labels import normalize_label
 from pipeline.schema import PREDICTION
@@ -94,7 +95,10 @@ def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
     parts = [(days.iloc[0], frame)] if one_day else frame.groupby(days, sort=True)
     for day, part in parts:
         folder = f"{root}/{kind}/date={pd.Timestamp(day):%Y-%m-%d}"
-        fs.makedirs(folder, exist_ok=True)
+        if isinstance(fs, LocalFileSystem):
+            # Object stores have no folders, and s3fs's makedirs would create a missing
+            # bucket: a mistyped capture.path must fail loudly, not make a new bucket.
+            fs.makedirs(folder, exist_ok=True)
         name = f"{uuid.uuid4().hex}.parquet"
         temporary, final = f"{folder}/.{name}.tmp", f"{folder}/{name}"
         with fs.open(temporary, "wb") as handle:

@@ -281,11 +281,21 @@ def _new_project(workspace: Any, name: str) -> Any:
     return project
 
 
+def workspace_location(settings: Settings) -> str:
+    """``drift.workspace`` as a URL (``s3://bucket/prefix``) or an absolute local path."""
+    raw = settings.drift.workspace
+    return raw if "://" in raw else str(settings.path(raw))
+
+
 def add_to_workspace(settings: Settings, summary: Summary, folder: Path) -> None:
-    """The snapshots into the local Evidently workspace, so ``evidently ui`` shows history."""
+    """The snapshots into the Evidently workspace, so ``evidently ui`` shows history.
+
+    Evidently reaches the workspace through fsspec, so ``s3://`` works with s3fs
+    installed (the ``s3`` extra), endpoint and credentials from the environment.
+    """
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace.create(str(settings.path(settings.drift.workspace)))
+    workspace = Workspace.create(workspace_location(settings))
     found = workspace.search_project(settings.drift.project)
     project = found[0] if found else _new_project(workspace, settings.drift.project)
     for kind, snapshot in summary.snapshots.items():

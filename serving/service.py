@@ -26,7 +26,9 @@ reviewed trusted types, or the service does not start.
 from __future__ import annotations
 
 import gc
+import hmac
 import logging
+import os
 import threading
 import uuid
 from collections import Counter
@@ -66,6 +68,7 @@ from serving.inputs import (
 
 logger = logging.getLogger(__name__)
 
+FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
 
 # A real 2016 production row; the docs, the OpenAPI page and the tests send it.
@@ -109,6 +112,14 @@ class Scored:
     request_ids: list[str]
     labels: list[str]
     probabilities: np.ndarray
+
+
+def feedback_authorized(header: str | None) -> bool:
+    """True when no feedback token is set, or ``header`` bears it (constant-time compare)."""
+    token = os.environ.get(FEEDBACK_TOKEN_ENV)
+    if not token:
+        return True
+    return hmac.compare_digest((header or "").encode(), f"Bearer {token}".encode())
 
 
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
@@ -282,9 +293,23 @@ class Classifier:
 
     @bentoml.api(route="/feedback")  # type: ignore[untyped-decorator]
     async def feedback(
-        self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
+        self,
+        labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)],
+        ctx: bentoml.Context,
     ) -> dict[str, Any]:
-        """Record the true labels of earlier predictions, joined later by request id."""
+        """Record the true labels of earlier predictions, joined later by request id.
+
+        With ``MLSTACK_FEEDBACK_TOKEN`` set, only a request bearing it
+        (``Authorization: Bearer <token>``) is taken: labels decide concept drift and
+        retraining, so not every client that may predict may also label.
+        """
+        if not feedback_authorized(ctx.request.headers.get("authorization")):
+            unauthorized: dict[str, Any] = _reject(
+                401,
+                "feedback needs the bearer token",
+                [{"type": "unauthorized", "loc": ["header", "authorization"], "msg": "bad token"}],
+            )
+            return unauthorized
         known = set(self.classes)
         timestamp = datetime.now(UTC)
         records = []
