@@ -54,7 +54,8 @@ repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, packa
 	$(UV) run dvc repro
 
 .PHONY: bench
-bench: install system-deps ## benchmarks (after dvc repro): serving, drift job, pipeline
+bench: install system-deps ## benchmarks (after dvc repro): serving, drift job, pipeline, team stack
 	$(UV) run python -m bench.serving
 	$(UV) run python -m bench.drift
 	$(UV) run python -m bench.pipeline
+	$(UV) run python -m bench.team

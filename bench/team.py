@@ -67,6 +67,8 @@ def run(keep: bool) -> dict[str, dict[str, Any]]:
             roots[name] = work / name
             roots[name].mkdir()
             envs[name] = copy_project(roots[name], work / f"bentoml-{name}")
+        for name in ("embedded", "team"):  # `mlstack` reads the copy's params, not ours
+            envs[name]["MLSTACK_PARAMS"] = str(roots[name] / "params.yaml")
         envs["team"].update(stack.client_env)
         on_s3(roots["team"], f"s3://{BUCKET}/workspace")
         for name in ("embedded", "team"):

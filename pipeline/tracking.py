@@ -75,6 +75,9 @@ QUIET_MLFLOW = {
     "MLFLOW_LOG_UV_FILES": "false",
     # ...and looks for a uv project on every logged model to infer requirements we give.
     "MLFLOW_UV_AUTO_DETECT": "false",
+    # With a tracking server (not the embedded store), every finished run writes
+    # "View run ... at: URL" to stdout, which breaks `--json`'s one object on stdout.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 

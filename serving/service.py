@@ -304,12 +304,13 @@ class Classifier:
         retraining, so not every client that may predict may also label.
         """
         if not feedback_authorized(ctx.request.headers.get("authorization")):
-            unauthorized: dict[str, Any] = _reject(
-                401,
-                "feedback needs the bearer token",
-                [{"type": "unauthorized", "loc": ["header", "authorization"], "msg": "bad token"}],
-            )
-            return unauthorized
+            # With a Context in the signature BentoML takes the status from ctx.response
+            # (a returned Response keeps its body but answers 200).
+            ctx.response.status_code = 401
+            detail = [
+                {"type": "unauthorized", "loc": ["header", "authorization"], "msg": "bad token"}
+            ]
+            return error_body("feedback needs the bearer token", detail)
         known = set(self.classes)
         timestamp = datetime.now(UTC)
         records = []
@@ -326,8 +327,8 @@ class Classifier:
                 )
             records.append({"request_id": item.request_id, "timestamp": timestamp, "label": label})
         if errors:
-            refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
-            return refused
+            ctx.response.status_code = 400
+            return error_body("unknown class label", errors[:20])
         if self.capture is not None:
             self.capture.add(LABELS, records)
         return {

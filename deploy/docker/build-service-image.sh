@@ -10,7 +10,8 @@
 # BENTO picks the Bento (default mlstack:latest); BENTOML_HOME the store, as for bentoml.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-uv="${UV:-uv}"
+uv="${UV:-$root/.venv/bin/uv}"   # the environment's own uv (make install)
+[ -x "$uv" ] || uv=uv
 bento="${BENTO:-mlstack:latest}"
 if [ "${1:-}" = "--context" ]; then
   context="${2:?--context needs a folder}"

@@ -248,3 +248,8 @@ def test_readme_names_only_existing_deploy_files() -> None:
     assert any(n.startswith("deploy/") for n in named)
     for path in named:
         assert (ROOT / path).exists(), f"README names {path}, which does not exist"
+
+
+def test_pipeline_image_installs_the_locked_uv() -> None:
+    found = re.search(r"ARG UV_VERSION=(\S+)", (DEPLOY / "docker" / "Dockerfile").read_text())
+    assert found and found.group(1) == locked_versions()["uv"]

@@ -59,6 +59,7 @@ def team_project(team_stack: TeamStack, tmp_path_factory: pytest.TempPathFactory
     """A project after ``dvc repro`` (every stage, package included) against the servers."""
     project = make_project(tmp_path_factory.mktemp("team-project"), employment_sample(), on_s3)
     project.env.update(team_stack.client_env)
+    project.env["MLSTACK_PARAMS"] = str(project.root / "params.yaml")  # for `mlstack`
     project.env["MLSTACK_CAPTURE_PATH"] = CAPTURE
     project.env["BENTOML_HOME"] = str(tmp_path_factory.mktemp("team-bentoml"))
     project.dvc("remote", "add", "--default", "s3", DVC_REMOTE)

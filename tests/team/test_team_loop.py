@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +198,10 @@ def test_capture_to_a_missing_bucket_drops_and_counts(
 def test_rollback_moves_the_champion_on_the_server(
     drift_run: dict[str, Any], team_project: Project, team_stack: TeamStack
 ) -> None:
-    """Runs last. A second champion is set up through the registry module (a retrain would
-    cost minutes); then the real ``mlstack model rollback`` moves the alias back and imports
-    the model from the server (its artifacts from S3) into the BentoML store."""
+    """After the drift run (this moves the champion). A second champion is set up through
+    the registry module (a retrain would cost minutes); then the real ``mlstack model
+    rollback`` moves the alias back and imports the model from the server (its artifacts
+    from S3) into the BentoML store."""
     from pipeline.registry import move_champion
 
     name = team_project.settings.model.name
@@ -215,3 +218,49 @@ def test_rollback_moves_the_champion_on_the_server(
     assert client.get_model_version_by_alias(name, "champion").version == first.version
     history = json_out(team_project.run("mlstack", "model", "history", "--json"))
     assert history["champion"] == first.version
+
+
+def test_service_image_context_pins_the_locked_versions(
+    team_project: Project, tmp_path: Path
+) -> None:
+    """deploy/docker/build-service-image.sh on the Bento the package stage built (no
+    Docker here: only the build context is laid out and checked)."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    context = tmp_path / "context"
+    env = {**team_project.env, "UV": str(Path(sys.executable).parent / "uv")}
+    script = ROOT / "deploy" / "docker" / "build-service-image.sh"
+    done = subprocess.run(
+        [str(script), "--context", str(context)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dockerfile = (context / "env" / "docker" / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile
+    assert dockerfile.rstrip().endswith("ENV BENTOML_HOST=0.0.0.0")
+    lines = (context / "env" / "python" / "requirements.txt").read_text().splitlines()
+    pins = dict(ln.split(";")[0].strip().split("==") for ln in lines if "==" in ln)
+    unpinned = [ln for ln in lines if ln and not ln.startswith(("#", " ")) and "==" not in ln]
+    assert not unpinned
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {p["name"]: p["version"] for p in lock["package"]}
+    for package in ("bentoml", "scikit-learn", "mlflow", "s3fs", "pandas"):
+        assert pins[package] == locked[package], package
+
+
+def test_service_image_script_refuses_a_missing_bento(
+    team_project: Project, tmp_path: Path
+) -> None:
+    from tests.conftest import ROOT
+
+    env = {**team_project.env, "BENTO": "no-such-bento:latest"}
+    env["UV"] = str(Path(sys.executable).parent / "uv")
+    script = ROOT / "deploy" / "docker" / "build-service-image.sh"
+    done = subprocess.run(
+        [str(script), "--context", str(tmp_path / "context")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert not (tmp_path / "context" / "env").exists()
