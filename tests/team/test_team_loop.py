@@ -207,9 +207,10 @@ def test_rollback_moves_the_champion_on_the_server(
     name = team_project.settings.model.name
     client = mlflow_client(team_stack)
     first = client.get_model_version_by_alias(name, "champion")
-    second = client.create_model_version(
-        name, first.source, run_id=first.run_id, model_id=first.model_id
-    )
+    # A version of the same logged model: the server wants its id (the source's last part;
+    # the ModelVersion it returns carries none).
+    model_id = first.source.removeprefix("models:/")
+    second = client.create_model_version(name, first.source, run_id=first.run_id, model_id=model_id)
     move_champion(client, name, "champion", str(second.version), "team test: a second champion")
 
     refused = team_project.run("mlstack", "model", "rollback", "--to", "999", check=False)
