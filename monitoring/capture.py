@@ -271,7 +271,7 @@ def records_arrow(
         if kind == LABELS and column == LABEL:
             values = [normalize_label(v) for v in values]
         if column == TIMESTAMP:  # datetimes or ISO strings, naive ones taken as UTC
-            stamps = pd.to_datetime(values, utc=True).as_unit("us")
+            stamps = pd.to_datetime(pd.Series(values), utc=True).dt.as_unit("us")
             arrays.append(pa.array(stamps, _TIMESTAMP_TYPE))
             continue
         arrays.append(_column(values, _arrow_type(column, numerical)))

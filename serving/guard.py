@@ -1,17 +1,23 @@
-"""An ASGI guard in front of ``/predict`` and ``/feedback``: body size and refusal counts.
+"""An ASGI guard in front of ``/predict`` and ``/feedback``: token, body size, refusals.
 
-The body limit has to act before BentoML reads and parses the body, which only a
-middleware can do. Counting refusals here, from the 4xx responses themselves, puts
-the count in one place whether pydantic (inside BentoML) or the service refused.
+The body limit and the feedback token have to act before BentoML reads and parses the
+body, which only a middleware can do. Counting refusals here, from the 4xx responses
+themselves, puts the count in one place whether pydantic (inside BentoML) or the service
+refused, and so does the log: one WARNING line per refused request, naming the reason
+and the first field, never the body.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from serving.metrics import INVALID_REQUESTS, reason_of
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,19 +29,26 @@ GUARDED = ("/predict", "/feedback")
 
 
 class RequestGuard:
-    """Refuses bodies over ``max_body_bytes`` with 413 and counts every 4xx by reason."""
+    """Refuses ``/feedback`` without the bearer token (401, when a token is set) and bodies
+    over ``max_body_bytes`` (413); counts and logs every 4xx by reason."""
 
-    def __init__(self, app: App, max_body_bytes: int) -> None:
+    def __init__(self, app: App, max_body_bytes: int, feedback_token: str | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._expected = f"Bearer {feedback_token}".encode() if feedback_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") not in GUARDED:
+        path = scope.get("path")
+        if scope["type"] != "http" or path not in GUARDED:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if path == FEEDBACK and not self._authorized(headers.get(b"authorization")):
+            await self._refuse(send, path, 401, UNAUTHORIZED)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send)
+            await self._too_large(send, path)
             return
         chunks: list[bytes] = []
         size = 0
@@ -46,7 +59,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(send, path)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -74,33 +87,67 @@ class RequestGuard:
 
         await self.app(scope, replay, watch)
         if 400 <= status < 500:
-            INVALID_REQUESTS.labels(reason=_reason(b"".join(error))).inc()
+            reason, where, count = _described(b"".join(error))
+            INVALID_REQUESTS.labels(reason=reason).inc()
+            _log_refusal(path, status, reason, where, count)
 
-    async def _too_large(self, send: Send) -> None:
-        INVALID_REQUESTS.labels(reason="body_too_large").inc()
-        body = json.dumps(
-            {
-                "error": f"request body over {self.max_body_bytes} bytes",
-                "detail": [
-                    {
-                        "type": "body_too_large",
-                        "loc": [],
-                        "msg": f"send at most {self.max_body_bytes} bytes per request",
-                    }
-                ],
-            }
-        ).encode()
+    def _authorized(self, header: bytes | None) -> bool:
+        if self._expected is None:
+            return True
+        return header is not None and hmac.compare_digest(header, self._expected)
+
+    async def _too_large(self, send: Send, path: str) -> None:
+        detail = {
+            "type": "body_too_large",
+            "loc": [],
+            "msg": f"send at most {self.max_body_bytes} bytes per request",
+        }
+        summary = f"request body over {self.max_body_bytes} bytes"
+        await self._refuse(send, path, 413, (summary, detail))
+
+    async def _refuse(
+        self, send: Send, path: str, status: int, error: tuple[str, dict[str, Any]]
+    ) -> None:
+        summary, detail = error
+        reason = reason_of(str(detail["type"]))
+        INVALID_REQUESTS.labels(reason=reason).inc()
+        _log_refusal(path, status, reason, "", 1)
+        body = json.dumps({"error": summary, "detail": [detail]}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
-def _reason(body: bytes) -> str:
+FEEDBACK = "/feedback"
+UNAUTHORIZED = (
+    "missing or wrong feedback token",
+    {
+        "type": "unauthorized",
+        "loc": ["header", "authorization"],
+        "msg": "send Authorization: Bearer <MLSTACK_FEEDBACK_TOKEN>",
+    },
+)
+LOGGED_LOC_CHARS = 80  # a field name comes from the client: bounded in the log too
+
+
+def _described(body: bytes) -> tuple[str, str, int]:
+    """The reason label, the first error's location and the number of errors of a 4xx body."""
     try:
-        first = json.loads(body)["detail"][0]
-        return reason_of(str(first["type"]), list(first.get("loc") or []))
-    except (ValueError, KeyError, IndexError, TypeError):
-        return "invalid"
+        detail = json.loads(body)["detail"]
+        first = detail[0]
+        loc = list(first.get("loc") or [])
+        where = ".".join(str(part) for part in loc)[:LOGGED_LOC_CHARS]
+        return reason_of(str(first["type"]), loc), where, len(detail)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "invalid", "", 0
+
+
+def _log_refusal(path: str, status: int, reason: str, where: str, count: int) -> None:
+    """One line per refused request, without its body."""
+    at = f" at {where}" if where else ""
+    logger.warning("refused POST %s: %d %s%s (%d error(s))", path, status, reason, at, count)

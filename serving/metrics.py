@@ -65,6 +65,8 @@ REASONS = {
     "unknown_category": "unknown_category",
     "unknown_class": "unknown_class",
     "body_too_large": "body_too_large",
+    "unauthorized": "unauthorized",
+    "unmatched_request": "unmatched_request",
 }
 
 

@@ -25,8 +25,12 @@ reviewed trusted types, or the service does not start.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import os
+import signal
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import anyio
 import bentoml
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from monitoring.capture import (
     LABELS,
@@ -61,11 +65,13 @@ from serving.inputs import (
     error_body,
     instance_model,
     known_categories,
+    shown,
     unknown_categories,
 )
 
 logger = logging.getLogger(__name__)
 
+FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"  # when set, /feedback needs it as a Bearer token
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
 
 # A real 2016 production row; the docs, the OpenAPI page and the tests send it.
@@ -102,6 +108,37 @@ else:
     Instance = instance_model(SETTINGS.data)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_server() -> None:
+    """Have the kernel SIGKILL this worker when the ``bentoml serve`` process that started it
+    dies, by any signal.
+
+    Each worker is its own session leader, so a signal to the server's process group never
+    reaches it: without this, ``kill -9`` of the server left the workers answering on its
+    port (and capturing). SIGKILL loses nothing answered: every served row is already in
+    its write-ahead segment, recovered at the next start.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent:  # the server died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _NoTracebackForRefusals(logging.Filter):
+    """BentoML logs every pydantic 400 as an ERROR with a full traceback (kilobytes each, a
+    fuzzer fills a disk with them); the request guard logs one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, ValidationError)
+
+
 @dataclass(frozen=True)
 class Scored:
     """One request's share of a model call: a request id, label and probabilities per row."""
@@ -131,6 +168,8 @@ class Classifier:
     champion = bentoml.models.BentoModel(f"{bento_model_name(SETTINGS)}:latest")
 
     def __init__(self) -> None:
+        die_with_server()
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForRefusals())
         self.settings = SETTINGS
         self._thread_state = threading.local()
         features = self.settings.data.features
@@ -173,6 +212,12 @@ class Classifier:
         logger.info(
             "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
         )
+
+    def __is_ready__(self) -> bool:
+        """``/readyz``: ready while the capture log can be written (checked at start, then
+        by every compaction); a capture path that cannot be written takes the server out of
+        rotation instead of filling the local disk unnoticed."""
+        return self.capture is None or self.capture.healthy
 
     def _dispatcher(self) -> Batcher[Scored] | None:
         batching = self.settings.serving.batching
@@ -296,7 +341,7 @@ class Classifier:
                     {
                         "type": "unknown_class",
                         "loc": ["labels", index, "label"],
-                        "msg": f"label {label!r} in row {index} is not one of {self.classes}",
+                        "msg": f"label {shown(label)} in row {index} is not one of {self.classes}",
                     }
                 )
             records.append({"request_id": item.request_id, "timestamp": timestamp, "label": label})
@@ -319,6 +364,9 @@ class Classifier:
 
 
 # The decorator turned the class into a bentoml Service; mypy still sees the class.
+# The feedback token is a secret: from the environment, never from params.yaml.
 cast(Any, Classifier).add_asgi_middleware(
-    RequestGuard, max_body_bytes=SETTINGS.serving.max_body_bytes
+    RequestGuard,
+    max_body_bytes=SETTINGS.serving.max_body_bytes,
+    feedback_token=os.environ.get(FEEDBACK_TOKEN_ENV) or None,
 )
