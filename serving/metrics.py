@@ -44,11 +44,11 @@ CAPTURE_RECORDS = Counter(
 )
 CAPTURE_DROPPED = Counter(
     "mlstack_capture_dropped",
-    "Rows the capture log dropped because its queue was full or a write failed.",
+    "Served rows the capture log dropped: queue_rows already waiting, or a failed local append.",
 )
 CAPTURE_QUEUE = Gauge(
     "mlstack_capture_queue_rows",
-    "Rows waiting to be written to the capture log, summed over workers.",
+    "Rows in write-ahead segments not yet compacted into Parquet, summed over workers.",
     multiprocess_mode="livesum",
 )
 
