@@ -77,16 +77,21 @@ def _note_family(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float = 120
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    seconds: float = 120,
+    endpoint: str = "/readyz",
 ) -> None:
-    """Poll ``{url}/readyz`` until it answers 200; fail fast if the process dies."""
+    """Poll ``{url}{endpoint}`` until it answers 200; fail fast if the process dies."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerError(f"the server exited {process.returncode}:\n{tail(log)}")
         _note_family(process)
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{endpoint}", timeout=2).status_code == 200:
                 _note_family(process)
                 return
         except httpx.HTTPError:

@@ -59,6 +59,7 @@ def start_server(
     target: str = "serving.service:Classifier",
     port: int | None = None,
     ready_seconds: float = 90,
+    wait_for: str = "/readyz",
     **sections: dict[str, Any],
 ) -> Server:
     capture = folder / "capture"
@@ -76,7 +77,7 @@ def start_server(
         env["BENTOML_HOME"] = str(launcher.own_bentoml_home(Path(env["BENTOML_HOME"]), folder))
     process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    launcher.wait_ready(url, process, log, seconds=ready_seconds)
+    launcher.wait_ready(url, process, log, seconds=ready_seconds, endpoint=wait_for)
     return Server(url, process, capture, log, load_settings(params))
 
 
