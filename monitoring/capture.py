@@ -750,7 +750,10 @@ def read_window(
     if labels.empty:
         predictions[data.target] = None
     else:
-        latest = labels.sort_values(TIMESTAMP).drop_duplicates(REQUEST_ID, keep="last")
+        # The last label wins: by timestamp, and in the order sent within one request.
+        latest = labels.sort_values(TIMESTAMP, kind="stable").drop_duplicates(
+            REQUEST_ID, keep="last"
+        )
         joined = latest.set_index(REQUEST_ID)[LABEL].rename(data.target)
         predictions = predictions.join(joined, on=REQUEST_ID)
         predictions[data.target] = predictions[data.target].astype(object)

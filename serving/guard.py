@@ -32,19 +32,33 @@ class RequestGuard:
     """Refuses ``/feedback`` without the bearer token (401, when a token is set) and bodies
     over ``max_body_bytes`` (413); counts and logs every 4xx by reason."""
 
-    def __init__(self, app: App, max_body_bytes: int, feedback_token: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        max_body_bytes: int,
+        feedback_token: str | None = None,
+        describe: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._describe = describe  # adds what the model accepts to the OpenAPI document
         self._expected = f"Bearer {feedback_token}".encode() if feedback_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
+        if scope["type"] == "http" and path == OPENAPI:
+            await self._documented(scope, receive, send)
+            return
         if scope["type"] != "http" or path not in GUARDED:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         if path == FEEDBACK and not self._authorized(headers.get(b"authorization")):
             await self._refuse(send, path, 401, UNAUTHORIZED)
+            return
+        media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            await self._refuse(send, path, 415, NOT_JSON)
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -91,6 +105,30 @@ class RequestGuard:
             INVALID_REQUESTS.labels(reason=reason).inc()
             _log_refusal(path, status, reason, where, count)
 
+    async def _documented(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's OpenAPI document with the error responses this service really gives."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            spec = with_error_responses(json.loads(body))
+            if self._describe is not None:
+                self._describe(spec)
+            body = json.dumps(spec).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     def _authorized(self, header: bytes | None) -> bool:
         if self._expected is None:
             return True
@@ -124,12 +162,21 @@ class RequestGuard:
 
 
 FEEDBACK = "/feedback"
+OPENAPI = "/docs.json"
 UNAUTHORIZED = (
     "missing or wrong feedback token",
     {
         "type": "unauthorized",
         "loc": ["header", "authorization"],
         "msg": "send Authorization: Bearer <MLSTACK_FEEDBACK_TOKEN>",
+    },
+)
+NOT_JSON = (
+    "the body must be JSON",
+    {
+        "type": "unsupported_media_type",
+        "loc": ["header", "content-type"],
+        "msg": "send Content-Type: application/json",
     },
 )
 LOGGED_LOC_CHARS = 80  # a field name comes from the client: bounded in the log too
@@ -151,3 +198,60 @@ def _log_refusal(path: str, status: int, reason: str, where: str, count: int) ->
     """One line per refused request, without its body."""
     at = f" at {where}" if where else ""
     logger.warning("refused POST %s: %d %s%s (%d error(s))", path, status, reason, at, count)
+
+
+ERROR_SCHEMA = {
+    "title": "RequestError",
+    "type": "object",
+    "description": "A refused request: a summary and one entry per problem, naming row and field.",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                },
+                "required": ["type", "loc", "msg"],
+            },
+        },
+    },
+    "required": ["error", "detail"],
+}
+ERRORS = {
+    "400": "Invalid input: malformed JSON, a missing or extra field, a wrong type, an unseen "
+    "category or class, too many rows; `loc` names the row and the field.",
+    "413": "The body is larger than serving.max_body_bytes.",
+    "415": "The body is not sent as application/json.",
+}
+ROUTE_ERRORS = {
+    "/predict": {"503": "Overloaded: the request waited serving.batching.max_latency_ms."},
+    "/feedback": {"401": "MLSTACK_FEEDBACK_TOKEN is set and the bearer token is missing or wrong."},
+}
+
+
+def with_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the 4xx/503 answers of ``/predict`` and ``/feedback`` declared as they
+    are: BentoML's own document calls ``detail`` a string and leaves out 401, 413 and 503."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["RequestError"] = ERROR_SCHEMA
+    reference = {"$ref": "#/components/schemas/RequestError"}
+    for route in GUARDED:
+        operation = spec.get("paths", {}).get(route, {}).get("post")
+        if operation is None:
+            continue
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True  # an empty body is a 400
+        responses = operation.setdefault("responses", {})
+        for status, description in {**ERRORS, **ROUTE_ERRORS.get(route, {})}.items():
+            responses[status] = {
+                "description": description,
+                "content": {"application/json": {"schema": reference}},
+            }
+    return spec

@@ -66,6 +66,7 @@ REASONS = {
     "unknown_class": "unknown_class",
     "body_too_large": "body_too_large",
     "unauthorized": "unauthorized",
+    "unsupported_media_type": "not_json",
     "unmatched_request": "unmatched_request",
 }
 

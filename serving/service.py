@@ -139,6 +139,35 @@ class _NoTracebackForRefusals(logging.Filter):
         return not isinstance(error, ValidationError)
 
 
+# What this worker's model accepts, for the OpenAPI document (filled in by Classifier).
+_ACCEPTED: dict[str, dict[str, frozenset[str]] | list[str]] = {}
+
+
+def _spellings(values: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON spellings of string codes: "21" or 21 (and 1.0 for a class), as schema enums."""
+    whole = sorted({int(v) for v in values if v.lstrip("-").isdigit() and str(int(v)) == v})
+    return [{"type": "string", "enum": sorted(values)}, {"type": "integer", "enum": whole}]
+
+
+def describe_inputs(spec: dict[str, Any]) -> None:
+    """The OpenAPI document names the categories and classes the model takes, as enums: a
+    value outside them is a 400, so the document must not call it valid."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    instance = schemas.get("Instance", {}).get("properties", {})
+    categories = _ACCEPTED.get("categories", {})
+    assert isinstance(categories, dict)
+    for column, values in categories.items():
+        if column in instance:
+            instance[column] = {"anyOf": [*_spellings(sorted(values)), {"type": "null"}]}
+    label = schemas.get("LabelIn", {}).get("properties", {})
+    classes = list(_ACCEPTED.get("classes", []))
+    if "label" in label and classes:
+        numbers = sorted(
+            {float(c) for c in classes if c.lstrip("-").isdigit() and str(int(c)) == c}
+        )
+        label["label"] = {"anyOf": [*_spellings(classes), {"type": "number", "enum": numbers}]}
+
+
 @dataclass(frozen=True)
 class Scored:
     """One request's share of a model call: a request id, label and probabilities per row."""
@@ -183,6 +212,9 @@ class Classifier:
         self.proba_columns = [proba_column(c) for c in self.classes]
         self.known = known_categories(self.model, features.categorical)
         self.columns = features.all
+        _ACCEPTED["classes"] = self.classes
+        if self.settings.serving.reject_unknown_categories:
+            _ACCEPTED["categories"] = self.known
         self.numerical = features.numerical
         metrics.MODEL_INFO.labels(
             name=self.model_name, version=self.model_version, run_id=self.run_id
@@ -369,4 +401,5 @@ cast(Any, Classifier).add_asgi_middleware(
     RequestGuard,
     max_body_bytes=SETTINGS.serving.max_body_bytes,
     feedback_token=os.environ.get(FEEDBACK_TOKEN_ENV) or None,
+    describe=describe_inputs,
 )

@@ -8,6 +8,7 @@ the current windows 1,500 rows, so each Evidently run takes a few seconds.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -445,17 +446,19 @@ def no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_tracking_uri")
-def test_a_missing_mlflow_store_is_refused_before_anything_is_written(project: Path) -> None:
-    assert not (project / "mlflow.db").exists()
-    latest = (project / "reports" / "drift" / "latest.json").read_text()
-    folders = _run_folders(project)
+def test_a_missing_mlflow_store_is_refused_before_anything_is_written(
+    project: Path, tmp_path: Path
+) -> None:
+    write_params(tmp_path)  # a project of its own: nothing ever made a store in it
+    (tmp_path / REFERENCE_FILE).parent.mkdir(parents=True)
+    shutil.copy(project / REFERENCE_FILE, tmp_path / REFERENCE_FILE)
     current = str(project / "stable.parquet")
-    result = invoke("run", "--current", current, "--no-workspace", params=params(project))
+    result = invoke("run", "--current", current, "--no-workspace", params=params(tmp_path))
     assert result.exit_code == 1
     assert "no MLflow store" in result.output
-    assert not (project / "mlflow.db").exists(), "an empty store was created"
-    assert _run_folders(project) == folders
-    assert (project / "reports" / "drift" / "latest.json").read_text() == latest
+    assert not (tmp_path / "mlflow.db").exists(), "an empty store was created"
+    assert _run_folders(tmp_path) == set()
+    assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
 
 
 @pytest.mark.usefixtures("no_tracking_uri")

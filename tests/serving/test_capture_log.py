@@ -275,3 +275,18 @@ def test_an_unwritable_path_keeps_the_rows_fails_health_and_writes_them_once_it_
     frame = read_kind(blocker, PREDICTIONS)
     assert sorted(frame["request_id"]) == ["u0", "u1", "u2", "u3", "v0"]
     assert not list((tmp_path / SEGMENTS).iterdir())
+
+
+def test_the_last_label_of_a_request_id_wins(tmp_path: Path, settings: Settings) -> None:
+    """The documented rule: later labels are corrections, also within one request."""
+    writer = CaptureWriter(tmp_path, segments=tmp_path / SEGMENTS)
+    writer.add(PREDICTIONS, [prediction(settings, f"w{i}", DAY) for i in range(40)])
+    same_time = DAY + timedelta(minutes=5)
+    writer.add(LABELS, [label(f"w{i}", same_time, i % 2) for i in range(40)])
+    writer.add(LABELS, [label(f"w{i}", same_time, 1 - i % 2) for i in range(40)])  # same stamp
+    writer.add(LABELS, [label("w0", DAY + timedelta(minutes=1), 0)])  # older: loses
+    writer.close()
+
+    frame = read_window(tmp_path, settings).set_index("request_id")[settings.data.target]
+
+    assert frame[[f"w{i}" for i in range(40)]].tolist() == [str(1 - i % 2) for i in range(40)]
