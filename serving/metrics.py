@@ -31,6 +31,11 @@ INVALID_REQUESTS = Counter(
     "Requests refused with a 4xx, by reason.",
     ["reason"],
 )
+FEEDBACK_UNMATCHED = Counter(
+    "mlstack_feedback_unmatched",
+    "Feedback labels for request ids this service never issued (checked only with a "
+    "feedback token); not captured.",
+)
 MODEL_INFO = Gauge(
     "mlstack_model_info",
     "The model the service answers with (value 1).",

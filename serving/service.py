@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
+import hmac
 import logging
 import os
 import signal
@@ -201,6 +203,12 @@ class Classifier:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForRefusals())
         self.settings = SETTINGS
         self._thread_state = threading.local()
+        # Request ids are signed with a key derived from the feedback token: every worker
+        # and replica that shares the token can check an id without shared state.
+        token = os.environ.get(FEEDBACK_TOKEN_ENV)
+        self._id_key = (
+            hashlib.sha256(b"mlstack request ids\0" + token.encode()).digest() if token else None
+        )
         features = self.settings.data.features
         stored = self.champion
         self.model = load_model(stored.path_of(MLFLOW_FOLDER))
@@ -245,6 +253,22 @@ class Classifier:
             "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
         )
 
+    def _request_id(self) -> str:
+        """A fresh id; with a feedback token, signed, so /feedback can tell ids it issued."""
+        request_id = uuid.uuid4().hex
+        return request_id if self._id_key is None else request_id + self._signature(request_id)
+
+    def _signature(self, request_id: str) -> str:
+        assert self._id_key is not None
+        return hmac.new(self._id_key, request_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _issued(self, request_id: str) -> bool:
+        """Whether a server with this token answered ``request_id`` (always true without one)."""
+        if self._id_key is None:
+            return True
+        unsigned, signature = request_id[:32], request_id[32:]
+        return len(request_id) == 48 and hmac.compare_digest(signature, self._signature(unsigned))
+
     def __is_ready__(self) -> bool:
         """``/readyz``: ready while the capture log can be written (checked at start, then
         by every compaction); a capture path that cannot be written takes the server out of
@@ -276,7 +300,7 @@ class Classifier:
         for column in self.numerical:
             frame[column] = frame[column].astype("float64")
         probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
-        request_ids = [uuid.uuid4().hex for _ in rows]
+        request_ids = [self._request_id() for _ in rows]
         labels: list[str] = [self.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
@@ -366,6 +390,7 @@ class Classifier:
         timestamp = datetime.now(UTC)
         records = []
         errors = []
+        unmatched = 0
         for index, item in enumerate(labels):
             label = normalize_label(item.label)
             if label not in known:
@@ -376,14 +401,22 @@ class Classifier:
                         "msg": f"label {shown(label)} in row {index} is not one of {self.classes}",
                     }
                 )
-            records.append({"request_id": item.request_id, "timestamp": timestamp, "label": label})
+            if self._issued(item.request_id):
+                records.append(
+                    {"request_id": item.request_id, "timestamp": timestamp, "label": label}
+                )
+            else:
+                unmatched += 1
         if errors:
             refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
             return refused
-        if self.capture is not None:
+        if unmatched:  # counted and left out of the log: they would join no prediction
+            metrics.FEEDBACK_UNMATCHED.inc(unmatched)
+        if self.capture is not None and records:
             self.capture.add(LABELS, records)
         return {
             "accepted": len(records),
+            "unmatched": unmatched,
             "model": {"name": self.model_name, "version": self.model_version},
         }
 

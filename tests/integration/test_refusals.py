@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -64,11 +65,7 @@ def test_a_refused_request_logs_one_warning_line_without_its_body(server: Server
 
 def test_a_refused_value_is_echoed_back_cut_short(server: Server) -> None:
     huge = "Z" * 200_000
-    response = post(
-        server,
-        "/predict",
-        httpx.Request("POST", "/", json={"instances": [{**ROW, "SCHL": huge}]}).content,
-    )
+    response = post(server, "/predict", json_body({"instances": [{**ROW, "SCHL": huge}]}))
     assert response.status_code == 400
     assert response.json()["detail"][0]["loc"] == ["instances", 0, "SCHL"]
     assert len(response.content) < 1_000
@@ -97,16 +94,42 @@ def test_a_capture_path_that_cannot_be_written_fails_readiness(guarded: Server) 
 
 
 def test_feedback_without_the_token_is_401_and_with_it_200(guarded: Server) -> None:
-    body = b'{"labels": [{"request_id": "a", "label": 1}]}'
+    served = post(guarded, "/predict", json_body(EXAMPLE_INPUT))
+    assert served.status_code == 200
+    request_id = served.json()["predictions"][0]["request_id"]
+    body = json_body({"labels": [{"request_id": request_id, "label": 1}]})
     assert post(guarded, "/feedback", body).status_code == 401
     wrong = post(guarded, "/feedback", body, authorization="Bearer nope")
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
     assert wrong.json()["detail"][0]["loc"] == ["header", "authorization"]
     right = post(guarded, "/feedback", body, authorization=f"Bearer {TOKEN}")
-    assert right.status_code == 200 and right.json()["accepted"] == 1
-    assert (
-        post(
-            guarded, "/predict", httpx.Request("POST", "/", json=EXAMPLE_INPUT).content
-        ).status_code
-        == 200
+    assert right.status_code == 200
+    assert (right.json()["accepted"], right.json()["unmatched"]) == (1, 0)
+
+
+def test_a_label_for_an_id_the_service_never_issued_is_counted_not_captured(
+    guarded: Server,
+) -> None:
+    served = post(guarded, "/predict", json_body(EXAMPLE_INPUT)).json()
+    real = served["predictions"][0]["request_id"]
+    forged = real[:32] + "0" * 16  # the shape of an id, not its signature
+    labels = [{"request_id": real, "label": 0}, {"request_id": forged, "label": 1}]
+    labels.append({"request_id": "never-answered", "label": 1})
+    before = unmatched_total(guarded)
+    response = post(
+        guarded, "/feedback", json_body({"labels": labels}), authorization=f"Bearer {TOKEN}"
     )
+    assert response.status_code == 200
+    assert (response.json()["accepted"], response.json()["unmatched"]) == (1, 2)
+    assert unmatched_total(guarded) - before == 2
+
+
+def unmatched_total(server: Server) -> float:
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("mlstack_feedback_unmatched_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def json_body(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
