@@ -463,14 +463,20 @@ class CaptureWriter:
         """Recover leftover segments, check the log can be written, start the thread."""
         if self._thread is None:
             self.recover()
-            try:
-                probe(self.path)
-            except Exception as error:  # noqa: BLE001 - any failure means "cannot write"
-                self.healthy = False
-                logger.error("capture: %s cannot be written: %s", self.path, error)
+            self._check_path()
             self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
             self._thread.start()
         return self
+
+    def _check_path(self) -> None:
+        try:
+            probe(self.path)
+        except Exception as error:  # noqa: BLE001 - any failure means "cannot write"
+            if self.healthy:
+                logger.error("capture: %s cannot be written: %s", self.path, error)
+            self.healthy = False
+        else:
+            self.healthy = True
 
     def recover(self) -> int:
         """Compact the segments that processes which died left behind; return their rows."""
@@ -593,6 +599,8 @@ class CaptureWriter:
                 for kind in KINDS:
                     self._seal(kind)
                 todo = list(self._sealed)
+            if not todo and not self.healthy:
+                self._check_path()  # nothing to write: ask the path itself
             for segment in todo:
                 try:
                     rows = self._compact(segment)

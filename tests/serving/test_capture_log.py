@@ -290,3 +290,16 @@ def test_the_last_label_of_a_request_id_wins(tmp_path: Path, settings: Settings)
     frame = read_window(tmp_path, settings).set_index("request_id")[settings.data.target]
 
     assert frame[[f"w{i}" for i in range(40)]].tolist() == [str(1 - i % 2) for i in range(40)]
+
+
+def test_health_comes_back_when_the_path_does_even_with_nothing_to_write(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the capture folder should be")
+    writer = CaptureWriter(blocker, segments=tmp_path / SEGMENTS).start()
+    assert not writer.healthy
+    blocker.unlink()
+    writer.flush()
+    assert writer.healthy
+    writer.close()
