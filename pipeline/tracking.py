@@ -204,6 +204,25 @@ def model_file(folder: Path) -> Path:
     return file
 
 
+def _artifact_location(uri: str, store: str | None) -> str:
+    """Where a ``models:/name/version`` or ``models:/name@alias`` version's files are, asked
+    of ``store``'s registry. MLflow's own resolution of a ``models:/`` URI ignores the
+    registry URI it is given and asks the process-wide one (by default ``./mlflow.db``): it
+    silently loaded from, or created, the wrong store."""
+    if store is None or not uri.startswith("models:/") or uri.startswith("models:/m-"):
+        return uri
+    from mlflow import MlflowClient
+
+    registry = MlflowClient(tracking_uri=store, registry_uri=store)
+    reference = uri.removeprefix("models:/")
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        version = str(registry.get_model_version_by_alias(name, alias).version)
+    else:
+        name, _, version = reference.partition("/")
+    return str(registry.get_model_version_download_uri(name, version))
+
+
 def load_model(source: str | Path, store: str | None = None) -> Any:
     """The one way a model is loaded: a local MLflow model folder, or a ``models:/`` or
     ``runs:/`` URI downloaded first from ``store`` (a tracking URI, such as
@@ -222,7 +241,7 @@ def load_model(source: str | Path, store: str | None = None) -> Any:
 
             folder = Path(
                 mlflow.artifacts.download_artifacts(
-                    artifact_uri=str(source),
+                    artifact_uri=_artifact_location(str(source), store),
                     dst_path=scratch,
                     tracking_uri=store,
                     registry_uri=store,

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import tracking
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from tests.conftest import Project
 
 
 def project(root: Path) -> Settings:
@@ -111,3 +112,17 @@ def test_a_skops_model_holding_an_unreviewed_type_is_refused(tmp_path: Path) -> 
     (folder / "MLmodel").write_text(f"flavors:\n  sklearn:\n{flavor}")
     with pytest.raises(tracking.UnsafeModel, match="unreviewed types: builtins.print"):
         tracking.load_model(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_user_uri")
+def test_a_champion_is_loaded_from_the_store_named_not_the_process_default(
+    pipeline_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow resolves ``models:/`` against its process-wide registry whatever it is told;
+    from another folder that was a fresh ``./mlflow.db`` and "model not found"."""
+    monkeypatch.chdir(tmp_path)
+    settings = pipeline_project.settings
+    model = tracking.load_model(tracking.champion_uri(settings), pipeline_project.tracking_uri)
+    assert [str(c) for c in model.classes_] == ["0", "1"]
+    assert not (tmp_path / "mlflow.db").exists()
