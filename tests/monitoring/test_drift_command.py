@@ -440,8 +440,9 @@ def _run_folders(root: Path) -> set[Path]:
 def no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline import tracking
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-test")  # teardown removes MLflow's own
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # teardown removes MLflow's
+        monkeypatch.setenv(variable, "unset-by-test")
+        monkeypatch.delenv(variable)
     monkeypatch.setattr(tracking, "_configured_uri", None)
 
 

@@ -21,8 +21,11 @@ def project(root: Path) -> Settings:
 @pytest.fixture
 def no_user_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     # setenv first so teardown removes what MLflow itself writes into the environment.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-test")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # MLflow writes both into the environment; left behind, MLFLOW_REGISTRY_URI sent every
+    # later subprocess of the session (the package step) to this test's store.
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(variable, "unset-by-test")
+        monkeypatch.delenv(variable)
     monkeypatch.setattr(tracking, "_configured_uri", None)
 
 
