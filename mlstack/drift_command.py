@@ -45,8 +45,11 @@ def parse_duration(text: str) -> timedelta:
     if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
         raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
     total = timedelta()
-    for number, unit in parts:
-        total += timedelta(**{_UNITS[unit]: float(number)})
+    try:
+        for number, unit in parts:
+            total += timedelta(**{_UNITS[unit]: float(number)})
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is longer than any window can be") from None
     if total <= timedelta():
         raise typer.BadParameter(f"{text!r} must be longer than zero")
     return total
@@ -83,7 +86,15 @@ def _options(
     end = parse_time(until) if until else None
     start = parse_time(since) if since else None
     if last is not None:
-        start = (end or datetime.now(UTC)) - parse_duration(last)
+        try:
+            start = (end or datetime.now(UTC)) - parse_duration(last)
+        except OverflowError:
+            raise typer.BadParameter(f"--last {last!r} reaches before the year 1") from None
+    if start is not None and start >= (end or datetime.now(UTC)):
+        raise typer.BadParameter(
+            f"the window starts ({start.isoformat()}) at or after it ends "
+            f"({(end.isoformat() if end else 'now')}): --since must be before --until"
+        )
     return JobOptions(
         current=current,
         reference=reference,
@@ -232,7 +243,9 @@ def next_fire(now: datetime, every: timedelta | None, cron: str | None) -> datet
 def schedule(
     every: Annotated[str | None, typer.Option(help="Run every interval, e.g. 15m.")] = None,
     cron: Annotated[str | None, typer.Option(help="Run on a cron expression (UTC).")] = None,
-    max_runs: Annotated[int | None, typer.Option(help="Stop after this many runs.")] = None,
+    max_runs: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many runs (at least 1).")
+    ] = None,
     pushgateway: GatewayOpt = None,
     textfile: TextfileOpt = None,
     mlflow: MlflowOpt = True,
@@ -240,7 +253,8 @@ def schedule(
 ) -> None:
     """Run the drift job again and again in this process; a failed run is logged, not fatal.
 
-    Each run judges what was captured since the last successful one.
+    Each run judges what was captured since the last successful one. With --max-runs, the
+    exit status is 1 when any run failed (the log names each failure), else 0.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (every is None) == (cron is None):
@@ -252,7 +266,7 @@ def schedule(
         if not croniter.is_valid(cron):
             raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
     settings = load_settings_or_exit()
-    runs = 0
+    runs = failed = 0
     now = datetime.now(UTC)
     fire = now if interval is not None else next_fire(now, None, cron)
     while max_runs is None or runs < max_runs:
@@ -265,8 +279,16 @@ def schedule(
             if result is not None:
                 _report(result)
         except Exception:
-            logger.exception("drift: run failed; the schedule goes on")
+            failed += 1
+            logger.exception(
+                "drift: run failed (%d of %d so far); the schedule goes on", failed, runs + 1
+            )
         runs += 1
+        if max_runs is not None and runs >= max_runs:
+            break
         fire = next_fire(max(started, fire), interval, cron)
         while fire <= datetime.now(UTC):  # a run longer than the interval skips ticks
             fire = next_fire(fire, interval, cron)
+    if failed:
+        logger.error("drift: %d of %d scheduled run(s) failed", failed, runs)
+        raise typer.Exit(1)

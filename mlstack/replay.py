@@ -142,14 +142,18 @@ async def run_replay(
 async def send_labels(
     url: str, labels: Sequence[tuple[str, Any]], *, batch: int = 1000, timeout: float = 60.0
 ) -> tuple[int, int]:
-    """POST ``(request_id, label)`` pairs to ``{url}/feedback``; return (sent, accepted)."""
+    """POST ``(request_id, label)`` pairs to ``{url}/feedback``; return (sent, accepted).
+
+    With ``MLSTACK_FEEDBACK_TOKEN`` in the environment, it is sent as the bearer token.
+    """
+
     import httpx
 
     from pipeline.labels import normalize_label
 
-    sent = accepted = 0
-    token = os.environ.get("MLSTACK_FEEDBACK_TOKEN")  # the service's, when it requires one
+    token = os.environ.get("MLSTACK_FEEDBACK_TOKEN")
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    sent = accepted = 0
     async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         for start in range(0, len(labels), batch):
             chunk = labels[start : start + batch]

@@ -4,32 +4,43 @@ One module owns the format, so the writer (the service) and the readers (the dri
 job, tests, notebooks) cannot disagree. Layout under ``capture.path`` (a local folder or
 an fsspec URL such as ``s3://bucket/prefix``)::
 
-    predictions/date=YYYY-MM-DD/<uuid>.parquet   request_id, timestamp, model_name,
-                                                  model_version, <features>, prediction,
-                                                  proba_<class>...
-    labels/date=YYYY-MM-DD/<uuid>.parquet        request_id, timestamp, label
+    predictions/date=YYYY-MM-DD/<segment>.parquet  request_id, timestamp, model_name,
+                                                    model_version, <features>, prediction,
+                                                    proba_<class>...
+    labels/date=YYYY-MM-DD/<segment>.parquet       request_id, timestamp, label
 
-Each file is written under a hidden temporary name and then renamed, so a file that
-is visible is complete. Writing happens on a background thread fed by a bounded
-buffer: a full buffer drops rows (and says so through ``on_dropped`` and the log)
-instead of slowing or failing the request that produced them.
+and, on the serving machine's local disk (``capture.segments``, even when ``capture.path``
+is on S3), the write-ahead segments::
+
+    <kind>-<segment>.arrows    Arrow IPC stream, one record batch per model call or
+                               feedback request, appended before the response leaves
+
+A served row is appended to its segment before its response is sent (no fsync: a process
+crash loses nothing, a power cut may). Segments are compacted into Parquet off the request
+path, into files named after the segment and written under a hidden temporary name then
+renamed, so a visible file is complete and a segment compacted twice (a crash between its
+Parquet and its deletion) is stored once. At start, segments that a dead process left are
+recovered the same way; a ``flock`` on each live segment keeps other processes off it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.labels import normalize_label
@@ -80,8 +91,15 @@ def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()
     return frame
 
 
-def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
-    """Write ``frame`` as one Parquet file per UTC date; return the final file paths."""
+def write_frame(
+    path: str | Path, kind: str, frame: pd.DataFrame, name: str | None = None
+) -> list[str]:
+    """Write ``frame`` as one Parquet file per UTC date; return the final file paths.
+
+    ``name`` (a segment's id) makes the file names deterministic: a day whose file already
+    exists is skipped, so writing the same segment twice (a crash between its Parquet and
+    its deletion) still stores each row once. A failed write removes its temporary file.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
     fs, root = _fs(path)
@@ -95,17 +113,43 @@ def write_frame(path: str | Path, kind: str, frame: pd.DataFrame) -> list[str]:
     parts = [(days.iloc[0], frame)] if one_day else frame.groupby(days, sort=True)
     for day, part in parts:
         folder = f"{root}/{kind}/date={pd.Timestamp(day):%Y-%m-%d}"
+        file = f"{name or uuid.uuid4().hex}.parquet"
+        temporary, final = f"{folder}/.{file}.tmp", f"{folder}/{file}"
+        if name is not None and fs.exists(final):
+            written.append(final)
+            continue
         if isinstance(fs, LocalFileSystem):
             # Object stores have no folders, and s3fs's makedirs would create a missing
             # bucket: a mistyped capture.path must fail loudly, not make a new bucket.
             fs.makedirs(folder, exist_ok=True)
-        name = f"{uuid.uuid4().hex}.parquet"
-        temporary, final = f"{folder}/.{name}.tmp", f"{folder}/{name}"
-        with fs.open(temporary, "wb") as handle:
-            part.to_parquet(handle, index=False)
-        fs.mv(temporary, final)
+        try:
+            with fs.open(temporary, "wb") as handle:
+                part.to_parquet(handle, index=False)
+            fs.mv(temporary, final)
+        except BaseException:
+            _remove_quietly(fs, temporary)
+            raise
         written.append(final)
     return written
+
+
+def _remove_quietly(fs: Any, path: str) -> None:
+    try:
+        fs.rm(path)
+    except Exception:  # noqa: BLE001 - best effort: the error being raised says what failed
+        pass
+
+
+def probe(path: str | Path) -> None:
+    """Write and delete a small file under ``path``: raises if the log cannot be written."""
+    fs, root = _fs(path)
+    fs.makedirs(root, exist_ok=True)
+    marker = f"{root}/.probe-{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(marker, "wb") as handle:
+            handle.write(b"mlstack capture probe\n")
+    finally:
+        _remove_quietly(fs, marker)
 
 
 @dataclass(frozen=True)
@@ -161,23 +205,226 @@ def batches_frame(batches: Sequence[ScoredBatch]) -> pd.DataFrame:
 
 
 Chunk = ScoredBatch | Sequence[Record]
+SEGMENT_SUFFIX = ".arrows"
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC: continuation, length 0
+_TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+
+def _arrow_type(column: str, numerical: frozenset[str]) -> pa.DataType:
+    if column == TIMESTAMP:
+        return _TIMESTAMP_TYPE
+    if column in numerical or column.startswith("proba_"):
+        return pa.float64()
+    return pa.string()
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """Strings unless every value is a number (a column nobody declared numerical)."""
+    if kind == pa.string():
+        try:
+            return pa.array(values, kind)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            if all(_is_number(v) for v in values):
+                return pa.array(values, pa.float64())
+            return pa.array([_text(v) for v in values], kind)  # codes sent as numbers
+    return pa.array(values, kind)
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _microseconds(value: datetime) -> int:
+    """Microseconds since the epoch: pyarrow takes a tz-aware datetime ~30x slower."""
+    return (_utc(value) - _EPOCH) // _MICROSECOND
+
+
+def scored_arrow(batch: ScoredBatch, numerical: frozenset[str]) -> pa.RecordBatch:
+    """A scored batch as one Arrow record batch, column by column: the segment's unit."""
+    size = len(batch)
+    names = [REQUEST_ID, TIMESTAMP, MODEL_NAME, MODEL_VERSION]
+    arrays = [
+        pa.array(list(batch.request_ids), pa.string()),
+        pa.array([_microseconds(batch.timestamp)] * size, _TIMESTAMP_TYPE),
+        pa.array([batch.model_name] * size, pa.string()),
+        pa.array([batch.model_version] * size, pa.string()),
+    ]
+    for column in batch.features[0] if size else ():
+        names.append(column)
+        values = [row[column] for row in batch.features]
+        arrays.append(_column(values, _arrow_type(column, numerical)))
+    names.append(PREDICTION)
+    arrays.append(pa.array(list(batch.predictions), pa.string()))
+    for index, column in enumerate(batch.proba_columns):
+        names.append(column)
+        arrays.append(pa.array(batch.probabilities[:, index], pa.float64()))
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def records_arrow(
+    kind: str, records: Sequence[Record], numerical: frozenset[str]
+) -> pa.RecordBatch:
+    """Records (one mapping per row, the first row's keys) as one Arrow record batch.
+
+    Labels get their one spelling here (``1``, ``1.0`` and ``"1"`` are ``"1"``).
+    """
+    columns = list(records[0])
+    arrays = []
+    for column in columns:
+        values = [row.get(column) for row in records]
+        if kind == LABELS and column == LABEL:
+            values = [normalize_label(v) for v in values]
+        if column == TIMESTAMP:  # datetimes or ISO strings, naive ones taken as UTC
+            stamps = pd.to_datetime(pd.Series(values), utc=True).dt.as_unit("us")
+            arrays.append(pa.array(stamps, _TIMESTAMP_TYPE))
+            continue
+        arrays.append(_column(values, _arrow_type(column, numerical)))
+    return pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+class Segment:
+    """One write-ahead file: an Arrow IPC stream of one kind, under an exclusive ``flock``.
+
+    The lock says "a live process owns this file": the writer holds it from creation until
+    the segment's rows are in Parquet and the file is deleted, and a process that dies
+    loses it with its file descriptors, which is how recovery tells leftovers from segments
+    being written. Each append is one serialised record batch handed to the OS in one
+    ``write`` (no fsync): it survives a process crash, not a power cut.
+    """
+
+    def __init__(self, kind: str, path: Path, fd: int) -> None:
+        self.kind = kind
+        self.path = path
+        self.fd = fd
+        self.rows = 0
+        self.reserved = 0  # rows counted in the writer's pending total
+        self.schema: pa.Schema | None = None
+        self.sealed = False
+
+    @property
+    def id(self) -> str:
+        """The name its Parquet files take: a rerun finds them and writes nothing twice."""
+        return self.path.name.removesuffix(SEGMENT_SUFFIX).split("-", 1)[1]
+
+    @classmethod
+    def create(cls, folder: Path, kind: str) -> Segment:
+        """A new, locked segment; locked under a hidden name first, so no recovery takes it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{kind}-{uuid.uuid4().hex}{SEGMENT_SUFFIX}"
+        hidden = folder / f".{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, folder / name)
+        return cls(kind, folder / name, fd)
+
+    @classmethod
+    def claim(cls, path: Path) -> Segment | None:
+        """A leftover segment of a process that died, locked; ``None`` if live or gone."""
+        kind = path.name.lstrip(".").split("-", 1)[0]
+        if kind not in KINDS:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                raise FileNotFoundError(path)  # recovered and deleted meanwhile
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            return None
+        segment = cls(kind, path, fd)
+        segment.sealed = True
+        return segment
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        message = batch.serialize()
+        if self.schema is None:
+            self.schema = batch.schema
+            message = pa.py_buffer(batch.schema.serialize().to_pybytes() + message.to_pybytes())
+        self._write(memoryview(message))
+        self.rows += batch.num_rows
+
+    def _write(self, data: memoryview) -> None:
+        while data:  # a short write (a full disk) raises on the next call
+            data = data[os.write(self.fd, data) :]
+
+    def seal(self, whole: bool = True) -> None:
+        """No more appends; a whole stream gets its end marker, a broken one keeps its tail."""
+        if self.schema is not None and whole:
+            try:
+                self._write(memoryview(END_OF_STREAM))
+            except OSError as error:
+                logger.warning("capture: could not end segment %s: %s", self.path, error)
+        self.sealed = True
+
+    def read(self) -> pa.Table:
+        """Every complete record batch; a torn last one (a crash mid-append, before the
+        response was sent) is left out with a warning."""
+        batches: list[pa.RecordBatch] = []
+        data = self.path.read_bytes()
+        if not data:
+            return pa.table({})
+        try:
+            reader = pa.ipc.open_stream(pa.BufferReader(data))
+            while True:
+                batches.append(reader.read_next_batch())
+        except StopIteration:
+            pass
+        except (pa.ArrowInvalid, OSError) as error:
+            logger.warning(
+                "capture: segment %s ends in a torn write after %d whole batch(es), from a "
+                "request never answered: %s",
+                self.path,
+                len(batches),
+                error,
+            )
+        return pa.Table.from_batches(batches) if batches else pa.table({})
+
+    def remove(self) -> None:
+        """Delete the file, then let go of the lock."""
+        self.path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        os.close(self.fd)
 
 
 class CaptureWriter:
-    """Buffers rows in memory and writes them from a background thread.
+    """Appends every row to a local write-ahead segment, then compacts segments into Parquet.
 
-    ``add`` takes a list of records or, cheaper for a served batch, a :class:`ScoredBatch`;
-    it never blocks on I/O: it appends under a lock or drops what does not fit in
-    ``queue_rows``.
-    The thread flushes a kind once it holds ``flush_rows`` rows or ``flush_seconds`` have
-    passed, concatenating the chunks and fixing dtypes column by column; ``close``
-    flushes everything left.
+    ``add`` (on the request path, before the response leaves) turns a list of records or,
+    cheaper for a served batch, a :class:`ScoredBatch` into one Arrow record batch and
+    appends it to the kind's open segment under ``segments``: one unbuffered write, no
+    fsync. A background thread seals the open segments once one holds ``flush_rows`` rows
+    or ``flush_seconds`` have passed, and compacts each sealed segment into Parquet under
+    ``path`` (files named after the segment), then deletes it. ``start`` first recovers
+    the segments a crashed process left: each is locked, compacted and deleted by one
+    process only, and a segment whose Parquet already exists is only deleted, so every
+    row lands exactly once.
+
+    Rows appended but not yet in Parquet are ``pending``; beyond ``queue_rows`` of them a
+    row is dropped (counted through ``on_dropped`` and logged), as is a row whose append
+    fails (a full or unwritable local disk). A failed compaction drops nothing: the
+    segment stays and is retried, and ``healthy`` is false until a write succeeds.
     """
 
     def __init__(
         self,
         path: str | Path,
         *,
+        segments: str | Path,
         numerical: Sequence[str] = (),
         queue_rows: int = 100_000,
         flush_rows: int = 5_000,
@@ -187,21 +434,26 @@ class CaptureWriter:
         on_queue: Callable[[int], None] | None = None,
     ) -> None:
         self.path = str(path)
+        self.segments = Path(segments)
         self.numerical = list(numerical)
+        self._numbers = frozenset(numerical)
         self.queue_rows = queue_rows
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._on_queue = on_queue
-        self._buffers: dict[str, list[Chunk]] = {kind: [] for kind in KINDS}
-        self._buffered: dict[str, int] = dict.fromkeys(KINDS, 0)
-        self._pending = 0  # rows buffered or being written: what queue_rows bounds
+        self._open: dict[str, Segment | None] = dict.fromkeys(KINDS)
+        self._sealed: list[Segment] = []  # waiting for compaction, still locked
+        self._pending = 0
         self._dropped = 0
         self._last_drop_log = 0.0
+        self._last_error_log = 0.0
         self._condition = threading.Condition()
+        self._compacting = threading.Lock()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self.healthy = True
 
     @property
     def pending(self) -> int:
@@ -212,116 +464,218 @@ class CaptureWriter:
         return self._dropped
 
     def start(self) -> CaptureWriter:
+        """Recover leftover segments, check the log can be written, start the thread."""
         if self._thread is None:
+            self.recover()
+            self._check_path()
             self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
             self._thread.start()
         return self
 
-    def add(self, kind: str, rows: Chunk) -> int:
-        """Queue ``rows`` (records or a scored batch); return how many were accepted.
+    def _check_path(self) -> None:
+        try:
+            probe(self.path)
+        except Exception as error:  # noqa: BLE001 - any failure means "cannot write"
+            if self.healthy:
+                logger.error("capture: %s cannot be written: %s", self.path, error)
+            self.healthy = False
+        else:
+            self.healthy = True
 
-        The rest are dropped, counted and logged: a full buffer never slows a request.
+    def recover(self) -> int:
+        """Compact the segments that processes which died left behind; return their rows."""
+        if not self.segments.is_dir():
+            return 0
+        claimed = []
+        for path in sorted(self.segments.iterdir()):
+            if path.name.startswith("."):
+                if path.name.endswith(".new") and (orphan := Segment.claim(path)) is not None:
+                    orphan.remove()  # created, never named: it holds no row
+                continue
+            if path.name.endswith(SEGMENT_SUFFIX) and (found := Segment.claim(path)) is not None:
+                claimed.append(found)
+        if not claimed:
+            return 0
+        logger.info("capture: recovering %d segment(s) left in %s", len(claimed), self.segments)
+        with self._condition:
+            self._sealed.extend(claimed)
+        return self.flush()
+
+    def add(self, kind: str, rows: Chunk) -> int:
+        """Append ``rows`` (records or a scored batch) to the segment; return how many.
+
+        The rest are dropped, counted and logged: a full log never slows a request.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
         with self._condition:
             room = 0 if self._closing else max(self.queue_rows - self._pending, 0)
-            if len(rows) <= room:
-                accepted: Chunk = rows
-            elif isinstance(rows, ScoredBatch):
-                accepted = rows.head(room)
-            else:
-                accepted = list(rows[:room])
-            if len(accepted):
-                self._buffers[kind].append(accepted)
-                self._buffered[kind] += len(accepted)
-            self._pending += len(accepted)
-            pending = self._pending
-            if self._buffered[kind] >= self.flush_rows:
-                self._condition.notify()
-        dropped = len(rows) - len(accepted)
+            taken = min(len(rows), room)
+            self._pending += taken  # reserved now, converted outside the lock
+        accepted: Chunk = rows
+        if taken < len(rows):
+            accepted = rows.head(taken) if isinstance(rows, ScoredBatch) else list(rows[:taken])
+        failed = 0
+        if taken:
+            try:
+                if isinstance(accepted, ScoredBatch):
+                    batch = scored_arrow(accepted, self._numbers)
+                else:
+                    batch = records_arrow(kind, accepted, self._numbers)
+            except Exception:
+                with self._condition:
+                    self._pending -= taken
+                raise  # a bad row is the caller's bug, not a capture failure
+            failed = self._append(kind, batch)
+        dropped = len(rows) - taken + failed
         if dropped:
             self._dropped += dropped
             self._log_drop(kind, dropped)
             if self._on_dropped is not None:
                 self._on_dropped(kind, dropped)
         if self._on_queue is not None:
-            self._on_queue(pending)
-        return len(accepted)
+            self._on_queue(self._pending)
+        return taken - failed
+
+    def _append(self, kind: str, batch: pa.RecordBatch) -> int:
+        """Append under the lock; return the rows lost to a failed append (0 or all)."""
+        with self._condition:
+            segment = self._open[kind]
+            try:
+                if segment is not None and segment.schema != batch.schema:
+                    self._seal(kind)  # another shape (a new model's classes): a new file
+                    segment = None
+                if segment is None:
+                    segment = self._open[kind] = Segment.create(self.segments, kind)
+                segment.append(batch)
+                segment.reserved += batch.num_rows
+            except Exception as error:
+                self._pending -= batch.num_rows
+                self.healthy = False
+                if segment is not None:  # its tail may be torn: never append after it
+                    segment.seal(whole=False)
+                    self._open[kind] = None
+                    self._keep(segment)
+                self._log_error("could not append to a capture segment in %s: %s", error)
+                return int(batch.num_rows)
+            if segment.rows >= self.flush_rows:
+                self._condition.notify()
+        return 0
+
+    def _keep(self, segment: Segment) -> None:
+        if segment.rows:
+            self._sealed.append(segment)
+        else:
+            segment.remove()
+
+    def _seal(self, kind: str) -> None:
+        segment = self._open[kind]
+        if segment is not None and segment.rows:
+            segment.seal()
+            self._open[kind] = None
+            self._sealed.append(segment)
 
     def _log_drop(self, kind: str, dropped: int) -> None:
         now = time.monotonic()
         if now - self._last_drop_log >= 10.0:
             self._last_drop_log = now
             logger.warning(
-                "capture queue full (%d rows): dropped %d %s row(s), %d dropped in total",
-                self.queue_rows,
+                "capture: dropped %d %s row(s) (%d pending of at most %d), %d dropped in total",
                 dropped,
                 kind,
+                self._pending,
+                self.queue_rows,
                 self._dropped,
             )
 
-    def flush(self) -> None:
-        """Write everything buffered now, on the calling thread."""
-        with self._condition:
-            batches = {kind: chunks for kind, chunks in self._buffers.items() if chunks}
-            self._buffers = {kind: [] for kind in KINDS}
-            self._buffered = dict.fromkeys(KINDS, 0)
-        for kind, chunks in batches.items():
-            self._write(kind, chunks)
+    def _log_error(self, message: str, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 10.0:
+            self._last_error_log = now
+            logger.error("capture: " + message, self.segments, error)
 
-    def _frame(self, kind: str, chunks: list[Chunk]) -> pd.DataFrame:
-        batches = [chunk for chunk in chunks if isinstance(chunk, ScoredBatch)]
-        records = [row for chunk in chunks if not isinstance(chunk, ScoredBatch) for row in chunk]
-        frames = [batches_frame(batches)] if batches else []
-        if records:
-            frames.append(pd.DataFrame.from_records(records))
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return storable_frame(kind, frame, self.numerical)
-
-    def _write(self, kind: str, chunks: list[Chunk]) -> None:
-        rows = sum(len(chunk) for chunk in chunks)
-        try:
-            write_frame(self.path, kind, self._frame(kind, chunks))
-        except Exception:
-            # Losing a batch must not kill the writer thread; say loudly what was lost.
-            logger.exception("capture: could not write %d %s row(s) to %s", rows, kind, self.path)
-            self._dropped += rows
-            if self._on_dropped is not None:
-                self._on_dropped(kind, rows)
-        else:
-            if self._on_written is not None:
-                self._on_written(kind, rows)
-        finally:
+    def flush(self) -> int:
+        """Seal the open segments and compact every sealed one now, on the calling thread;
+        return the rows written."""
+        written = 0
+        with self._compacting:
             with self._condition:
-                self._pending -= rows
-                pending = self._pending
-            if self._on_queue is not None:
-                self._on_queue(pending)
+                for kind in KINDS:
+                    self._seal(kind)
+                todo = list(self._sealed)
+            if not todo and not self.healthy:
+                self._check_path()  # nothing to write: ask the path itself
+            for segment in todo:
+                try:
+                    rows = self._compact(segment)
+                except Exception as error:  # noqa: BLE001 - kept and retried, never lost
+                    self.healthy = False
+                    self._log_error(
+                        f"could not write {len(todo)} segment(s) from %s to {self.path}; they "
+                        "are kept and retried: %s",
+                        error,
+                    )
+                    break  # the others would fail the same way
+                self.healthy = True
+                written += rows
+                with self._condition:
+                    self._sealed.remove(segment)
+                    self._pending -= segment.reserved
+                if self._on_written is not None and rows:
+                    self._on_written(segment.kind, rows)
+        if self._on_queue is not None:
+            self._on_queue(self._pending)
+        return written
+
+    def _compact(self, segment: Segment) -> int:
+        table = segment.read()
+        if table.num_rows:
+            frame = storable_frame(segment.kind, table.to_pandas(), self.numerical)
+            write_frame(self.path, segment.kind, frame, name=segment.id)
+        segment.remove()
+        return int(table.num_rows)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.flush_seconds
         while True:
             with self._condition:
-                full = max(self._buffered.values()) >= self.flush_rows
-                if not (full or self._closing):
+                if not (self._full() or self._closing):
                     self._condition.wait(timeout=max(deadline - time.monotonic(), 0.0))
                 closing = self._closing
-                full = max(self._buffered.values()) >= self.flush_rows
+                full = self._full()
             if full or closing or time.monotonic() >= deadline:
-                self.flush()
+                if not closing:  # close() compacts on its own thread, after this one ends
+                    self.flush()
                 deadline = time.monotonic() + self.flush_seconds
             if closing:
                 return
 
+    def _full(self) -> bool:
+        return any(s is not None and s.rows >= self.flush_rows for s in self._open.values())
+
     def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting rows and write everything left; safe to call more than once."""
+        """Stop accepting rows and compact everything left; safe to call more than once.
+
+        Segments that cannot be written now stay on disk (unlocked) for the next start.
+        """
         with self._condition:
             self._closing = True
             self._condition.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.flush()
+        with self._condition:
+            left, self._sealed = self._sealed, []
+        for segment in left:
+            segment.release()
+        if left:
+            logger.error(
+                "capture: %d segment(s) could not be written to %s; they stay in %s and are "
+                "recovered at the next start",
+                len(left),
+                self.path,
+                self.segments,
+            )
 
 
 def writer_from_settings(settings: Settings, **hooks: Any) -> CaptureWriter:
@@ -329,6 +683,7 @@ def writer_from_settings(settings: Settings, **hooks: Any) -> CaptureWriter:
     capture = settings.capture
     return CaptureWriter(
         capture_path(settings),
+        segments=settings.path(capture.segments),
         numerical=settings.data.features.numerical,
         queue_rows=capture.queue_rows,
         flush_rows=capture.flush_rows,
@@ -420,7 +775,10 @@ def read_window(
     if labels.empty:
         predictions[data.target] = None
     else:
-        latest = labels.sort_values(TIMESTAMP).drop_duplicates(REQUEST_ID, keep="last")
+        # The last label wins: by timestamp, and in the order sent within one request.
+        latest = labels.sort_values(TIMESTAMP, kind="stable").drop_duplicates(
+            REQUEST_ID, keep="last"
+        )
         joined = latest.set_index(REQUEST_ID)[LABEL].rename(data.target)
         predictions = predictions.join(joined, on=REQUEST_ID)
         predictions[data.target] = predictions[data.target].astype(object)

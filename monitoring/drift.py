@@ -71,6 +71,17 @@ def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, settings: Set
         raise SchemaError(f"reference data has no label column: {settings.data.target}")
 
 
+def _check_classes(labels: pd.Series, column: str, classes: list[str]) -> None:
+    """A label outside the model's classes is a data error, named, not a metric's crash."""
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        shown = ", ".join(repr(v)[:40] for v in unknown[:5])
+        raise SchemaError(
+            f"current data's label column {column!r} holds {len(unknown)} value(s) that are "
+            f"not classes of the model {classes}: {shown}"
+        )
+
+
 def _plain(frame: pd.DataFrame, settings: Settings, classes: list[str]) -> pd.DataFrame:
     """Features, predictions and label with plain dtypes Evidently does not silently skip."""
     out = coerce_features(frame, settings.data)
@@ -264,6 +275,7 @@ def compare(
     positive = classes[-1]
     ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
     labeled = cur[cur[settings.data.target].notna()]
+    _check_classes(labeled[settings.data.target], settings.data.target, classes)
     drift = settings.drift
     summary = Summary(
         status="ok" if len(cur) >= drift.min_rows else "insufficient_data",

@@ -1,10 +1,12 @@
 """One run of the drift job: read the window, compare, and write every output.
 
 The pure comparison is :func:`monitoring.drift.compare`; this module is its I/O shell,
-shared by ``mlstack drift run`` and ``mlstack drift schedule``. A run writes, in order:
-the run folder (``report.html``, ``summary.json``), ``latest.json``, the MLflow run, the
-Evidently workspace snapshot, the Prometheus series, and last the state file, so a run
-that fails half way is retried from the same window next time (see :func:`advances_state`).
+shared by ``mlstack drift run`` and ``mlstack drift schedule``. A run first refuses a
+missing MLflow store (before writing anything), then writes, in order: the run folder
+(``report.html``, ``summary.json``), the MLflow run, the Evidently workspace snapshot, the
+Prometheus series, and last ``latest.json`` and the state file. A run that fails half way
+leaves both where they were: ``latest.json`` points at the newest complete run, and the
+next run retries the same window (see :func:`advances_state`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
 
     from monitoring.drift_summary import ModelInfo, Summary
 
@@ -138,6 +141,8 @@ def load_current(
         from pipeline.io import read_table
 
         frame = read_table(options.current)
+        if frame.empty:  # nothing to score: too little data, judged as such
+            return frame, None, {"source": str(options.current)}
         if not _has_predictions(frame, settings):
             # The file's own prediction columns (the packager's) are not ours: drop them.
             frame = frame.drop(columns=[c for c in settings.data.drop if c in frame.columns])
@@ -203,18 +208,21 @@ def write_latest(settings: Settings, folder: Path, summary: Summary) -> None:
 
 
 def log_to_mlflow(
-    settings: Settings, summary: Summary, folder: Path, window: dict[str, Any]
+    registry: MlflowClient,
+    settings: Settings,
+    summary: Summary,
+    folder: Path,
+    window: dict[str, Any],
 ) -> str:
     """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts.
 
-    Logged through the settings' client, not MLflow's process-wide state; a missing
-    embedded store is refused (:class:`pipeline.tracking.StoreNotFound`), never created.
+    Logged through the settings' client (:func:`pipeline.tracking.client`, which refuses a
+    missing embedded store instead of creating one), not MLflow's process-wide state.
     """
     from mlflow.entities import Metric, Param, RunStatus
 
-    from pipeline.tracking import MONITORING_EXPERIMENT, client, experiment_id
+    from pipeline.tracking import MONITORING_EXPERIMENT, experiment_id
 
-    registry = client(settings)
     metrics: dict[str, float] = {
         "rows_reference": summary.rows.reference,
         "rows_current": summary.rows.current,
@@ -334,8 +342,10 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     """Compare one window and write every output; the state moves on only on success."""
     from monitoring.drift import compare
     from pipeline.io import read_table
+    from pipeline.tracking import client
 
     started = utc_now()
+    registry = client(settings) if options.mlflow else None  # no store: refused, nothing written
     source = reference_path(settings, options)
     if not source.exists():
         raise FileNotFoundError(
@@ -352,13 +362,13 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         "min_rows": settings.drift.min_rows,
     }
     write_run_folder(summary, folder, extra)
-    write_latest(settings, folder, summary)
-    if options.mlflow:
-        extra["mlflow_run_id"] = log_to_mlflow(settings, summary, folder, window)
+    if registry is not None:
+        extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
         write_summary(summary, folder, extra)
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary, folder)
     export_metrics(summary, options, time.time())
+    write_latest(settings, folder, summary)
     if advances_state(options, summary):
         _write_json(
             {"until": window["until"], "run": folder.name}, settings.path(settings.drift.state)

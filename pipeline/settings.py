@@ -9,8 +9,9 @@ here: they come from the environment.
 ``params.yaml`` is the one source of truth: no knob has a default in code, so a key
 deleted from the file is an error naming it, never a silent change of behaviour. The
 file is chosen one way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml``
-beside the code. Two deployment overrides come from the environment too, so the service
-and the drift job agree on them: ``MLSTACK_CAPTURE_PATH`` and ``MLSTACK_WORKERS``.
+beside the code. Deployment overrides come from the environment too, so the service
+and the drift job agree on them: ``MLSTACK_CAPTURE_PATH`` (and ``MLSTACK_CAPTURE_SEGMENTS``)
+and ``MLSTACK_WORKERS``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipeline.paths import PARAMS_FILE
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_ENV = "MLSTACK_PARAMS"
 CAPTURE_ENV = "MLSTACK_CAPTURE_PATH"
+SEGMENTS_ENV = "MLSTACK_CAPTURE_SEGMENTS"
 WORKERS_ENV = "MLSTACK_WORKERS"
 EXIT_BAD_SETTINGS = 2
 
@@ -171,12 +173,16 @@ class CaptureSettings(_Section):
     """The capture log: every served prediction and feedback label, as Parquet.
 
     ``path`` is a local folder (relative to the project root) or an fsspec URL such as
-    ``s3://bucket/prefix``. ``queue_rows`` bounds the memory the log may hold between
-    flushes; beyond it rows are dropped (and counted) rather than slowing requests.
+    ``s3://bucket/prefix``. ``segments`` is a local folder for the write-ahead segments,
+    which hold each served row before its response leaves until it is in Parquet (local
+    even when ``path`` is on S3; one folder per server). ``queue_rows`` bounds the rows
+    waiting in segments; beyond it rows are dropped (and counted) rather than slowing
+    requests.
     """
 
     enabled: bool
     path: str
+    segments: str
     queue_rows: Annotated[int, Field(gt=0)]
     flush_rows: Annotated[int, Field(gt=0)]
     flush_seconds: Annotated[float, Field(gt=0)]
@@ -308,9 +314,14 @@ def params_file() -> Path:
 
 
 def _environment_overrides(raw: dict[str, Any]) -> dict[str, Any]:
-    """``MLSTACK_CAPTURE_PATH`` and ``MLSTACK_WORKERS`` over the file's values."""
-    overrides = {"capture": ("path", CAPTURE_ENV), "serving": ("workers", WORKERS_ENV)}
-    for section, (key, variable) in overrides.items():
+    """``MLSTACK_CAPTURE_PATH``, ``MLSTACK_CAPTURE_SEGMENTS`` and ``MLSTACK_WORKERS`` over
+    the file's values."""
+    overrides = [
+        ("capture", "path", CAPTURE_ENV),
+        ("capture", "segments", SEGMENTS_ENV),
+        ("serving", "workers", WORKERS_ENV),
+    ]
+    for section, key, variable in overrides:
         value = os.environ.get(variable)
         if value and isinstance(raw.get(section), dict):
             raw[section] = {**raw[section], key: value}

@@ -1,17 +1,23 @@
-"""An ASGI guard in front of ``/predict`` and ``/feedback``: body size and refusal counts.
+"""An ASGI guard in front of ``/predict`` and ``/feedback``: token, body size, refusals.
 
-The body limit has to act before BentoML reads and parses the body, which only a
-middleware can do. Counting refusals here, from the 4xx responses themselves, puts
-the count in one place whether pydantic (inside BentoML) or the service refused.
+The body limit and the feedback token have to act before BentoML reads and parses the
+body, which only a middleware can do. Counting refusals here, from the 4xx responses
+themselves, puts the count in one place whether pydantic (inside BentoML) or the service
+refused, and so does the log: one WARNING line per refused request, naming the reason
+and the first field, never the body.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from serving.metrics import INVALID_REQUESTS, reason_of
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,19 +29,40 @@ GUARDED = ("/predict", "/feedback")
 
 
 class RequestGuard:
-    """Refuses bodies over ``max_body_bytes`` with 413 and counts every 4xx by reason."""
+    """Refuses ``/feedback`` without the bearer token (401, when a token is set) and bodies
+    over ``max_body_bytes`` (413); counts and logs every 4xx by reason."""
 
-    def __init__(self, app: App, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        max_body_bytes: int,
+        feedback_token: str | None = None,
+        describe: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._describe = describe  # adds what the model accepts to the OpenAPI document
+        self._expected = f"Bearer {feedback_token}".encode() if feedback_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") not in GUARDED:
+        path = scope.get("path")
+        if scope["type"] == "http" and path == OPENAPI:
+            await self._documented(scope, receive, send)
+            return
+        if scope["type"] != "http" or path not in GUARDED:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if path == FEEDBACK and not self._authorized(headers.get(b"authorization")):
+            await self._refuse(send, path, 401, UNAUTHORIZED)
+            return
+        media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            await self._refuse(send, path, 415, NOT_JSON)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send)
+            await self._too_large(send, path)
             return
         chunks: list[bytes] = []
         size = 0
@@ -46,7 +73,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(send, path)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -74,33 +101,157 @@ class RequestGuard:
 
         await self.app(scope, replay, watch)
         if 400 <= status < 500:
-            INVALID_REQUESTS.labels(reason=_reason(b"".join(error))).inc()
+            reason, where, count = _described(b"".join(error))
+            INVALID_REQUESTS.labels(reason=reason).inc()
+            _log_refusal(path, status, reason, where, count)
 
-    async def _too_large(self, send: Send) -> None:
-        INVALID_REQUESTS.labels(reason="body_too_large").inc()
-        body = json.dumps(
-            {
-                "error": f"request body over {self.max_body_bytes} bytes",
-                "detail": [
-                    {
-                        "type": "body_too_large",
-                        "loc": [],
-                        "msg": f"send at most {self.max_body_bytes} bytes per request",
-                    }
-                ],
-            }
-        ).encode()
+    async def _documented(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's OpenAPI document with the error responses this service really gives."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            spec = with_error_responses(json.loads(body))
+            if self._describe is not None:
+                self._describe(spec)
+            body = json.dumps(spec).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorized(self, header: bytes | None) -> bool:
+        if self._expected is None:
+            return True
+        return header is not None and hmac.compare_digest(header, self._expected)
+
+    async def _too_large(self, send: Send, path: str) -> None:
+        detail = {
+            "type": "body_too_large",
+            "loc": [],
+            "msg": f"send at most {self.max_body_bytes} bytes per request",
+        }
+        summary = f"request body over {self.max_body_bytes} bytes"
+        await self._refuse(send, path, 413, (summary, detail))
+
+    async def _refuse(
+        self, send: Send, path: str, status: int, error: tuple[str, dict[str, Any]]
+    ) -> None:
+        summary, detail = error
+        reason = reason_of(str(detail["type"]))
+        INVALID_REQUESTS.labels(reason=reason).inc()
+        _log_refusal(path, status, reason, "", 1)
+        body = json.dumps({"error": summary, "detail": [detail]}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
-def _reason(body: bytes) -> str:
+FEEDBACK = "/feedback"
+OPENAPI = "/docs.json"
+UNAUTHORIZED = (
+    "missing or wrong feedback token",
+    {
+        "type": "unauthorized",
+        "loc": ["header", "authorization"],
+        "msg": "send Authorization: Bearer <MLSTACK_FEEDBACK_TOKEN>",
+    },
+)
+NOT_JSON = (
+    "the body must be JSON",
+    {
+        "type": "unsupported_media_type",
+        "loc": ["header", "content-type"],
+        "msg": "send Content-Type: application/json",
+    },
+)
+LOGGED_LOC_CHARS = 80  # a field name comes from the client: bounded in the log too
+
+
+def _described(body: bytes) -> tuple[str, str, int]:
+    """The reason label, the first error's location and the number of errors of a 4xx body."""
     try:
-        first = json.loads(body)["detail"][0]
-        return reason_of(str(first["type"]), list(first.get("loc") or []))
-    except (ValueError, KeyError, IndexError, TypeError):
-        return "invalid"
+        detail = json.loads(body)["detail"]
+        first = detail[0]
+        loc = list(first.get("loc") or [])
+        where = ".".join(str(part) for part in loc)[:LOGGED_LOC_CHARS]
+        return reason_of(str(first["type"]), loc), where, len(detail)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "invalid", "", 0
+
+
+def _log_refusal(path: str, status: int, reason: str, where: str, count: int) -> None:
+    """One line per refused request, without its body."""
+    at = f" at {where}" if where else ""
+    logger.warning("refused POST %s: %d %s%s (%d error(s))", path, status, reason, at, count)
+
+
+ERROR_SCHEMA = {
+    "title": "RequestError",
+    "type": "object",
+    "description": "A refused request: a summary and one entry per problem, naming row and field.",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                },
+                "required": ["type", "loc", "msg"],
+            },
+        },
+    },
+    "required": ["error", "detail"],
+}
+ERRORS = {
+    "400": "Invalid input: malformed JSON, a missing or extra field, a wrong type, an unseen "
+    "category or class, too many rows; `loc` names the row and the field.",
+    "413": "The body is larger than serving.max_body_bytes.",
+    "415": "The body is not sent as application/json.",
+}
+ROUTE_ERRORS = {
+    "/predict": {"503": "Overloaded: the request waited serving.batching.max_latency_ms."},
+    "/feedback": {"401": "MLSTACK_FEEDBACK_TOKEN is set and the bearer token is missing or wrong."},
+}
+
+
+def with_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the 4xx/503 answers of ``/predict`` and ``/feedback`` declared as they
+    are: BentoML's own document calls ``detail`` a string and leaves out 401, 413 and 503."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["RequestError"] = ERROR_SCHEMA
+    reference = {"$ref": "#/components/schemas/RequestError"}
+    for route in GUARDED:
+        operation = spec.get("paths", {}).get(route, {}).get("post")
+        if operation is None:
+            continue
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True  # an empty body is a 400
+        responses = operation.setdefault("responses", {})
+        for status, description in {**ERRORS, **ROUTE_ERRORS.get(route, {})}.items():
+            responses[status] = {
+                "description": description,
+                "content": {"application/json": {"schema": reference}},
+            }
+    return spec

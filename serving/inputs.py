@@ -9,6 +9,7 @@ Errors use one shape, the one BentoML gives pydantic errors:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -18,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
-    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -42,7 +42,28 @@ def _category(value: Any) -> Any:
 
 Number = Annotated[float, Strict()]
 Category = Annotated[str, BeforeValidator(_category)]
-ClassLabel = StrictStr | StrictInt | StrictBool | StrictFloat
+
+
+def _class_label(value: Any) -> Any:
+    # A class label as JSON sends it: "1", 1 or 1.0. Not a boolean (a dataset whose classes
+    # are booleans takes "True"/"False" as strings), not NaN or infinity (no class at all).
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise PydanticCustomError(
+        "label_type", "Input should be a class label: a string, an integer or a finite number"
+    )
+
+
+ClassLabel = Annotated[StrictStr | StrictInt | StrictFloat, BeforeValidator(_class_label)]
+ECHO_CHARS = 40  # an error message repeats at most this much of the value it refuses
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to :data:`ECHO_CHARS`: a refusal never echoes a huge input back."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[: ECHO_CHARS - 3]}... ({len(text)} chars)"
 
 
 class LabelIn(BaseModel):
@@ -138,7 +159,7 @@ def unknown_categories(
                     {
                         "type": "unknown_category",
                         "loc": ["instances", index, column],
-                        "msg": f"unknown category {value!r} for {column!r} in row {index}",
+                        "msg": f"unknown category {shown(value)} for {column!r} in row {index}",
                     }
                 )
                 if len(errors) >= limit:

@@ -3,7 +3,9 @@
 The demo, the integration tests and the benchmarks all run the real server as a child
 process; this is the one place that knows how to tell it is ready and how to stop it
 the way an init system would (SIGTERM, so the capture log flushes; SIGKILL only if it
-hangs).
+hangs). BentoML's workers are session leaders of their own, so a signal to the server's
+process group misses them: the launcher notes the server's descendants while it runs and
+kills whichever of them outlive it, whatever happened to the server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import psutil
 
 
 class ServerError(RuntimeError):
@@ -58,16 +61,38 @@ def start(
     )
 
 
+# The processes each started server has had, noted while it runs (after it dies, its
+# workers are the init process's children and nobody's descendants).
+_family: dict[int, dict[int, psutil.Process]] = {}
+
+
+def _note_family(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    known = _family.setdefault(process.pid, {})
+    try:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            known.setdefault(child.pid, child)
+    except psutil.NoSuchProcess:
+        pass
+    return list(known.values())
+
+
 def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float = 120
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    seconds: float = 120,
+    endpoint: str = "/readyz",
 ) -> None:
-    """Poll ``{url}/readyz`` until it answers 200; fail fast if the process dies."""
+    """Poll ``{url}{endpoint}`` until it answers 200; fail fast if the process dies."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerError(f"the server exited {process.returncode}:\n{tail(log)}")
+        _note_family(process)
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{endpoint}", timeout=2).status_code == 200:
+                _note_family(process)
                 return
         except httpx.HTTPError:
             pass
@@ -77,7 +102,9 @@ def wait_ready(
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    """SIGTERM to the server (as systemd or Kubernetes send it), then SIGKILL its group."""
+    """SIGTERM to the server (as systemd or Kubernetes send it), then SIGKILL its group;
+    then SIGKILL every worker it had that is still running, and wait for them to go."""
+    family = _note_family(process)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -85,4 +112,20 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+    kill_all(family)
+    _family.pop(process.pid, None)
     return int(process.returncode)
+
+
+def kill_all(processes: Sequence[psutil.Process], timeout: float = 30) -> None:
+    """SIGKILL each process still running (psutil checks it is the same process, not a
+    reused pid) and wait until they are gone."""
+    alive = []
+    for member in processes:
+        try:
+            if member.is_running():
+                member.kill()
+                alive.append(member)
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(alive, timeout=timeout)

@@ -31,6 +31,11 @@ INVALID_REQUESTS = Counter(
     "Requests refused with a 4xx, by reason.",
     ["reason"],
 )
+FEEDBACK_UNMATCHED = Counter(
+    "mlstack_feedback_unmatched",
+    "Feedback labels for request ids this service never issued (checked only with a "
+    "feedback token); not captured.",
+)
 MODEL_INFO = Gauge(
     "mlstack_model_info",
     "The model the service answers with (value 1).",
@@ -44,11 +49,11 @@ CAPTURE_RECORDS = Counter(
 )
 CAPTURE_DROPPED = Counter(
     "mlstack_capture_dropped",
-    "Rows the capture log dropped because its queue was full or a write failed.",
+    "Served rows the capture log dropped: queue_rows already waiting, or a failed local append.",
 )
 CAPTURE_QUEUE = Gauge(
     "mlstack_capture_queue_rows",
-    "Rows waiting to be written to the capture log, summed over workers.",
+    "Rows in write-ahead segments not yet compacted into Parquet, summed over workers.",
     multiprocess_mode="livesum",
 )
 
@@ -65,6 +70,9 @@ REASONS = {
     "unknown_category": "unknown_category",
     "unknown_class": "unknown_class",
     "body_too_large": "body_too_large",
+    "unauthorized": "unauthorized",
+    "unsupported_media_type": "not_json",
+    "unmatched_request": "unmatched_request",
 }
 
 

@@ -25,10 +25,14 @@ reviewed trusted types, or the service does not start.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import hashlib
 import hmac
 import logging
 import os
+import signal
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -40,7 +44,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import anyio
 import bentoml
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from monitoring.capture import (
     LABELS,
@@ -63,12 +67,13 @@ from serving.inputs import (
     error_body,
     instance_model,
     known_categories,
+    shown,
     unknown_categories,
 )
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"
+FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"  # when set, /feedback needs it as a Bearer token
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
 
 # A real 2016 production row; the docs, the OpenAPI page and the tests send it.
@@ -105,6 +110,66 @@ else:
     Instance = instance_model(SETTINGS.data)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_server() -> None:
+    """Have the kernel SIGKILL this worker when the ``bentoml serve`` process that started it
+    dies, by any signal.
+
+    Each worker is its own session leader, so a signal to the server's process group never
+    reaches it: without this, ``kill -9`` of the server left the workers answering on its
+    port (and capturing). SIGKILL loses nothing answered: every served row is already in
+    its write-ahead segment, recovered at the next start.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent:  # the server died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _NoTracebackForRefusals(logging.Filter):
+    """BentoML logs every pydantic 400 as an ERROR with a full traceback (kilobytes each, a
+    fuzzer fills a disk with them); the request guard logs one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, ValidationError)
+
+
+# What this worker's model accepts, for the OpenAPI document (filled in by Classifier).
+_ACCEPTED: dict[str, dict[str, frozenset[str]] | list[str]] = {}
+
+
+def _spellings(values: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON spellings of string codes: "21" or 21 (and 1.0 for a class), as schema enums."""
+    whole = sorted({int(v) for v in values if v.lstrip("-").isdigit() and str(int(v)) == v})
+    return [{"type": "string", "enum": sorted(values)}, {"type": "integer", "enum": whole}]
+
+
+def describe_inputs(spec: dict[str, Any]) -> None:
+    """The OpenAPI document names the categories and classes the model takes, as enums: a
+    value outside them is a 400, so the document must not call it valid."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    instance = schemas.get("Instance", {}).get("properties", {})
+    categories = _ACCEPTED.get("categories", {})
+    assert isinstance(categories, dict)
+    for column, values in categories.items():
+        if column in instance:
+            instance[column] = {"anyOf": [*_spellings(sorted(values)), {"type": "null"}]}
+    label = schemas.get("LabelIn", {}).get("properties", {})
+    classes = list(_ACCEPTED.get("classes", []))
+    if "label" in label and classes:
+        numbers = sorted(
+            {float(c) for c in classes if c.lstrip("-").isdigit() and str(int(c)) == c}
+        )
+        label["label"] = {"anyOf": [*_spellings(classes), {"type": "number", "enum": numbers}]}
+
+
 @dataclass(frozen=True)
 class Scored:
     """One request's share of a model call: a request id, label and probabilities per row."""
@@ -112,14 +177,6 @@ class Scored:
     request_ids: list[str]
     labels: list[str]
     probabilities: np.ndarray
-
-
-def feedback_authorized(header: str | None) -> bool:
-    """True when no feedback token is set, or ``header`` bears it (constant-time compare)."""
-    token = os.environ.get(FEEDBACK_TOKEN_ENV)
-    if not token:
-        return True
-    return hmac.compare_digest((header or "").encode(), f"Bearer {token}".encode())
 
 
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
@@ -142,8 +199,16 @@ class Classifier:
     champion = bentoml.models.BentoModel(f"{bento_model_name(SETTINGS)}:latest")
 
     def __init__(self) -> None:
+        die_with_server()
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForRefusals())
         self.settings = SETTINGS
         self._thread_state = threading.local()
+        # Request ids are signed with a key derived from the feedback token: every worker
+        # and replica that shares the token can check an id without shared state.
+        token = os.environ.get(FEEDBACK_TOKEN_ENV)
+        self._id_key = (
+            hashlib.sha256(b"mlstack request ids\0" + token.encode()).digest() if token else None
+        )
         features = self.settings.data.features
         stored = self.champion
         self.model = load_model(stored.path_of(MLFLOW_FOLDER))
@@ -155,6 +220,9 @@ class Classifier:
         self.proba_columns = [proba_column(c) for c in self.classes]
         self.known = known_categories(self.model, features.categorical)
         self.columns = features.all
+        _ACCEPTED["classes"] = self.classes
+        if self.settings.serving.reject_unknown_categories:
+            _ACCEPTED["categories"] = self.known
         self.numerical = features.numerical
         metrics.MODEL_INFO.labels(
             name=self.model_name, version=self.model_version, run_id=self.run_id
@@ -185,6 +253,28 @@ class Classifier:
             "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
         )
 
+    def _request_id(self) -> str:
+        """A fresh id; with a feedback token, signed, so /feedback can tell ids it issued."""
+        request_id = uuid.uuid4().hex
+        return request_id if self._id_key is None else request_id + self._signature(request_id)
+
+    def _signature(self, request_id: str) -> str:
+        assert self._id_key is not None
+        return hmac.new(self._id_key, request_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _issued(self, request_id: str) -> bool:
+        """Whether a server with this token answered ``request_id`` (always true without one)."""
+        if self._id_key is None:
+            return True
+        unsigned, signature = request_id[:32], request_id[32:]
+        return len(request_id) == 48 and hmac.compare_digest(signature, self._signature(unsigned))
+
+    def __is_ready__(self) -> bool:
+        """``/readyz``: ready while the capture log can be written (checked at start, then
+        by every compaction); a capture path that cannot be written takes the server out of
+        rotation instead of filling the local disk unnoticed."""
+        return self.capture is None or self.capture.healthy
+
     def _dispatcher(self) -> Batcher[Scored] | None:
         batching = self.settings.serving.batching
         if not batching.enabled:
@@ -210,7 +300,7 @@ class Classifier:
         for column in self.numerical:
             frame[column] = frame[column].astype("float64")
         probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
-        request_ids = [uuid.uuid4().hex for _ in rows]
+        request_ids = [self._request_id() for _ in rows]
         labels: list[str] = [self.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
@@ -293,28 +383,14 @@ class Classifier:
 
     @bentoml.api(route="/feedback")  # type: ignore[untyped-decorator]
     async def feedback(
-        self,
-        labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)],
-        ctx: bentoml.Context,
+        self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> dict[str, Any]:
-        """Record the true labels of earlier predictions, joined later by request id.
-
-        With ``MLSTACK_FEEDBACK_TOKEN`` set, only a request bearing it
-        (``Authorization: Bearer <token>``) is taken: labels decide concept drift and
-        retraining, so not every client that may predict may also label.
-        """
-        if not feedback_authorized(ctx.request.headers.get("authorization")):
-            # With a Context in the signature BentoML takes the status from ctx.response
-            # (a returned Response keeps its body but answers 200).
-            ctx.response.status_code = 401
-            detail = [
-                {"type": "unauthorized", "loc": ["header", "authorization"], "msg": "bad token"}
-            ]
-            return error_body("feedback needs the bearer token", detail)
+        """Record the true labels of earlier predictions, joined later by request id."""
         known = set(self.classes)
         timestamp = datetime.now(UTC)
         records = []
         errors = []
+        unmatched = 0
         for index, item in enumerate(labels):
             label = normalize_label(item.label)
             if label not in known:
@@ -322,17 +398,25 @@ class Classifier:
                     {
                         "type": "unknown_class",
                         "loc": ["labels", index, "label"],
-                        "msg": f"label {label!r} in row {index} is not one of {self.classes}",
+                        "msg": f"label {shown(label)} in row {index} is not one of {self.classes}",
                     }
                 )
-            records.append({"request_id": item.request_id, "timestamp": timestamp, "label": label})
+            if self._issued(item.request_id):
+                records.append(
+                    {"request_id": item.request_id, "timestamp": timestamp, "label": label}
+                )
+            else:
+                unmatched += 1
         if errors:
-            ctx.response.status_code = 400
-            return error_body("unknown class label", errors[:20])
-        if self.capture is not None:
+            refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
+            return refused
+        if unmatched:  # counted and left out of the log: they would join no prediction
+            metrics.FEEDBACK_UNMATCHED.inc(unmatched)
+        if self.capture is not None and records:
             self.capture.add(LABELS, records)
         return {
             "accepted": len(records),
+            "unmatched": unmatched,
             "model": {"name": self.model_name, "version": self.model_version},
         }
 
@@ -345,6 +429,10 @@ class Classifier:
 
 
 # The decorator turned the class into a bentoml Service; mypy still sees the class.
+# The feedback token is a secret: from the environment, never from params.yaml.
 cast(Any, Classifier).add_asgi_middleware(
-    RequestGuard, max_body_bytes=SETTINGS.serving.max_body_bytes
+    RequestGuard,
+    max_body_bytes=SETTINGS.serving.max_body_bytes,
+    feedback_token=os.environ.get(FEEDBACK_TOKEN_ENV) or None,
+    describe=describe_inputs,
 )

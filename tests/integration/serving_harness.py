@@ -57,6 +57,9 @@ def start_server(
     folder: Path,
     env: dict[str, str],
     target: str = "serving.service:Classifier",
+    port: int | None = None,
+    ready_seconds: float = 90,
+    wait_for: str = "/readyz",
     **sections: dict[str, Any],
 ) -> Server:
     capture = folder / "capture"
@@ -65,7 +68,7 @@ def start_server(
     sections.setdefault("serving", {})
     sections["serving"] = {"workers": 2, **sections["serving"]}
     params = write_params(folder, **sections)
-    port = free_port()
+    port = port or free_port()
     log = folder / "server.log"
     command = [sys.executable, "-m", "bentoml", "serve", target]
     command += ["--host", "127.0.0.1", "--port", str(port)]
@@ -74,7 +77,7 @@ def start_server(
         env["BENTOML_HOME"] = str(launcher.own_bentoml_home(Path(env["BENTOML_HOME"]), folder))
     process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    launcher.wait_ready(url, process, log, seconds=90)
+    launcher.wait_ready(url, process, log, seconds=ready_seconds, endpoint=wait_for)
     return Server(url, process, capture, log, load_settings(params))
 
 

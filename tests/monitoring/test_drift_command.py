@@ -8,6 +8,7 @@ the current windows 1,500 rows, so each Evidently run takes a few seconds.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -248,8 +249,15 @@ def test_schedule_goes_on_after_a_failed_run(tmp_path: Path) -> None:
         *quiet(),
         params=str(tmp_path / "params.yaml"),
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, "every run failed: the schedule says so"
     assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
+
+
+@pytest.mark.parametrize("runs", ["0", "-1"])
+def test_schedule_needs_at_least_one_run(tmp_path: Path, runs: str) -> None:
+    write_params(tmp_path)
+    args = ("schedule", "--every", "1s", "--max-runs", runs, *quiet())
+    assert invoke(*args, params=str(tmp_path / "params.yaml")).exit_code == 2
 
 
 def test_schedule_runs_again_and_again(drift_data: DriftData, tmp_path: Path) -> None:
@@ -388,3 +396,94 @@ def test_unreachable_pushgateway_fails_the_run_naming_it(project: Path) -> None:
     assert f"could not push to the Pushgateway at {gateway}" in result.output + (
         result.stderr or ""
     )
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(project: Path) -> None:
+    since, until = "2026-03-02T00:00Z", "2026-03-01T00:00Z"
+    result = invoke("run", "--since", since, "--until", until, *quiet(), params=params(project))
+    assert result.exit_code == 2
+
+
+def test_an_absurd_last_is_refused_naming_it(project: Path) -> None:
+    result = invoke("run", "--last", "99999999d", *quiet(), params=params(project))
+    assert result.exit_code == 2
+    assert "99999999d" in result.output + (result.stderr or "")
+
+
+def test_a_zero_row_file_is_insufficient_data(project: Path) -> None:
+    empty = project / "empty.parquet"
+    pd.read_parquet(project / "stable.parquet").drop(columns=PREDICTION).head(0).to_parquet(empty)
+    result = invoke("run", "--current", str(empty), "--json", *quiet(), params=params(project))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["rows"]["current"]) == ("insufficient_data", 0)
+
+
+def test_an_unknown_class_in_the_labels_is_named_with_its_column(project: Path) -> None:
+    settings = settings_of(project)
+    target = settings.data.target
+    frame = pd.read_parquet(project / "stable.parquet")
+    frame.loc[frame.index[:3], target] = "2"
+    third = project / "third-class.parquet"
+    frame.to_parquet(third)
+    result = invoke("run", "--current", str(third), *quiet(), params=params(project))
+    assert result.exit_code == 1
+    assert f"{target!r}" in result.output and "'2'" in result.output
+
+
+def _run_folders(root: Path) -> set[Path]:
+    base = root / "reports" / "drift"
+    return {p for p in base.iterdir() if p.is_dir()} if base.exists() else set()
+
+
+@pytest.fixture
+def no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import tracking
+
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # teardown removes MLflow's
+        monkeypatch.setenv(variable, "unset-by-test")
+        monkeypatch.delenv(variable)
+    monkeypatch.setattr(tracking, "_configured_uri", None)
+
+
+@pytest.mark.usefixtures("no_tracking_uri")
+def test_a_missing_mlflow_store_is_refused_before_anything_is_written(
+    project: Path, tmp_path: Path
+) -> None:
+    write_params(tmp_path)  # a project of its own: nothing ever made a store in it
+    (tmp_path / REFERENCE_FILE).parent.mkdir(parents=True)
+    shutil.copy(project / REFERENCE_FILE, tmp_path / REFERENCE_FILE)
+    current = str(project / "stable.parquet")
+    result = invoke("run", "--current", current, "--no-workspace", params=params(tmp_path))
+    assert result.exit_code == 1
+    assert "no MLflow store" in result.output
+    assert not (tmp_path / "mlflow.db").exists(), "an empty store was created"
+    assert _run_folders(tmp_path) == set()
+    assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
+
+
+@pytest.mark.usefixtures("no_tracking_uri")
+def test_a_failure_at_the_mlflow_step_leaves_latest_and_state_alone(
+    drift_data: DriftData, tmp_path: Path
+) -> None:
+    write_params(tmp_path)
+    reference = tmp_path / REFERENCE_FILE
+    reference.parent.mkdir(parents=True)
+    drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
+    _capture(drift_data, tmp_path, datetime.now(UTC) - timedelta(minutes=30), 1200, seed=7)
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=store, registry_uri=store).search_experiments()  # a real store
+    # whose artifact folder is a file: the run is created, its artifacts fail to log.
+    (tmp_path / "mlartifacts").write_text("a file where the artifact folder should be")
+
+    result = invoke("run", "--no-workspace", params=str(tmp_path / "params.yaml"))
+
+    assert result.exit_code == 1
+    assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
+    assert not (tmp_path / "reports" / "drift" / "state.json").exists()
+    result = invoke("run", "--json", *quiet(), params=str(tmp_path / "params.yaml"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["rows"]["current"]) == ("ok", 1200), "same window again"

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import tracking
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from tests.conftest import Project
 
 
 def project(root: Path) -> Settings:
@@ -20,8 +21,11 @@ def project(root: Path) -> Settings:
 @pytest.fixture
 def no_user_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     # setenv first so teardown removes what MLflow itself writes into the environment.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-test")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # MLflow writes both into the environment; left behind, MLFLOW_REGISTRY_URI sent every
+    # later subprocess of the session (the package step) to this test's store.
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(variable, "unset-by-test")
+        monkeypatch.delenv(variable)
     monkeypatch.setattr(tracking, "_configured_uri", None)
 
 
@@ -57,3 +61,71 @@ def test_a_tracking_uri_set_by_the_user_wins_and_keeps_the_servers_artifact_root
     assert mlflow.get_tracking_uri() == elsewhere
     assert not (tmp_path / "user" / "mlflow.db").exists()
     assert "mlartifacts" not in experiment.artifact_location  # the store's own default
+
+
+MARKER_PICKLE = """
+import os, pickle, sys
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {sys.argv[2]}",))
+
+with open(sys.argv[1], "wb") as handle:
+    pickle.dump(Payload(), handle)
+"""
+
+
+def tampered_folder(folder: Path, marker: Path, form: str) -> Path:
+    """A model folder whose MLmodel asks for ``form`` and whose pickle would touch ``marker``."""
+    import subprocess
+    import sys
+
+    folder.mkdir()
+    subprocess.run(
+        [sys.executable, "-c", MARKER_PICKLE, str(folder / "model.pkl"), str(marker)], check=True
+    )
+    flavor = f"    pickled_model: model.pkl\n    serialization_format: {form}\n"
+    (folder / "MLmodel").write_text(f"flavors:\n  sklearn:\n{flavor}")
+    return folder
+
+
+@pytest.mark.parametrize("form", ["cloudpickle", "pickle"])
+def test_a_model_whose_mlmodel_asks_for_pickle_is_refused_and_its_pickle_never_runs(
+    tmp_path: Path, form: str
+) -> None:
+    import pickle
+
+    marker = tmp_path / "pwned"
+    folder = tampered_folder(tmp_path / "model", marker, form)
+    with pytest.raises(tracking.UnsafeModel, match=f"serialised as '{form}'"):
+        tracking.load_model(folder)
+    assert not marker.exists()
+    pickle.loads((folder / "model.pkl").read_bytes())  # the payload is real: it runs here
+    assert marker.exists()
+
+
+def test_a_skops_model_holding_an_unreviewed_type_is_refused(tmp_path: Path) -> None:
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    skops.io.dump(FunctionTransformer(func=print), folder / "model.skops")
+    flavor = "    pickled_model: model.skops\n    serialization_format: skops\n"
+    (folder / "MLmodel").write_text(f"flavors:\n  sklearn:\n{flavor}")
+    with pytest.raises(tracking.UnsafeModel, match="unreviewed types: builtins.print"):
+        tracking.load_model(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_user_uri")
+def test_a_champion_is_loaded_from_the_store_named_not_the_process_default(
+    pipeline_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow resolves ``models:/`` against its process-wide registry whatever it is told;
+    from another folder that was a fresh ``./mlflow.db`` and "model not found"."""
+    monkeypatch.chdir(tmp_path)
+    settings = pipeline_project.settings
+    model = tracking.load_model(tracking.champion_uri(settings), pipeline_project.tracking_uri)
+    assert [str(c) for c in model.classes_] == ["0", "1"]
+    assert not (tmp_path / "mlflow.db").exists()

@@ -26,6 +26,7 @@ from pipeline.schema import PREDICTION
 from pipeline.settings import Settings, load_settings
 
 DAY = datetime(2026, 3, 1, 12, tzinfo=UTC)
+SEGMENTS = "segments"  # beside the log in these tests; a local folder of its own in params
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def label(request_id: str, when: datetime, value: Any) -> dict[str, Any]:
 
 
 def test_round_trip_joins_labels_and_keeps_plain_dtypes(tmp_path: Path, settings: Settings) -> None:
-    writer = CaptureWriter(tmp_path, numerical=settings.data.features.numerical)
+    writer = CaptureWriter(
+        tmp_path, segments=tmp_path / SEGMENTS, numerical=settings.data.features.numerical
+    )
     rows = [prediction(settings, f"r{i}", DAY + timedelta(minutes=i)) for i in range(5)]
     writer.add(PREDICTIONS, rows)
     writer.add(LABELS, [label("r1", DAY + timedelta(hours=1), 0), label("r2", DAY, 1.0)])
@@ -106,6 +109,7 @@ def test_full_queue_drops_rows_counts_them_and_never_blocks(
     queued: list[int] = []
     writer = CaptureWriter(
         tmp_path,
+        segments=tmp_path / SEGMENTS,
         queue_rows=3,
         on_dropped=lambda kind, n: dropped.append(n),
         on_queue=queued.append,
@@ -124,7 +128,11 @@ def test_full_queue_drops_rows_counts_them_and_never_blocks(
 def test_background_thread_flushes_on_size(tmp_path: Path, settings: Settings) -> None:
     written: list[int] = []
     writer = CaptureWriter(
-        tmp_path, flush_rows=4, flush_seconds=3600, on_written=lambda kind, n: written.append(n)
+        tmp_path,
+        segments=tmp_path / SEGMENTS,
+        flush_rows=4,
+        flush_seconds=3600,
+        on_written=lambda kind, n: written.append(n),
     ).start()
     writer.add(PREDICTIONS, [prediction(settings, f"s{i}", DAY) for i in range(4)])
     deadline = time.monotonic() + 30
@@ -135,9 +143,9 @@ def test_background_thread_flushes_on_size(tmp_path: Path, settings: Settings) -
     assert len(read_kind(tmp_path, PREDICTIONS)) == 4
 
 
-def test_an_fsspec_url_works_like_a_folder(settings: Settings) -> None:
+def test_an_fsspec_url_works_like_a_folder(tmp_path: Path, settings: Settings) -> None:
     url = "memory://capture-test"
-    writer = CaptureWriter(url)
+    writer = CaptureWriter(url, segments=tmp_path / SEGMENTS)  # segments stay on local disk
     writer.add(PREDICTIONS, [prediction(settings, "m1", DAY)])
     writer.add(LABELS, [label("m1", DAY, 1)])
     writer.close()
@@ -197,12 +205,12 @@ def test_scored_batches_and_records_write_the_same_log(tmp_path: Path, settings:
                 }
             )
     as_batches, as_records = tmp_path / "batches", tmp_path / "records"
-    mixed = CaptureWriter(as_batches, numerical=numerical)
+    mixed = CaptureWriter(as_batches, segments=tmp_path / "s1", numerical=numerical)
     mixed.add(PREDICTIONS, first)
     mixed.add(PREDICTIONS, second)
     mixed.add(PREDICTIONS, [{**records[0], "request_id": "r0"}])  # records in the same flush
     mixed.close()
-    plain = CaptureWriter(as_records, numerical=numerical)
+    plain = CaptureWriter(as_records, segments=tmp_path / "s2", numerical=numerical)
     plain.add(PREDICTIONS, [*records, {**records[0], "request_id": "r0"}])
     plain.close()
 
@@ -220,7 +228,12 @@ def test_a_batch_beyond_the_queue_is_cut_and_the_rest_counted(
     tmp_path: Path, settings: Settings
 ) -> None:
     dropped: list[int] = []
-    writer = CaptureWriter(tmp_path, queue_rows=3, on_dropped=lambda kind, n: dropped.append(n))
+    writer = CaptureWriter(
+        tmp_path,
+        segments=tmp_path / SEGMENTS,
+        queue_rows=3,
+        on_dropped=lambda k, n: dropped.append(n),
+    )
     batch = scored_batch(settings, "b", [30.0, 31.0, 32.0, 33.0, 34.0])
 
     assert writer.add(PREDICTIONS, batch) == 3
@@ -234,20 +247,59 @@ def test_a_batch_beyond_the_queue_is_cut_and_the_rest_counted(
     assert writer.pending == 0
 
 
-def test_an_unwritable_path_counts_the_batch_as_dropped_and_the_writer_lives_on(
+def test_an_unwritable_path_keeps_the_rows_fails_health_and_writes_them_once_it_can(
     tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the capture folder should be")
     dropped: list[int] = []
-    writer = CaptureWriter(blocker, on_dropped=lambda kind, n: dropped.append(n)).start()
+    writer = CaptureWriter(
+        blocker, segments=tmp_path / SEGMENTS, on_dropped=lambda kind, n: dropped.append(n)
+    ).start()
+    assert not writer.healthy, "a path that cannot be written is seen at start"
     batch = scored_batch(settings, "u", [40.0] * 4)
     writer.add(PREDICTIONS, batch)
 
     with caplog.at_level(logging.ERROR, logger="monitoring.capture"):
         writer.flush()
 
-    assert dropped == [4] and writer.dropped == 4 and writer.pending == 0
-    assert "could not write 4 predictions row(s)" in caplog.text
-    assert writer.add(PREDICTIONS, batch) == 4  # still accepting after the failure
+    assert dropped == [] and writer.pending == 4, "kept in the segment, not dropped"
+    assert "are kept and retried" in caplog.text
+    assert writer.add(PREDICTIONS, scored_batch(settings, "v", [41.0])) == 1
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    blocker.unlink()  # the path comes back
+    writer.close()
+
+    assert writer.healthy and writer.pending == 0
+    frame = read_kind(blocker, PREDICTIONS)
+    assert sorted(frame["request_id"]) == ["u0", "u1", "u2", "u3", "v0"]
+    assert not list((tmp_path / SEGMENTS).iterdir())
+
+
+def test_the_last_label_of_a_request_id_wins(tmp_path: Path, settings: Settings) -> None:
+    """The documented rule: later labels are corrections, also within one request."""
+    writer = CaptureWriter(tmp_path, segments=tmp_path / SEGMENTS)
+    writer.add(PREDICTIONS, [prediction(settings, f"w{i}", DAY) for i in range(40)])
+    same_time = DAY + timedelta(minutes=5)
+    writer.add(LABELS, [label(f"w{i}", same_time, i % 2) for i in range(40)])
+    writer.add(LABELS, [label(f"w{i}", same_time, 1 - i % 2) for i in range(40)])  # same stamp
+    writer.add(LABELS, [label("w0", DAY + timedelta(minutes=1), 0)])  # older: loses
+    writer.close()
+
+    frame = read_window(tmp_path, settings).set_index("request_id")[settings.data.target]
+
+    assert frame[[f"w{i}" for i in range(40)]].tolist() == [str(1 - i % 2) for i in range(40)]
+
+
+def test_health_comes_back_when_the_path_does_even_with_nothing_to_write(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the capture folder should be")
+    writer = CaptureWriter(blocker, segments=tmp_path / SEGMENTS).start()
+    assert not writer.healthy
+    blocker.unlink()
+    writer.flush()
+    assert writer.healthy
     writer.close()

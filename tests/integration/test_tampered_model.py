@@ -1,0 +1,62 @@
+"""A real ``bentoml serve`` whose model store holds a tampered model never becomes ready:
+the model folder's MLmodel asks for cloudpickle and its pickle would run a command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from serving_harness import start_server
+
+from serving import launcher
+
+pytestmark = pytest.mark.integration
+
+# A pickle whose loading runs `touch <marker>`: what an attacker with write access to the
+# model store (or the MLflow artifact store) would leave there.
+MARKER_PICKLE = """
+import os, pickle, sys
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {sys.argv[2]}",))
+
+with open(sys.argv[1], "wb") as handle:
+    pickle.dump(Payload(), handle)
+"""
+
+
+def tamper(store: Path, marker: Path) -> None:
+    """Every model in ``store``: MLmodel says cloudpickle, the file is the marker pickle."""
+    for mlmodel in store.glob("*/*/mlflow_model/MLmodel"):
+        folder = mlmodel.parent
+        subprocess.run(
+            [sys.executable, "-c", MARKER_PICKLE, str(folder / "model.pkl"), str(marker)],
+            check=True,
+        )
+        meta = yaml.safe_load(mlmodel.read_text())
+        meta["flavors"]["sklearn"].update(
+            {"serialization_format": "cloudpickle", "pickled_model": "model.pkl"}
+        )
+        meta["flavors"]["python_function"]["model_path"] = "model.pkl"
+        mlmodel.write_text(yaml.safe_dump(meta))
+
+
+def test_a_server_whose_store_holds_a_tampered_model_never_gets_ready(
+    packaged: str, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    home = tmp_path / "tampered-home"
+    shutil.copytree(Path(base_env["BENTOML_HOME"]) / "models", home / "models", symlinks=False)
+    marker = tmp_path / "pwned"
+    tamper(home / "models", marker)
+
+    with pytest.raises(launcher.ServerError) as refused:
+        start_server(tmp_path / "server", {**base_env, "BENTOML_HOME": str(home)}, ready_seconds=60)
+
+    assert "UnsafeModel" in str(refused.value)
+    assert "serialised as 'cloudpickle'" in str(refused.value)
+    assert not marker.exists(), "the tampered pickle ran"
