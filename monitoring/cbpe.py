@@ -82,7 +82,7 @@ def window(
 ) -> Window:
     """The arrays of ``frame`` (``proba_<class>``, ``prediction`` and the label if any)."""
     raw = frame[[proba_column(c) for c in classes]].to_numpy(dtype="float64")
-    ranks = np.column_stack([np.unique(raw[:, c], return_inverse=True)[1] for c in range(len(classes))])
+    ranks = np.column_stack([np.unique(column, return_inverse=True)[1] for column in raw.T])
     index = {c: i for i, c in enumerate(classes)}
     predicted = frame[PREDICTION].map(index).to_numpy(dtype="int64")
     labels = frame[target].map(index) if target in frame else pd.Series(np.nan, index=frame.index)

@@ -10,10 +10,15 @@ but significant change in large ones raises an alarm, and no effect size is fixe
   ``drift.performance_sigmas`` standard deviations, the deviation combining the chunks'
   spread with the reference's own (it too is a sample). A realized drop must also be
   significant against the reference (independent bootstrap of both).
-- **concept drift**: is the realized metric below the *estimate on the same rows* by more
-  than the same kind of band (of the estimate-minus-realized gap over reference chunks)
-  and significantly (paired bootstrap of the labeled rows)? Covariate shift moves the
-  estimate and the realized metric together; only a change in P(y|x) parts them.
+- **concept drift**: is the realized metric below the *estimate on the same rows*
+  significantly (paired bootstrap of the labeled rows) and by more than CBPE's own error?
+  That error has two parts, both measured on the reference: noise (the band of the
+  estimate-minus-realized gap over reference chunks of the window's size) and bias on a
+  subpopulation (the largest gap on a slice of the reference cut by one feature: its
+  quantiles, or one of its frequent categories). Calibration is fitted on the whole
+  reference, so a window made of one slice (the over-55s, say) can be estimated a point
+  too high with P(y|x) unchanged; covariate shift alone moves the estimate and the
+  realized metric together up to that bias, only a change in P(y|x) parts them further.
 
 ``drift.min_performance_drop`` is an optional fixed floor on both (0 by default).
 Resampling is done as multinomial weights over fixed arrays, so hundreds of resamples of
@@ -87,6 +92,16 @@ def bootstrap_tests(
     return p_value(drops), p_value(gaps)
 
 
+def slice_bias(reference: Window, slices: list[np.ndarray], metric: str) -> float:
+    """CBPE's largest overestimate on a slice of the reference (0 when it never overestimates)."""
+    gaps = [
+        estimated(metric, part, None) - realized(metric, part, None)
+        for part in (reference.rows(keep) for keep in slices)
+    ]
+    finite = [g for g in gaps if np.isfinite(g)]
+    return max([0.0, *finite])
+
+
 def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, ConceptDrift]:
     """Both sections before (or without) a judgement: the settings they use."""
     drift = settings.drift
@@ -109,9 +124,14 @@ def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, Conc
 
 
 def judge(
-    reference: Window, current: Window, labeled: np.ndarray, settings: Settings
+    reference: Window,
+    current: Window,
+    labeled: np.ndarray,
+    slices: list[np.ndarray],
+    settings: Settings,
 ) -> tuple[Performance, ConceptDrift]:
-    """Both verdicts on ``current`` (``labeled`` marks the rows whose label joined)."""
+    """Both verdicts on ``current`` (``labeled`` marks the rows whose label joined;
+    ``slices`` are masks of reference rows, see :func:`slice_bias`)."""
     drift, metric = settings.drift, settings.drift.performance_metric
     sigmas, floor = drift.performance_sigmas, drift.min_performance_drop
     rng = np.random.default_rng(settings.data.seed)
@@ -165,7 +185,8 @@ def judge(
     estimate_here = estimated(metric, rows)
     gap = estimate_here - value
     chunk = band(len(rows))
-    gap_threshold = chunk.gap_mean + sigmas * float(np.hypot(chunk.gap_spread, whole.gap_spread))
+    noise = chunk.gap_mean + sigmas * float(np.hypot(chunk.gap_spread, whole.gap_spread))
+    gap_threshold = slice_bias(reference, slices, metric) + noise
     concept = concept.model_copy(
         update={
             "reference": reference_value,

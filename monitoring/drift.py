@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from monitoring import cbpe, concept_drift
@@ -214,7 +215,18 @@ def _performance_report(
     from evidently.metrics import ValueDrift
     from evidently.presets import ClassificationPreset
 
-    target, probas = settings.data.target, [proba_column(c) for c in classes]
+    target = settings.data.target
+    # Multiclass: Evidently takes the predicted label as the name of the most probable
+    # probability column (``idxmax``) and matches it against the labels, so the columns
+    # must be named by the classes themselves ("gold", not "proba_gold"), or every label
+    # is unknown ("At least one label specified must be in y_true").
+    names = {proba_column(c): proba_column(c) for c in classes}
+    if len(classes) > 2:
+        clash = [c for c in classes if c in (PREDICTION, target)]
+        if clash:
+            raise SchemaError(f"a class is named like a column: {', '.join(clash)}")
+        names = {proba_column(c): c for c in classes}
+    probas = list(names.values())
     classification: Any
     if len(classes) == 2:
         classification = BinaryClassification(
@@ -235,7 +247,8 @@ def _performance_report(
         categorical_columns=[PREDICTION, target],
         classification=[classification],
     )
-    keep = [*probas, PREDICTION, target]
+    keep = [*names, PREDICTION, target]
+    labeled, reference = (f[keep].rename(columns=names) for f in (labeled, reference))
     report = Report(
         [
             ValueDrift(
@@ -246,8 +259,8 @@ def _performance_report(
         include_tests=True,
     )
     return report.run(
-        Dataset.from_pandas(labeled[keep], data_definition=definition),
-        Dataset.from_pandas(reference[keep], data_definition=definition),
+        Dataset.from_pandas(labeled, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
     )
 
 
@@ -280,6 +293,23 @@ def _missing_values(
         max_missing_increase=allowed,
         columns=columns,
     )
+
+
+def reference_slices(reference: pd.DataFrame, settings: Settings) -> list[np.ndarray]:
+    """Subpopulations of the reference cut by one feature each: ``drift.slices`` quantile
+    bins of a numerical feature, and each category holding at least 1/``drift.slices`` of
+    the rows. On them CBPE's bias under a covariate shift is measured."""
+    count, slices = settings.drift.slices, []
+    for column in settings.data.features.numerical:
+        values = reference[column]
+        if values.notna().sum() == 0:
+            continue
+        bins = pd.qcut(values, q=count, duplicates="drop")
+        slices += [(bins == b).to_numpy() for b in bins.cat.categories]
+    for column in settings.data.features.categorical:
+        shares = reference[column].value_counts(normalize=True)
+        slices += [(reference[column] == c).to_numpy() for c in shares.index[shares >= 1 / count]]
+    return [s for s in slices if 0 < s.sum() < len(reference)]
 
 
 def _comparable(frame: pd.DataFrame, column: str) -> bool:
@@ -381,6 +411,7 @@ def compare(
         cbpe.window(ref, classes, target, calibrate),
         cbpe.window(cur, classes, target, calibrate),
         labeled.to_numpy(),
+        reference_slices(ref, settings),
         settings,
     )
     if summary.rows.labeled >= drift.min_labeled_rows:

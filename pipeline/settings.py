@@ -224,6 +224,7 @@ class DriftSettings(_Section):
     alpha: Annotated[float, Field(gt=0, lt=1)]
     min_performance_drop: Annotated[float, Field(ge=0)]
     performance_sigmas: Annotated[float, Field(gt=0)]
+    slices: Annotated[int, Field(ge=2)]
     performance_metric: Literal["roc_auc", "accuracy", "f1"]
     max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
     bootstrap: Annotated[int, Field(ge=100)]
