@@ -11,7 +11,8 @@ from a "truth" matrix, and the estimate is that function fed calibrated probabil
 - ROC AUC (binary: positive class; multiclass: macro one-vs-rest, as scikit-learn's
   ``multi_class="ovr"``): the ranked scores stay the model's; each row counts as
   ``truth`` of a positive and ``1 - truth`` of a negative, which is NannyML's expected
-  ROC curve integrated exactly, ties counting half.
+  ROC curve (TPR steps by ``p / sum p``, FPR by ``(1 - p) / sum (1 - p)``) integrated
+  exactly by trapezoids: ties, and a row with itself, count half.
 
 Probabilities are calibrated on the reference set by isotonic regression per class
 (one-vs-rest, rows renormalised when multiclass), as NannyML's CBPE does. Rows carry
