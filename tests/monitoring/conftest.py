@@ -4,7 +4,8 @@ The model is the project's factory, trained on a sample of the 75% training spli
 2015 with fewer boosting iterations to stay quick; the reference set is the other 25%
 with its predictions, and the model's permutation importance on it, as the evaluate
 stage writes them (two shuffles per feature instead of params.yaml's, to stay quick).
-Each production year is scored by that model and joined with its labels. Built once per session: the tests only read them.
+Each production year is scored by that model and joined with its labels. Built once per
+session: the tests only read them.
 """
 
 from __future__ import annotations
