@@ -416,3 +416,18 @@ def test_unreachable_pushgateway_fails_the_run_naming_it(project: Path) -> None:
     assert f"could not push to the Pushgateway at {gateway}" in result.output + (
         result.stderr or ""
     )
+
+
+def test_importance_file_is_read_beside_the_reference(tmp_path: Path) -> None:
+    """A missing or unreadable file is no importance (equal weights), never a failed run."""
+    from monitoring.drift_job import JobOptions, importance_path, read_importance
+
+    reference = tmp_path / "elsewhere" / "reference.parquet"
+    path = importance_path(load_settings(), JobOptions(reference=reference))
+    assert path == tmp_path / "elsewhere" / "importance.json"
+    assert read_importance(path) is None
+    path.parent.mkdir()
+    path.write_text("not json")
+    assert read_importance(path) is None
+    path.write_text(json.dumps({"metric": "roc_auc", "importance": {"AGEP": 0.2, "SEX": -0.01}}))
+    assert read_importance(path) == {"AGEP": 0.2, "SEX": -0.01}

@@ -182,3 +182,24 @@ def test_each_run_gets_a_fresh_registry() -> None:
     assert first is not second
     assert second.get_sample_value("mlstack_drift_share", MODEL) is None
     assert first.get_sample_value("mlstack_drift_share", MODEL) == pytest.approx(0.5)
+
+
+def test_an_estimate_without_labels_exports_no_realized_performance() -> None:
+    summary = judged().model_copy(
+        update={
+            "performance": _performance(
+                detected=False,
+                reference=0.9,
+                estimated=0.89,
+                lower_threshold=0.87,
+                estimated_drop_detected=False,
+                labeled_rows=0,
+            )
+        }
+    )
+    registry = registry_for(summary)
+    labels = {**MODEL, "metric": "roc_auc"}
+    assert registry.get_sample_value("mlstack_performance", {**labels, "kind": "estimated"}) == 0.89
+    assert registry.get_sample_value("mlstack_performance", {**labels, "kind": "realized"}) is None
+    performance = {**MODEL, "kind": "performance"}
+    assert registry.get_sample_value("mlstack_drift_detected", performance) == 0
