@@ -138,11 +138,14 @@ def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any
 def verdict(summary: dict[str, Any]) -> str:
     if summary["status"] != "ok":
         return str(summary["status"])
-    found = [
-        kind.replace("_", " ")
-        for kind in ("data_drift", "prediction_drift", "concept_drift")
-        if summary[kind]["detected"]
-    ]
+    names = {
+        "data_drift": "data drift",
+        "prediction_drift": "prediction drift",
+        "performance": "performance drop",
+        "concept_drift": "concept drift",
+        "data_quality": "missing values",
+    }
+    found = [name for kind, name in names.items() if summary[kind]["detected"]]
     return ", ".join(found) if found else "no drift"
 
 

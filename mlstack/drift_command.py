@@ -130,13 +130,24 @@ def _report(result: JobResult) -> None:
     if data.detected is not None:
         drifted = [c for c, v in data.columns.items() if v.detected]
         typer.echo(
-            f"data drift: {data.detected} (share {data.share:.3f}, columns {drifted or 'none'})"
+            f"data drift: {data.detected} (importance-weighted share {data.weighted_share:.3f}, "
+            f"share {data.share:.3f}, columns {drifted or 'none'})"
         )
         typer.echo(f"prediction drift: {summary.prediction_drift.detected}")
+        emptied = [c for c, v in summary.data_quality.columns.items() if v.detected]
+        typer.echo(f"missing values: {summary.data_quality.detected} ({emptied or 'none'})")
+    performance = summary.performance
+    if performance.estimated is not None:
+        realized = "n/a" if performance.realized is None else f"{performance.realized:.4f}"
+        typer.echo(
+            f"performance drop: {performance.detected} ({performance.metric} reference "
+            f"{performance.reference:.4f}, estimated {performance.estimated:.4f}, realized "
+            f"{realized}, lower threshold {performance.lower_threshold:.4f})"
+        )
     if concept.detected is not None:
         typer.echo(
-            f"concept drift: {concept.detected} ({concept.metric} {concept.reference:.4f} -> "
-            f"{concept.current:.4f}, p={concept.p_value:.4f}); "
+            f"concept drift: {concept.detected} (realized {concept.current:.4f} vs estimated "
+            f"{concept.estimated:.4f}, p={concept.p_value:.4f}); "
             f"label drift: {summary.label_drift.detected}"
         )
     typer.echo(f"report: {result.folder / 'report.html'}")

@@ -1,133 +1,202 @@
-"""Concept drift: is the model doing worse on the labeled current rows than on the reference?
+"""Performance drop and concept drift, told apart.
 
-Decided by a one-sided bootstrap test on the performance metric at ``drift.alpha``
-together with a minimum drop ``drift.min_performance_drop``: the test alone fires on
-negligible but significant changes in large windows, the drop alone on noise in small
-ones. Resampling is done as multinomial weights over fixed arrays, so 300 resamples of
-tens of thousands of rows take about a second. For more than two classes the metric is
-computed for the last class against the rest.
+Two questions, each answered by a one-sided bootstrap test at ``drift.alpha`` *and* a
+band calibrated on the reference set, so neither noise in small windows nor a negligible
+but significant change in large ones raises an alarm, and no effect size is fixed:
+
+- **performance drop**: is the metric on the window (estimated by CBPE from the
+  probabilities, realized once labels join) below ``lower_threshold``? The threshold is
+  the metric's mean over reference chunks of the window's size minus
+  ``drift.performance_sigmas`` standard deviations, the deviation combining the chunks'
+  spread with the reference's own (it too is a sample). A realized drop must also be
+  significant against the reference (independent bootstrap of both).
+- **concept drift**: is the realized metric below the *estimate on the same rows*
+  significantly (paired bootstrap of the labeled rows) and by more than CBPE's own error?
+  That error has two parts, both measured on the reference: noise (the band of the
+  estimate-minus-realized gap over reference chunks of the window's size) and bias on a
+  subpopulation (the largest gap on a slice of the reference cut by one feature: its
+  quantiles, or one of its frequent categories). Calibration is fitted on the whole
+  reference, so a window made of one slice (the over-55s, say) can be estimated a point
+  too high with P(y|x) unchanged; covariate shift alone moves the estimate and the
+  realized metric together up to that bias, only a change in P(y|x) parts them further.
+
+``drift.min_performance_drop`` is an optional fixed floor on both (0 by default).
+Resampling is done as multinomial weights over fixed arrays, so hundreds of resamples of
+tens of thousands of rows take about a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from monitoring.drift_summary import ConceptDrift
-from pipeline.schema import PREDICTION, proba_column
+from monitoring.cbpe import Window, estimated, realized
+from monitoring.drift_summary import ConceptDrift, Performance
 from pipeline.settings import Settings
 
-Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+def _resample(rng: np.random.Generator, rows: int, size: int) -> np.ndarray:
+    """Multinomial weights: ``size`` rows drawn with replacement out of ``rows``."""
+    return np.bincount(rng.integers(0, rows, size), minlength=rows).astype("float64")
 
 
-def roc_auc(y: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float:
-    """Weighted ROC AUC (ties count half): one pass, no sorting, so a bootstrap is cheap.
+@dataclass(frozen=True)
+class Band:
+    """The metric and the estimate-minus-realized gap over reference chunks of one size."""
 
-    ``score`` holds ranks of the unique scores (0..k-1), so a resample only re-weights.
-    """
-    positives = np.bincount(score, weights=weight * y)
-    negatives = np.bincount(score, weights=weight * ~y)
-    total_positive, total_negative = positives.sum(), negatives.sum()
-    if total_positive == 0 or total_negative == 0:
-        return float("nan")
-    below = np.cumsum(negatives) - negatives
-    pairs = float(np.sum(positives * (below + 0.5 * negatives)))
-    return pairs / float(total_positive * total_negative)
+    mean: float
+    spread: float
+    gap_mean: float
+    gap_spread: float
 
 
-def accuracy(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
-    return float(np.sum(weight * (y == predicted)) / np.sum(weight))
-
-
-def f1(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> float:
-    true_positives = float(np.sum(weight * (y & predicted)))
-    denominator = float(np.sum(weight * y) + np.sum(weight * predicted))
-    return 2 * true_positives / denominator if denominator else 0.0
-
-
-def performance_test(
-    reference: tuple[np.ndarray, np.ndarray],
-    current: tuple[np.ndarray, np.ndarray],
-    metric: Metric,
-    resamples: int,
-    seed: int,
-) -> tuple[float, float, float]:
-    """Metric on both samples and a one-sided bootstrap p-value for "current is worse".
-
-    Both samples are resampled independently (as multinomial weights); the p-value is the
-    share of resampled differences (reference minus current) at or below zero, with the
-    usual +1 correction, so its floor is ``1 / (resamples + 1)``.
-    """
-    rng = np.random.default_rng(seed)
-
-    def value(sample: tuple[np.ndarray, np.ndarray], weight: np.ndarray | None = None) -> float:
-        n = len(sample[0])
-        return metric(*sample, np.ones(n) if weight is None else weight)
-
-    def resample(n: int) -> np.ndarray:
-        return np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
-
-    drops = np.array(
-        [
-            value(reference, resample(len(reference[0])))
-            - value(current, resample(len(current[0])))
-            for _ in range(resamples)
-        ]
+def reference_band(
+    reference: Window, metric: str, size: int, resamples: int, rng: np.random.Generator
+) -> Band:
+    values, gaps = [], []
+    for _ in range(resamples):
+        weight = _resample(rng, len(reference), size)
+        value = realized(metric, reference, weight)
+        values.append(value)
+        gaps.append(estimated(metric, reference, weight) - value)
+    return Band(
+        float(np.nanmean(values)),
+        float(np.nanstd(values)),
+        float(np.nanmean(gaps)),
+        float(np.nanstd(gaps)),
     )
-    p_value = (1 + int(np.sum(~(drops > 0)))) / (resamples + 1)
-    return value(reference), value(current), p_value
 
 
-def no_verdict(settings: Settings, labeled_rows: int) -> ConceptDrift:
-    """The concept-drift section before (or without) a judgement: the settings it uses."""
+def bootstrap_tests(
+    reference: Window, current: Window, metric: str, resamples: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """One-sided bootstrap p-values for "realized is lower on current than on reference"
+    (both resampled independently) and "realized is below the estimate on current" (the
+    same resample of current for both, i.e. paired).
+
+    Each p-value is the share of resampled differences at or below zero, with the usual +1
+    correction, so its floor is ``1 / (resamples + 1)``.
+    """
+    drops, gaps = [], []
+    for _ in range(resamples):
+        weight = _resample(rng, len(current), len(current))
+        value = realized(metric, current, weight)
+        reference_weight = _resample(rng, len(reference), len(reference))
+        drops.append(realized(metric, reference, reference_weight) - value)
+        gaps.append(estimated(metric, current, weight) - value)
+
+    def p_value(differences: list[float]) -> float:
+        return (1 + int(np.sum(~(np.array(differences) > 0)))) / (resamples + 1)
+
+    return p_value(drops), p_value(gaps)
+
+
+def slice_bias(reference: Window, slices: list[np.ndarray], metric: str) -> float:
+    """CBPE's largest overestimate on a slice of the reference (0 when it never overestimates)."""
+    gaps = [
+        estimated(metric, part, None) - realized(metric, part, None)
+        for part in (reference.rows(keep) for keep in slices)
+    ]
+    finite = [g for g in gaps if np.isfinite(g)]
+    return max([0.0, *finite])
+
+
+def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, ConceptDrift]:
+    """Both sections before (or without) a judgement: the settings they use."""
     drift = settings.drift
-    return ConceptDrift(
+    performance = Performance(
+        metric=drift.performance_metric,
+        alpha=drift.alpha,
+        sigmas=drift.performance_sigmas,
+        min_drop=drift.min_performance_drop,
+        labeled_rows=labeled_rows,
+        min_labeled_rows=drift.min_labeled_rows,
+    )
+    concept = ConceptDrift(
         metric=drift.performance_metric,
         alpha=drift.alpha,
         min_drop=drift.min_performance_drop,
         labeled_rows=labeled_rows,
         min_labeled_rows=drift.min_labeled_rows,
     )
+    return performance, concept
 
 
 def judge(
-    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, positive: str
-) -> ConceptDrift:
-    """The verdict on the labeled current rows; no verdict below ``drift.min_labeled_rows``."""
-    drift = settings.drift
-    verdict = no_verdict(settings, len(labeled))
-    if len(labeled) < drift.min_labeled_rows:
-        return verdict
-    target = settings.data.target
+    reference: Window,
+    current: Window,
+    labeled: np.ndarray,
+    slices: list[np.ndarray],
+    settings: Settings,
+) -> tuple[Performance, ConceptDrift]:
+    """Both verdicts on ``current`` (``labeled`` marks the rows whose label joined;
+    ``slices`` are masks of reference rows, see :func:`slice_bias`)."""
+    drift, metric = settings.drift, settings.drift.performance_metric
+    sigmas, floor = drift.performance_sigmas, drift.min_performance_drop
+    rng = np.random.default_rng(settings.data.seed)
+    performance, concept = no_verdict(settings, int(labeled.sum()))
+    whole = reference_band(reference, metric, len(reference), drift.bootstrap, rng)
+    bands: dict[int, Band] = {}
 
-    scores = np.concatenate(
-        [f[proba_column(positive)].to_numpy(dtype="float64") for f in (reference, labeled)]
-    )
-    ranks = np.unique(scores, return_inverse=True)[1]
+    def band(size: int) -> Band:
+        if size not in bands:
+            bands[size] = reference_band(reference, metric, size, drift.bootstrap, rng)
+        return bands[size]
 
-    def arrays(frame: pd.DataFrame, offset: int) -> tuple[np.ndarray, np.ndarray]:
-        y = (frame[target] == positive).to_numpy(dtype=bool)
-        if drift.performance_metric == "roc_auc":
-            return y, ranks[offset : offset + len(frame)]
-        return y, (frame[PREDICTION] == positive).to_numpy(dtype=bool)
+    def lower(size: int) -> float:
+        chunk = band(size)
+        return chunk.mean - sigmas * float(np.hypot(chunk.spread, whole.spread))
 
-    metric: Metric = {"roc_auc": roc_auc, "accuracy": accuracy, "f1": f1}[drift.performance_metric]
-    ref_value, cur_value, p_value = performance_test(
-        arrays(reference, 0),
-        arrays(labeled, len(reference)),
-        metric,
-        drift.bootstrap,
-        settings.data.seed,
-    )
-    drop = ref_value - cur_value
-    return verdict.model_copy(
+    reference_value = realized(metric, reference)
+    estimate = estimated(metric, current)
+    threshold = lower(len(current))
+    performance = performance.model_copy(
         update={
-            "reference": ref_value,
-            "current": cur_value,
-            "drop": drop,
-            "p_value": p_value,
-            "detected": bool(p_value < drift.alpha and drop >= drift.min_performance_drop),
+            "reference": reference_value,
+            "estimated": estimate,
+            "lower_threshold": threshold,
+            "estimated_drop_detected": bool(
+                estimate < threshold and reference_value - estimate >= floor
+            ),
         }
     )
+    performance.detected = performance.estimated_drop_detected
+    if performance.labeled_rows < drift.min_labeled_rows:
+        return performance, concept
+
+    rows = current.rows(labeled)
+    value = realized(metric, rows)
+    labeled_threshold = lower(len(rows))
+    p_drop, p_gap = bootstrap_tests(reference, rows, metric, drift.bootstrap, rng)
+    drop_detected = bool(
+        value < labeled_threshold and p_drop < drift.alpha and reference_value - value >= floor
+    )
+    performance = performance.model_copy(
+        update={
+            "realized": value,
+            "labeled_lower_threshold": labeled_threshold,
+            "p_value": p_drop,
+            "drop_detected": drop_detected,
+            "detected": drop_detected,
+        }
+    )
+
+    estimate_here = estimated(metric, rows)
+    gap = estimate_here - value
+    chunk = band(len(rows))
+    noise = chunk.gap_mean + sigmas * float(np.hypot(chunk.gap_spread, whole.gap_spread))
+    gap_threshold = slice_bias(reference, slices, metric) + noise
+    concept = concept.model_copy(
+        update={
+            "reference": reference_value,
+            "current": value,
+            "estimated": estimate_here,
+            "drop": reference_value - value,
+            "gap": gap,
+            "gap_threshold": gap_threshold,
+            "p_value": p_gap,
+            "detected": bool(gap > gap_threshold and p_gap < drift.alpha and gap >= floor),
+        }
+    )
+    return performance, concept

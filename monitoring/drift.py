@@ -4,21 +4,28 @@
 job in :mod:`monitoring.drift_job` does the I/O. Evidently computes the data,
 prediction and label drift (``DataDriftPreset`` and ``ValueDrift``, its default methods
 unless ``params.yaml`` says otherwise) and the classification metrics for its report;
-concept drift is judged by :mod:`monitoring.concept_drift`. Verdicts are read from the
-Evidently tests (``include_tests=True``): without them a report has scores but no verdict.
+the dataset verdict weighs drifted columns by the champion's permutation importance;
+missing values are compared here (a column Evidently cannot take, such as an empty one,
+is a data-quality verdict rather than an error); performance is estimated and judged
+by :mod:`monitoring.cbpe` and :mod:`monitoring.concept_drift`. Verdicts are read from
+the Evidently tests (``include_tests=True``): without them a report has scores but no
+verdict.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from monitoring import concept_drift
+from monitoring import cbpe, concept_drift
 from monitoring.drift_summary import (
     ColumnVerdict,
     DataDrift,
+    DataQuality,
     LabelDrift,
+    MissingValues,
     ModelInfo,
     PredictionDrift,
     Rows,
@@ -170,8 +177,10 @@ def _drift_report(
     current: pd.DataFrame,
     settings: Settings,
     prediction_columns: list[str],
+    compared: list[str],
 ) -> Any:
-    """Evidently's report on every current row: data drift plus prediction drift."""
+    """Evidently's report on every current row: data drift of the ``compared`` features
+    plus prediction drift."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -179,7 +188,7 @@ def _drift_report(
     drift, features = settings.drift, settings.data.features
     columns = drift.columns
     preset = DataDriftPreset(
-        columns=features.all,
+        columns=compared,
         drift_share=drift.drift_share,
         method=drift.method,
         threshold=drift.threshold,
@@ -192,10 +201,10 @@ def _drift_report(
     ]
     probas = [c for c in prediction_columns if c != PREDICTION]
     definition = DataDefinition(
-        numerical_columns=[*features.numerical, *probas],
-        categorical_columns=[*features.categorical, PREDICTION],
+        numerical_columns=[*(c for c in features.numerical if c in compared), *probas],
+        categorical_columns=[*(c for c in features.categorical if c in compared), PREDICTION],
     )
-    keep = [*features.all, *prediction_columns]
+    keep = [*compared, *prediction_columns]
     report = Report([preset, *predictions], include_tests=True)
     return report.run(
         Dataset.from_pandas(current[keep], data_definition=definition),
@@ -217,7 +226,18 @@ def _performance_report(
     from evidently.metrics import ValueDrift
     from evidently.presets import ClassificationPreset
 
-    target, probas = settings.data.target, [proba_column(c) for c in classes]
+    target = settings.data.target
+    # Multiclass: Evidently takes the predicted label as the name of the most probable
+    # probability column (``idxmax``) and matches it against the labels, so the columns
+    # must be named by the classes themselves ("gold", not "proba_gold"), or every label
+    # is unknown ("At least one label specified must be in y_true").
+    names = {proba_column(c): proba_column(c) for c in classes}
+    if len(classes) > 2:
+        clash = [c for c in classes if c in (PREDICTION, target)]
+        if clash:
+            raise SchemaError(f"a class is named like a column: {', '.join(clash)}")
+        names = {proba_column(c): c for c in classes}
+    probas = list(names.values())
     classification: Any
     if len(classes) == 2:
         classification = BinaryClassification(
@@ -238,7 +258,8 @@ def _performance_report(
         categorical_columns=[PREDICTION, target],
         classification=[classification],
     )
-    keep = [*probas, PREDICTION, target]
+    keep = [*names, PREDICTION, target]
+    labeled, reference = (f[keep].rename(columns=names) for f in (labeled, reference))
     report = Report(
         [
             ValueDrift(
@@ -249,9 +270,62 @@ def _performance_report(
         include_tests=True,
     )
     return report.run(
-        Dataset.from_pandas(labeled[keep], data_definition=definition),
-        Dataset.from_pandas(reference[keep], data_definition=definition),
+        Dataset.from_pandas(labeled, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
     )
+
+
+def importance_weights(
+    importance: dict[str, float] | None, features: list[str]
+) -> dict[str, float] | None:
+    """Permutation importances as weights summing to 1: negative ones (shuffling helped,
+    i.e. noise) count 0. ``None`` when there is nothing to weigh by."""
+    if not importance:
+        return None
+    clipped = {c: max(float(importance.get(c, 0.0)), 0.0) for c in features}
+    total = sum(clipped.values())
+    return {c: v / total for c, v in clipped.items()} if total > 0 else None
+
+
+def _missing_values(
+    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings
+) -> DataQuality:
+    """Missing-value share per feature, flagged when it rose by more than the knob allows."""
+    allowed = settings.drift.max_missing_increase
+    columns = {}
+    for column in settings.data.features.all:
+        before = float(reference[column].isna().mean())
+        now = float(current[column].isna().mean())
+        columns[column] = MissingValues(
+            reference=before, current=now, detected=now - before > allowed
+        )
+    return DataQuality(
+        detected=any(v.detected for v in columns.values()),
+        max_missing_increase=allowed,
+        columns=columns,
+    )
+
+
+def reference_slices(reference: pd.DataFrame, settings: Settings) -> list[np.ndarray]:
+    """Subpopulations of the reference cut by one feature each: ``drift.slices`` quantile
+    bins of a numerical feature, and each category holding at least 1/``drift.slices`` of
+    the rows. On them CBPE's bias under a covariate shift is measured."""
+    count, slices = settings.drift.slices, []
+    for column in settings.data.features.numerical:
+        values = reference[column]
+        if values.notna().sum() == 0:
+            continue
+        bins = pd.qcut(values, q=count, duplicates="drop")
+        slices += [(bins == b).to_numpy() for b in bins.cat.categories]
+    for column in settings.data.features.categorical:
+        shares = reference[column].value_counts(normalize=True)
+        slices += [(reference[column] == c).to_numpy() for c in shares.index[shares >= 1 / count]]
+    return [s for s in slices if 0 < s.sum() < len(reference)]
+
+
+def _comparable(frame: pd.DataFrame, column: str) -> bool:
+    """Evidently refuses a column with no value at all ("An empty column was provided")."""
+    return bool(frame[column].notna().any())
 
 
 def compare(
@@ -259,11 +333,14 @@ def compare(
     current: pd.DataFrame,
     settings: Settings,
     model: ModelInfo | None = None,
+    importance: dict[str, float] | None = None,
 ) -> Summary:
     """Judge the current window against the reference set.
 
     Both frames hold the features, ``prediction`` and ``proba_<class>``; the reference
     also the label, the current one the label where it has joined (missing otherwise).
+    ``importance`` is the champion's permutation importance per feature (the evaluate
+    stage's file); without it every column weighs the same.
     Raises :class:`SchemaError` naming the columns when the frames do not match.
     """
     classes = _classes(reference, settings)
@@ -272,33 +349,59 @@ def compare(
         current = reference.iloc[0:0].drop(columns=settings.data.target)
     _check_columns(reference, current, settings)
     _check_methods(settings)
-    positive = classes[-1]
     ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
-    labeled = cur[cur[settings.data.target].notna()]
-    _check_classes(labeled[settings.data.target], settings.data.target, classes)
+    labeled = cur[settings.data.target].notna()
+    _check_classes(cur.loc[labeled, settings.data.target], settings.data.target, classes)
     drift = settings.drift
+    performance, concept = concept_drift.no_verdict(settings, int(labeled.sum()))
     summary = Summary(
         status="ok" if len(cur) >= drift.min_rows else "insufficient_data",
-        rows=Rows(reference=len(ref), current=len(cur), labeled=len(labeled)),
+        rows=Rows(reference=len(ref), current=len(cur), labeled=int(labeled.sum())),
         data_drift=DataDrift(drift_share=drift.drift_share),
         prediction_drift=PredictionDrift(),
         label_drift=LabelDrift(),
-        concept_drift=concept_drift.no_verdict(settings, len(labeled)),
+        performance=performance,
+        concept_drift=concept,
+        data_quality=DataQuality(max_missing_increase=drift.max_missing_increase),
         model=model or _model_info(current, settings),
     )
     if summary.status != "ok":
         return summary
 
+    features = settings.data.features.all
+    quality = _missing_values(ref, cur, settings)
+    summary.data_quality = quality
+    compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
     # Binary: the positive class's probability says it all; the other is its mirror.
     probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
-    snapshot = _drift_report(ref, cur, settings, [*probas, PREDICTION])
+    snapshot = _drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
     numerical = {*settings.data.features.numerical, *probas}
     verdicts = _verdicts(snapshot, numerical)
-    columns = {c: verdicts[c] for c in settings.data.features.all if c in verdicts}
+    weights = importance_weights(importance, features)
+    columns = {}
+    for column in features:
+        missing = quality.columns[column]
+        verdict = verdicts.get(column) or ColumnVerdict(
+            # No values on one side: nothing to compare, and all of it changed.
+            method="missing values",
+            score=abs(missing.current - missing.reference),
+            threshold=drift.max_missing_increase,
+            detected=True,
+        )
+        columns[column] = verdict.model_copy(
+            update={
+                "importance": weights[column] if weights else None,
+                "missing_share": missing.current,
+            }
+        )
+    uniform = {c: 1 / len(features) for c in features}
     share = sum(v.detected for v in columns.values()) / len(columns)
+    weighted = sum((weights or uniform)[c] for c, v in columns.items() if v.detected)
     summary.data_drift = DataDrift(
-        detected=share >= drift.drift_share,
+        detected=weighted >= drift.drift_share,
         share=share,
+        weighted_share=weighted,
+        weights="importance" if weights else "uniform",
         drift_share=drift.drift_share,
         columns=columns,
     )
@@ -313,15 +416,24 @@ def compare(
     )
     summary._snapshots["report"] = snapshot
 
-    if len(labeled) >= drift.min_labeled_rows:
-        performance = _performance_report(ref, labeled, settings, classes)
-        label = _verdicts(performance, set())[settings.data.target]
+    target = settings.data.target
+    reference_rows = cbpe.window(ref, classes, target)
+    calibrate = cbpe.Calibrator(reference_rows.proba, reference_rows.onehot)
+    summary.performance, summary.concept_drift = concept_drift.judge(
+        cbpe.window(ref, classes, target, calibrate),
+        cbpe.window(cur, classes, target, calibrate),
+        labeled.to_numpy(),
+        reference_slices(ref, settings),
+        settings,
+    )
+    if summary.rows.labeled >= drift.min_labeled_rows:
+        report = _performance_report(ref, cur[labeled], settings, classes)
+        label = _verdicts(report, set())[target]
         summary.label_drift = LabelDrift(
             detected=label.detected,
             method=label.method,
             score=label.score,
             threshold=label.threshold,
         )
-        summary.concept_drift = concept_drift.judge(ref, labeled, settings, positive)
-        summary._snapshots["performance"] = performance
+        summary._snapshots["performance"] = report
     return summary

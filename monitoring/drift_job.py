@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.paths import REFERENCE_FILE
+from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,6 +73,25 @@ def reference_path(settings: Settings, options: JobOptions) -> Path:
     if options.reference is not None:
         return options.reference
     return settings.path(REFERENCE_FILE)
+
+
+def importance_path(settings: Settings, options: JobOptions) -> Path:
+    """The champion's feature importance, beside the reference set it was computed with."""
+    if options.reference is not None:
+        return options.reference.with_name(Path(IMPORTANCE_FILE).name)
+    return settings.path(IMPORTANCE_FILE)
+
+
+def read_importance(path: Path) -> dict[str, float] | None:
+    """Permutation importance per feature, or ``None`` (every column weighs the same)."""
+    try:
+        payload = json.loads(path.read_text())
+        return {str(c): float(v) for c, v in payload["importance"].items()}
+    except FileNotFoundError:
+        logger.warning("drift: no feature importance at %s; columns weigh the same", path)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        logger.warning("drift: ignoring unreadable importance file %s: %s", path, error)
+    return None
 
 
 def reports_folder(settings: Settings) -> Path:
@@ -176,9 +195,13 @@ def _run_folder(settings: Settings, started: datetime) -> Path:
 
 def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
     """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``."""
+    from monitoring.drift_page import add_section
+
     snapshots = summary.snapshots
     if "report" in snapshots:
-        snapshots["report"].save_html(str(folder / "report.html"))
+        report = folder / "report.html"
+        snapshots["report"].save_html(str(report))
+        report.write_text(add_section(report.read_text(), summary))
     else:
         html = INSUFFICIENT_HTML.format(rows=summary.rows.current, needed=extra["min_rows"])
         (folder / "report.html").write_text(html)
@@ -228,18 +251,26 @@ def log_to_mlflow(
         "rows_current": summary.rows.current,
         "rows_labeled": summary.rows.labeled,
     }
-    for kind in ("data_drift", "prediction_drift", "label_drift", "concept_drift"):
+    kinds = ("data_drift", "prediction_drift", "label_drift", "performance", "concept_drift")
+    for kind in (*kinds, "data_quality"):
         detected = getattr(summary, kind).detected
         if detected is not None:
             metrics[f"{kind}_detected"] = float(detected)
     if summary.data_drift.share is not None:
         metrics["data_drift_share"] = summary.data_drift.share
+    if summary.data_drift.weighted_share is not None:
+        metrics["data_drift_weighted_share"] = summary.data_drift.weighted_share
     for column, verdict in summary.data_drift.columns.items():
         metrics[f"drift_score_{column}"] = verdict.score
+    performance = summary.performance
+    for name in ("reference", "estimated", "realized", "lower_threshold"):
+        value = getattr(performance, name)
+        if value is not None:
+            metrics[f"performance_{performance.metric}_{name}"] = value
     if summary.prediction_drift.score is not None:
         metrics["prediction_drift_score"] = summary.prediction_drift.score
     concept = summary.concept_drift
-    for name in ("reference", "current", "drop", "p_value"):
+    for name in ("reference", "current", "drop", "gap", "p_value"):
         value = getattr(concept, name)
         if value is not None:
             metrics[f"{concept.metric}_{name}"] = value
@@ -353,8 +384,9 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
             "`dvc repro evaluate`)"
         )
     reference = read_table(source)
+    importance = read_importance(importance_path(settings, options))
     current, model, window = load_current(settings, options)
-    summary = compare(reference, current, settings, model=model)
+    summary = compare(reference, current, settings, model=model, importance=importance)
     folder = _run_folder(settings, started)
     extra: dict[str, Any] = {
         "window": window,

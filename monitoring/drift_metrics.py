@@ -22,11 +22,27 @@ DETECTED = "mlstack_drift_detected"
 SHARE = "mlstack_drift_share"
 COLUMN_SCORE = "mlstack_drift_column_score"
 COLUMN_DETECTED = "mlstack_drift_column_detected"
+COLUMN_IMPORTANCE = "mlstack_drift_column_importance"
+COLUMN_MISSING = "mlstack_drift_column_missing_share"
+WEIGHTED_SHARE = "mlstack_drift_weighted_share"
 PERFORMANCE = "mlstack_performance"
+PERFORMANCE_THRESHOLD = "mlstack_performance_lower_threshold"
 ROWS = "mlstack_drift_rows"
 LAST_SUCCESS = "mlstack_drift_last_success_timestamp_seconds"
 # Every series a run exports: the alert rules, the dashboard and the tests use these names.
-SERIES = (DETECTED, SHARE, COLUMN_SCORE, COLUMN_DETECTED, PERFORMANCE, ROWS, LAST_SUCCESS)
+SERIES = (
+    DETECTED,
+    SHARE,
+    WEIGHTED_SHARE,
+    COLUMN_SCORE,
+    COLUMN_DETECTED,
+    COLUMN_IMPORTANCE,
+    COLUMN_MISSING,
+    PERFORMANCE,
+    PERFORMANCE_THRESHOLD,
+    ROWS,
+    LAST_SUCCESS,
+)
 
 
 def registry_for(summary: Summary, finished: float | None = None) -> CollectorRegistry:
@@ -39,9 +55,24 @@ def registry_for(summary: Summary, finished: float | None = None) -> CollectorRe
 
     detected = gauge(DETECTED, "1 when drift of this kind was detected.", "kind")
     share = gauge(SHARE, "Share of feature columns whose distribution drifted.")
+    weighted_share = gauge(
+        WEIGHTED_SHARE, "Share of the champion's feature importance carried by drifted columns."
+    )
     score = gauge(COLUMN_SCORE, "Drift score of a column (method dependent).", "column")
     column_detected = gauge(COLUMN_DETECTED, "1 when a column drifted.", "column")
-    performance = gauge(PERFORMANCE, "Model performance on labeled rows.", "metric", "window")
+    importance = gauge(
+        COLUMN_IMPORTANCE, "A feature's normalised permutation importance.", "column"
+    )
+    missing = gauge(COLUMN_MISSING, "Share of current rows where a feature is missing.", "column")
+    performance = gauge(
+        PERFORMANCE,
+        "Model performance: reference, estimated (CBPE, no labels) or realized (labels).",
+        "metric",
+        "kind",
+    )
+    threshold = gauge(
+        PERFORMANCE_THRESHOLD, "Below this the window's performance is a drop.", "metric"
+    )
     rows = gauge(ROWS, "Rows compared, by kind.", "kind")
     success = gauge(LAST_SUCCESS, "When the drift job last completed.")
 
@@ -49,21 +80,32 @@ def registry_for(summary: Summary, finished: float | None = None) -> CollectorRe
         "data": summary.data_drift.detected,
         "prediction": summary.prediction_drift.detected,
         "label": summary.label_drift.detected,
+        "performance": summary.performance.detected,
         "concept": summary.concept_drift.detected,
+        "data_quality": summary.data_quality.detected,
     }
     for kind, value in verdicts.items():
         if value is not None:
             detected.labels(kind=kind, **model).set(int(value))
     if summary.data_drift.share is not None:
         share.labels(**model).set(summary.data_drift.share)
+    if summary.data_drift.weighted_share is not None:
+        weighted_share.labels(**model).set(summary.data_drift.weighted_share)
     columns = {**summary.data_drift.columns, **summary.prediction_drift.columns}
     for column, verdict in columns.items():
         score.labels(column=column, **model).set(verdict.score)
         column_detected.labels(column=column, **model).set(int(verdict.detected))
-    concept = summary.concept_drift
-    for window, measured in (("reference", concept.reference), ("current", concept.current)):
+        if verdict.importance is not None:
+            importance.labels(column=column, **model).set(verdict.importance)
+        if verdict.missing_share is not None:
+            missing.labels(column=column, **model).set(verdict.missing_share)
+    judged = summary.performance
+    for kind in ("reference", "estimated", "realized"):
+        measured = getattr(judged, kind)
         if measured is not None:
-            performance.labels(metric=concept.metric, window=window, **model).set(measured)
+            performance.labels(metric=judged.metric, kind=kind, **model).set(measured)
+    if judged.lower_threshold is not None:
+        threshold.labels(metric=judged.metric, **model).set(judged.lower_threshold)
     for kind, count in summary.rows.model_dump().items():
         rows.labels(kind=kind, **model).set(count)
     success.labels(**model).set(time.time() if finished is None else finished)

@@ -20,6 +20,8 @@ class ColumnVerdict(_Model):
     score: float
     threshold: float
     detected: bool
+    importance: float | None = None  # the column's normalised weight in ``weighted_share``
+    missing_share: float | None = None  # share of the current rows where it is missing
 
 
 class Rows(_Model):
@@ -29,10 +31,30 @@ class Rows(_Model):
 
 
 class DataDrift(_Model):
+    """``detected`` compares ``weighted_share`` (drifted columns weighted by the champion's
+    permutation importance) with ``drift_share``; ``share`` is the plain share of columns."""
+
     detected: bool | None = None
     share: float | None = None
+    weighted_share: float | None = None
+    weights: Literal["importance", "uniform"] = "uniform"
     drift_share: float
     columns: dict[str, ColumnVerdict] = {}
+
+
+class MissingValues(_Model):
+    reference: float
+    current: float
+    detected: bool
+
+
+class DataQuality(_Model):
+    """Missing-value share per feature against the reference's: a column that empties is
+    a verdict (an upstream break), never a failed run."""
+
+    detected: bool | None = None
+    max_missing_increase: float
+    columns: dict[str, MissingValues] = {}
 
 
 class PredictionDrift(_Model):
@@ -50,12 +72,50 @@ class LabelDrift(_Model):
     threshold: float | None = None
 
 
+class Performance(_Model):
+    """The model's performance on the window: estimated (CBPE) from its probabilities as
+    soon as rows arrive, realized once labels join, both against ``lower_threshold``.
+
+    ``detected`` is the realized verdict once there are enough labels, the estimated one
+    before. ``lower_threshold`` is for a window of the current rows' size,
+    ``labeled_lower_threshold`` for the labeled rows' (the same when every label joined).
+    """
+
+    detected: bool | None = None
+    metric: str
+    reference: float | None = None
+    estimated: float | None = None
+    realized: float | None = None
+    lower_threshold: float | None = None
+    labeled_lower_threshold: float | None = None
+    drop_detected: bool | None = None
+    estimated_drop_detected: bool | None = None
+    p_value: float | None = None
+    alpha: float
+    sigmas: float
+    min_drop: float
+    labeled_rows: int
+    min_labeled_rows: int
+
+
 class ConceptDrift(_Model):
+    """Realized performance significantly and materially below the CBPE estimate on the
+    same labeled rows: what the inputs alone promise the model, the labels deny it.
+
+    ``reference`` and ``current`` are the realized metric on the reference set and the
+    labeled rows (``drop`` their difference); ``estimated`` the estimate on those rows,
+    ``gap`` estimated minus current, ``gap_threshold`` the band it must exceed and
+    ``p_value`` the paired bootstrap's for "current is below the estimate".
+    """
+
     detected: bool | None = None
     metric: str
     reference: float | None = None
     current: float | None = None
+    estimated: float | None = None
     drop: float | None = None
+    gap: float | None = None
+    gap_threshold: float | None = None
     p_value: float | None = None
     alpha: float
     min_drop: float
@@ -79,7 +139,9 @@ class Summary(_Model):
     data_drift: DataDrift
     prediction_drift: PredictionDrift
     label_drift: LabelDrift
+    performance: Performance
     concept_drift: ConceptDrift
+    data_quality: DataQuality
     model: ModelInfo
     _snapshots: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -92,7 +154,9 @@ class Summary(_Model):
                 self.data_drift,
                 self.prediction_drift,
                 self.label_drift,
+                self.performance,
                 self.concept_drift,
+                self.data_quality,
             )
         )
 

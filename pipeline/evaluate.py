@@ -3,7 +3,10 @@ the reference set that the drift job compares live traffic against.
 
 The reference set is the test split with the candidate's predicted label and class
 probabilities, in the same columns the capture log uses, so reference and current line
-up column for column.
+up column for column. Beside it goes the candidate's permutation importance per feature
+(on the same split, with ``promote.metric``): the drift job weighs drifted columns by it,
+so a shift in the feature the model leans on counts for more than one in a feature it
+ignores.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 from pipeline.io import read_json, read_table, write_json, write_parquet
 from pipeline.labels import normalize_label
-from pipeline.metrics import all_metrics
+from pipeline.metrics import all_metrics, permutation_importance
 from pipeline.model import predict_frame
-from pipeline.paths import METRICS_FILE, PLOTS_DIR, REFERENCE_FILE, TEST_FILE, TRAIN_REPORT
+from pipeline.paths import (
+    IMPORTANCE_FILE,
+    METRICS_FILE,
+    PLOTS_DIR,
+    REFERENCE_FILE,
+    TEST_FILE,
+    TRAIN_REPORT,
+)
 from pipeline.schema import proba_columns
 from pipeline.settings import DataSettings, load_settings_or_exit
 from pipeline.tracking import configure, load_model, tracking_uri
@@ -112,6 +122,19 @@ def main() -> None:
     draw(tables, classes, folder)
     write_parquet(reference_set(test, predictions, settings.data), settings.path(REFERENCE_FILE))
     write_json(metrics, settings.path(METRICS_FILE))
+    importance = permutation_importance(
+        model,
+        test[settings.data.features.all],
+        y_true,
+        classes,
+        settings.promote.metric,
+        settings.evaluate.importance_repeats,
+        settings.data.seed,
+    )
+    write_json(
+        {"metric": settings.promote.metric, "importance": importance},
+        settings.path(IMPORTANCE_FILE),
+    )
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         for label, values in metrics["per_class"].items():

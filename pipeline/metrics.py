@@ -52,3 +52,29 @@ def all_metrics(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dic
     }
     headline: dict[str, Any] = {m: score(y_true, proba, classes, m) for m in HIGHER_IS_BETTER}
     return {**headline, "rows": len(y_true), "per_class": per_class}
+
+
+def permutation_importance(
+    model: Any,
+    X: pd.DataFrame,
+    y_true: pd.Series,
+    classes: list[str],
+    metric: str,
+    repeats: int,
+    seed: int,
+) -> dict[str, float]:
+    """How much ``metric`` worsens when each feature's values are shuffled (mean over repeats).
+
+    scikit-learn's ``permutation_importance`` with this module's metric (so the gate's
+    metric means the same here); positive is "the model relies on it". The drift job
+    normalises these into weights for its importance-weighted share of drifted columns.
+    """
+    from sklearn.inspection import permutation_importance as permute
+
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+
+    def scorer(estimator: Any, X_: pd.DataFrame, y_: pd.Series) -> float:
+        return sign * score(y_, estimator.predict_proba(X_), classes, metric)
+
+    result = permute(model, X, y_true, scoring=scorer, n_repeats=repeats, random_state=seed)
+    return {str(c): float(v) for c, v in zip(X.columns, result.importances_mean, strict=True)}

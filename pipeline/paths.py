@@ -16,6 +16,8 @@ TRAIN_REPORT = "reports/train.json"
 METRICS_FILE = "reports/metrics.json"
 PLOTS_DIR = "reports/plots"
 REFERENCE_FILE = "data/reference/reference.parquet"
+# The champion's permutation importance per feature, beside the reference set it goes with.
+IMPORTANCE_FILE = "data/reference/importance.json"
 PROMOTION_REPORT = "reports/promotion.json"
 PACKAGE_REPORT = "reports/package.json"
 BENTOFILE = "bentofile.yaml"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from pipeline.labels import normalize_labels
@@ -49,6 +50,9 @@ def coerce_features(frame: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
     out = {}
     for column in data.features.numerical:
         values = frame[column]
+        if values.isna().all():  # an empty column has no dtype to check (None is object)
+            out[column] = pd.Series(np.nan, index=frame.index, dtype="float64")
+            continue
         if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
             raise SchemaError(f"column {column!r} must be numerical, got dtype {values.dtype}")
         out[column] = values.astype("float64")

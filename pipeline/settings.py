@@ -133,6 +133,12 @@ class TrainSettings(_Section):
         return section.model_dump()
 
 
+class EvaluateSettings(_Section):
+    """The evaluate stage: how hard it looks at which features the candidate relies on."""
+
+    importance_repeats: Annotated[int, Field(gt=0)]
+
+
 class PromoteSettings(_Section):
     metric: Literal["roc_auc", "accuracy", "f1", "log_loss"]
     min_score: float
@@ -200,11 +206,13 @@ class DriftSettings(_Section):
 
     Methods and thresholds left at ``None`` are Evidently's defaults, which pick a
     distance (Wasserstein, Jensen-Shannon) above 1,000 rows and a test (K-S, chi-square)
-    below: a p-value on 70,000 rows flags differences nobody cares about. Concept drift
-    needs both a significant drop (bootstrap at ``alpha``) and a large enough one
-    (``min_performance_drop``), so neither noise nor a tiny real change raises an alarm.
-    Distances have no sample-size correction, hence ``min_rows``: on fewer rows their
-    noise alone approaches the thresholds.
+    below: a p-value on 70,000 rows flags differences nobody cares about. Distances have
+    no sample-size correction, hence ``min_rows``: on fewer rows their noise alone
+    approaches the thresholds. A performance drop (and concept drift) needs both a
+    significant bootstrap test at ``alpha`` and a value beyond ``performance_sigmas``
+    standard deviations of the metric over reference chunks of the window's size, so the
+    effect size adapts to the model, the data and the window; ``min_performance_drop``
+    adds a fixed floor on top (0: none).
     """
 
     reports: str
@@ -221,7 +229,10 @@ class DriftSettings(_Section):
     prediction_threshold: float | None
     alpha: Annotated[float, Field(gt=0, lt=1)]
     min_performance_drop: Annotated[float, Field(ge=0)]
+    performance_sigmas: Annotated[float, Field(gt=0)]
+    slices: Annotated[int, Field(ge=2)]
     performance_metric: Literal["roc_auc", "accuracy", "f1"]
+    max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
     bootstrap: Annotated[int, Field(ge=100)]
 
     @model_validator(mode="after")
@@ -268,6 +279,7 @@ class Settings(_Section):
     data: DataSettings
     model: ModelSettings
     train: TrainSettings
+    evaluate: EvaluateSettings
     promote: PromoteSettings
     serving: ServingSettings
     capture: CaptureSettings

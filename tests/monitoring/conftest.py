@@ -2,8 +2,10 @@
 
 The model is the project's factory, trained on a sample of the 75% training split of
 2015 with fewer boosting iterations to stay quick; the reference set is the other 25%
-with its predictions, as the evaluate stage writes it. Each production year is scored by
-that model and joined with its labels. Built once per session: the tests only read them.
+with its predictions, and the model's permutation importance on it, as the evaluate
+stage writes them (two shuffles per feature instead of params.yaml's, to stay quick).
+Each production year is scored by that model and joined with its labels. Built once per
+session: the tests only read them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from monitoring.scenarios import inject
 from pipeline.labels import normalize_labels
+from pipeline.metrics import permutation_importance
 from pipeline.model import build_model, predict_frame
 from pipeline.schema import coerce_features
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
@@ -33,6 +36,7 @@ class DriftData:
     model: Any
     reference: pd.DataFrame
     years: dict[int, pd.DataFrame]
+    importance: dict[str, float]
 
     def year(self, year: int) -> pd.DataFrame:
         return self.years[year].copy()
@@ -74,7 +78,17 @@ def drift_data() -> DriftData:
         pd.read_parquet(RAW / "production_2016_2018_labels.parquet"), on=data.id
     )
     years = {y: score(model, production[production["year"] == y], settings) for y in YEARS}
-    return DriftData(settings, model, score(model, test, settings), years)
+    reference = score(model, test, settings)
+    importance = permutation_importance(
+        model,
+        reference[data.features.all],
+        reference[data.target],
+        [str(c) for c in model.classes_],
+        settings.promote.metric,
+        2,
+        data.seed,
+    )
+    return DriftData(settings, model, reference, years, importance)
 
 
 def covariate_shift(frame: pd.DataFrame) -> pd.DataFrame:

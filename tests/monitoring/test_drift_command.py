@@ -22,7 +22,8 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from mlstack.drift_command import drift_app, next_fire, parse_duration, parse_time
-from pipeline.paths import REFERENCE_FILE
+from pipeline.io import write_json
+from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.schema import PREDICTION
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from pipeline.tracking import TELEMETRY_OFF
@@ -46,7 +47,10 @@ def project(drift_data: DriftData, tmp_path_factory: pytest.TempPathFactory) -> 
     reference = root / REFERENCE_FILE
     reference.parent.mkdir(parents=True)
     drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
+    write_json({"metric": "roc_auc", "importance": drift_data.importance}, root / IMPORTANCE_FILE)
     stable = drift_data.year(2016).sample(1500, random_state=0)
+    # An upstream break: SCHL arrives empty (the rows keep their predictions).
+    stable.assign(SCHL=None).to_parquet(root / "empty_column.parquet")
     stable.to_parquet(root / "stable.parquet")
     covariate_shift(stable).to_parquet(root / "shifted.parquet")
     stable.head(20).to_parquet(root / "tiny.parquet")
@@ -91,6 +95,8 @@ def test_run_on_a_file_writes_report_summary_latest_and_textfile(project: Path) 
     assert summary["drift_detected"] is False
     assert summary["rows"] == {"reference": 4000, "current": 1500, "labeled": 1500}
     assert summary["concept_drift"]["detected"] is False
+    assert summary["performance"]["detected"] is False
+    assert summary["data_drift"]["weights"] == "importance"
     assert summary["window"]["source"].endswith("stable.parquet")
     html = (folder / "report.html").read_text()
     assert "<html" in html and 'src="http' not in html, "the report opens offline"
@@ -115,6 +121,28 @@ def test_fail_on_drift_exits_3_on_shifted_rows(project: Path) -> None:
     _, summary = latest_summary(project)
     drifted = {c for c, v in summary["data_drift"]["columns"].items() if v["detected"]}
     assert drifted == {"AGEP", "MAR"}
+
+
+def test_an_empty_column_completes_the_run_and_names_it(project: Path) -> None:
+    result = invoke(
+        "run",
+        "--current",
+        str(project / "empty_column.parquet"),
+        "--fail-on-drift",
+        "--json",
+        *quiet(),
+        params=params(project),
+    )
+    assert result.exit_code in (0, 3), result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "ok"
+    quality = summary["data_quality"]
+    assert quality["detected"] is True
+    assert [c for c, v in quality["columns"].items() if v["detected"]] == ["SCHL"]
+    assert summary["data_drift"]["columns"]["SCHL"]["missing_share"] == 1.0
+    assert summary["drift_detected"] is True
+    html = (Path(summary["folder"]) / "report.html").read_text()
+    assert "mlstack-verdicts" in html, "the verdicts section leads Evidently's report"
 
 
 def test_insufficient_data_exits_0_and_is_still_exported(project: Path) -> None:
@@ -487,3 +515,18 @@ def test_a_failure_at_the_mlflow_step_leaves_latest_and_state_alone(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["status"], summary["rows"]["current"]) == ("ok", 1200), "same window again"
+
+
+def test_importance_file_is_read_beside_the_reference(tmp_path: Path) -> None:
+    """A missing or unreadable file is no importance (equal weights), never a failed run."""
+    from monitoring.drift_job import JobOptions, importance_path, read_importance
+
+    reference = tmp_path / "elsewhere" / "reference.parquet"
+    path = importance_path(load_settings(), JobOptions(reference=reference))
+    assert path == tmp_path / "elsewhere" / "importance.json"
+    assert read_importance(path) is None
+    path.parent.mkdir()
+    path.write_text("not json")
+    assert read_importance(path) is None
+    path.write_text(json.dumps({"metric": "roc_auc", "importance": {"AGEP": 0.2, "SEX": -0.01}}))
+    assert read_importance(path) == {"AGEP": 0.2, "SEX": -0.01}

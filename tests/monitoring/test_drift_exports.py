@@ -12,8 +12,11 @@ from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
     DataDrift,
+    DataQuality,
     LabelDrift,
+    MissingValues,
     ModelInfo,
+    Performance,
     PredictionDrift,
     Rows,
     Summary,
@@ -22,9 +25,30 @@ from monitoring.drift_summary import (
 MODEL = {"model_name": "employment-classifier", "model_version": "7"}
 
 
-def _verdict(score: float, detected: bool) -> ColumnVerdict:
+def _verdict(
+    score: float, detected: bool, importance: float | None = None, missing: float | None = None
+) -> ColumnVerdict:
     return ColumnVerdict(
-        method="Jensen-Shannon distance", score=score, threshold=0.1, detected=detected
+        method="Jensen-Shannon distance",
+        score=score,
+        threshold=0.1,
+        detected=detected,
+        importance=importance,
+        missing_share=missing,
+    )
+
+
+def _performance(**judged: object) -> Performance:
+    return Performance.model_validate(
+        {
+            "metric": "roc_auc",
+            "alpha": 0.01,
+            "sigmas": 3.0,
+            "min_drop": 0.0,
+            "labeled_rows": 300,
+            "min_labeled_rows": 200,
+            **judged,
+        }
     )
 
 
@@ -35,8 +59,13 @@ def judged() -> Summary:
         data_drift=DataDrift(
             detected=True,
             share=0.5,
+            weighted_share=0.8,
+            weights="importance",
             drift_share=0.1,
-            columns={"AGEP": _verdict(0.4, True), "SEX": _verdict(0.01, False)},
+            columns={
+                "AGEP": _verdict(0.4, True, importance=0.8, missing=0.0),
+                "SEX": _verdict(0.01, False, importance=0.2, missing=1.0),
+            },
         ),
         prediction_drift=PredictionDrift(
             detected=False,
@@ -46,6 +75,15 @@ def judged() -> Summary:
             columns={"proba_1": _verdict(0.02, False)},
         ),
         label_drift=LabelDrift(detected=False, method="Jensen-Shannon distance", score=0.01),
+        performance=_performance(
+            detected=True,
+            reference=0.9,
+            estimated=0.88,
+            realized=0.7,
+            lower_threshold=0.87,
+            drop_detected=True,
+            estimated_drop_detected=False,
+        ),
         concept_drift=ConceptDrift(
             detected=True,
             metric="roc_auc",
@@ -58,6 +96,14 @@ def judged() -> Summary:
             labeled_rows=300,
             min_labeled_rows=200,
         ),
+        data_quality=DataQuality(
+            detected=True,
+            max_missing_increase=0.05,
+            columns={
+                "AGEP": MissingValues(reference=0.0, current=0.0, detected=False),
+                "SEX": MissingValues(reference=0.0, current=1.0, detected=True),
+            },
+        ),
         model=ModelInfo(name="employment-classifier", version="7"),
     )
 
@@ -69,9 +115,11 @@ def insufficient() -> Summary:
         data_drift=DataDrift(drift_share=0.1),
         prediction_drift=PredictionDrift(),
         label_drift=LabelDrift(),
+        performance=_performance(labeled_rows=0),
         concept_drift=ConceptDrift(
             metric="roc_auc", alpha=0.01, min_drop=0.03, labeled_rows=0, min_labeled_rows=200
         ),
+        data_quality=DataQuality(max_missing_increase=0.05),
         model=ModelInfo(name="employment-classifier", version="7"),
     )
 
@@ -98,13 +146,20 @@ def test_textfile_holds_every_series(tmp_path: Path) -> None:
     assert value(found, "mlstack_drift_detected", kind="prediction") == 0
     assert value(found, "mlstack_drift_detected", kind="label") == 0
     assert value(found, "mlstack_drift_detected", kind="concept") == 1
+    assert value(found, "mlstack_drift_detected", kind="performance") == 1
+    assert value(found, "mlstack_drift_detected", kind="data_quality") == 1
     assert value(found, "mlstack_drift_share") == 0.5
+    assert value(found, "mlstack_drift_weighted_share") == 0.8
+    assert value(found, "mlstack_drift_column_importance", column="AGEP") == 0.8
+    assert value(found, "mlstack_drift_column_missing_share", column="SEX") == 1.0
     assert value(found, "mlstack_drift_column_score", column="AGEP") == 0.4
     assert value(found, "mlstack_drift_column_detected", column="AGEP") == 1
     assert value(found, "mlstack_drift_column_detected", column="SEX") == 0
     assert value(found, "mlstack_drift_column_score", column="proba_1") == 0.02
-    assert value(found, "mlstack_performance", metric="roc_auc", window="reference") == 0.9
-    assert value(found, "mlstack_performance", metric="roc_auc", window="current") == 0.7
+    assert value(found, "mlstack_performance", metric="roc_auc", kind="reference") == 0.9
+    assert value(found, "mlstack_performance", metric="roc_auc", kind="estimated") == 0.88
+    assert value(found, "mlstack_performance", metric="roc_auc", kind="realized") == 0.7
+    assert value(found, "mlstack_performance_lower_threshold", metric="roc_auc") == 0.87
     assert value(found, "mlstack_drift_rows", kind="labeled") == 300
     assert value(found, "mlstack_drift_last_success_timestamp_seconds") == 1_700_000_000.0
     assert not list(path.parent.glob("*.tmp*")), "the textfile is written then renamed"
@@ -118,6 +173,7 @@ def test_no_verdict_means_no_detected_series(tmp_path: Path) -> None:
     assert "mlstack_drift_detected" not in names
     assert "mlstack_drift_share" not in names
     assert "mlstack_performance" not in names
+    assert "mlstack_drift_weighted_share" not in names
     assert {"mlstack_drift_rows", "mlstack_drift_last_success_timestamp_seconds"} <= names
 
 
@@ -126,3 +182,24 @@ def test_each_run_gets_a_fresh_registry() -> None:
     assert first is not second
     assert second.get_sample_value("mlstack_drift_share", MODEL) is None
     assert first.get_sample_value("mlstack_drift_share", MODEL) == pytest.approx(0.5)
+
+
+def test_an_estimate_without_labels_exports_no_realized_performance() -> None:
+    summary = judged().model_copy(
+        update={
+            "performance": _performance(
+                detected=False,
+                reference=0.9,
+                estimated=0.89,
+                lower_threshold=0.87,
+                estimated_drop_detected=False,
+                labeled_rows=0,
+            )
+        }
+    )
+    registry = registry_for(summary)
+    labels = {**MODEL, "metric": "roc_auc"}
+    assert registry.get_sample_value("mlstack_performance", {**labels, "kind": "estimated"}) == 0.89
+    assert registry.get_sample_value("mlstack_performance", {**labels, "kind": "realized"}) is None
+    performance = {**MODEL, "kind": "performance"}
+    assert registry.get_sample_value("mlstack_drift_detected", performance) == 0

@@ -37,6 +37,12 @@ def test_repro_trains_evaluates_and_promotes(pipeline_project: Project) -> None:
     assert set(settings.data.features.all) <= set(reference.columns)
     assert reference["AGEP"].dtype == "float64"
     assert pd.api.types.is_string_dtype(reference["SCHL"])
+    importance = json.loads(
+        (pipeline_project.root / "data" / "reference" / "importance.json").read_text()
+    )
+    assert importance["metric"] == settings.promote.metric
+    assert set(importance["importance"]) == set(settings.data.features.all)
+    assert max(importance["importance"], key=importance["importance"].get) == "AGEP"
 
 
 def test_champion_loads_in_a_fresh_process(pipeline_project: Project) -> None:
@@ -147,3 +153,5 @@ def test_second_dataset_is_a_params_change(tmp_path: Path) -> None:
     assert report(project, "promotion.json")["decision"] == "promoted"
     reference = pd.read_parquet(project.root / "data" / "reference" / "reference.parquet")
     assert set(proba_columns(["0", "1", "2"])) <= set(reference.columns)
+    importance = json.loads((project.root / "data" / "reference" / "importance.json").read_text())
+    assert set(importance["importance"]) == set(features)
