@@ -13,21 +13,9 @@ import yaml
 from serving_harness import start_server
 
 from serving import launcher
+from tests.pipeline.test_tracking import MARKER_PICKLE  # the same payload, one copy
 
 pytestmark = pytest.mark.integration
-
-# A pickle whose loading runs `touch <marker>`: what an attacker with write access to the
-# model store (or the MLflow artifact store) would leave there.
-MARKER_PICKLE = """
-import os, pickle, sys
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, (f"touch {sys.argv[2]}",))
-
-with open(sys.argv[1], "wb") as handle:
-    pickle.dump(Payload(), handle)
-"""
 
 
 def tamper(store: Path, marker: Path) -> None:

@@ -63,6 +63,8 @@ def test_a_tracking_uri_set_by_the_user_wins_and_keeps_the_servers_artifact_root
     assert "mlartifacts" not in experiment.artifact_location  # the store's own default
 
 
+# A pickle whose loading runs `touch <marker>`: what an attacker with write access to the
+# model store (or the MLflow artifact store) would leave there.
 MARKER_PICKLE = """
 import os, pickle, sys
 

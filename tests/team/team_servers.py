@@ -20,7 +20,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from serving import launcher
+from serving.launcher import stop
 
 BUCKET = "mlstack-team"
 CAPTURE = f"s3://{BUCKET}/capture"
@@ -102,20 +104,8 @@ def wait_http(url: str, process: subprocess.Popen[bytes] | None, log: Path, seco
     raise ServerFailed(f"{url} was not up within {seconds:.0f}s\n{log_tail(log)}")
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+    return launcher.start(command, log, env=env)
 
 
 def postgres_bin(name: str) -> str:
