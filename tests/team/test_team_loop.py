@@ -168,9 +168,12 @@ def test_drift_run_with_the_tracking_server_down_fails_and_keeps_its_window(
     assert state.read_text() == before
 
 
-def test_capture_to_a_missing_bucket_drops_and_counts(
-    team_stack: TeamStack, monkeypatch: pytest.MonkeyPatch
+def test_capture_to_a_missing_bucket_keeps_the_rows_and_makes_no_bucket(
+    team_stack: TeamStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """A mistyped s3:// path: rows stay in their local segments (the write-ahead log keeps
+    them for a retry, nothing is dropped), the writer reports itself unhealthy, and no
+    bucket is created. A good path gets the rows."""
     from datetime import UTC, datetime
 
     from monitoring.capture import LABELS, CaptureWriter, read_kind
@@ -178,14 +181,18 @@ def test_capture_to_a_missing_bucket_drops_and_counts(
     client_env(monkeypatch, team_stack)
     dropped: list[int] = []
     rows = [{"request_id": f"r{i}", "timestamp": datetime.now(UTC), "label": "1"} for i in range(3)]
-    lost = CaptureWriter("s3://no-such-bucket/capture", on_dropped=lambda _, n: dropped.append(n))
+    lost = CaptureWriter(
+        "s3://no-such-bucket/capture",
+        segments=tmp_path / "lost-segments",
+        on_dropped=lambda _, n: dropped.append(n),
+    )
     lost.add(LABELS, rows)
     lost.flush()
-    assert dropped == [3] and lost.dropped == 3
+    assert dropped == [] and lost.pending == 3 and not lost.healthy
     buckets = team_stack.s3().list_buckets()["Buckets"]  # type: ignore[attr-defined]
     assert "no-such-bucket" not in {b["Name"] for b in buckets}, "a mistyped path made a bucket"
 
-    kept = CaptureWriter(f"s3://{BUCKET}/capture-writer-test")
+    kept = CaptureWriter(f"s3://{BUCKET}/capture-writer-test", segments=tmp_path / "kept-segments")
     kept.add(LABELS, rows)
     kept.flush()
     assert sorted(read_kind(f"s3://{BUCKET}/capture-writer-test", LABELS)["request_id"]) == [
