@@ -1,0 +1,116 @@
+"""Capture cost on the request path: ``CaptureWriter.add`` beside the model call it follows.
+
+``bench.serving`` measures capture end to end (setups a and b), but on a shared 2-core
+machine its paired ratios move by several percent between runs. This measures the part
+of capture a request waits for, directly and in one process: for batches of 1 to 256 real
+production rows, the median time of
+
+- ``model``: what the service does per batch before capture (a frame from the request
+  rows, ``predict_proba`` of the project's champion);
+- ``capture``: ``CaptureWriter.add`` of the scored batch to a real writer (an Arrow
+  record batch appended to its write-ahead segment, in a temporary folder), with its
+  compaction thread running as in the service.
+
+Compaction into Parquet runs on the writer's own thread, off the request path; its CPU
+share is what ``bench.serving``'s b/a ratio adds on top. Needs the champion in the
+project's MLflow store (``dvc repro``). Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.harness import ROOT, header, markdown, versions
+from monitoring.capture import PREDICTIONS, CaptureWriter, ScoredBatch
+from pipeline.labels import normalize_label
+from pipeline.schema import proba_column
+from pipeline.settings import load_settings
+from pipeline.tracking import champion_uri, load_model, tracking_uri
+
+
+def timed(call: Any, repeats: int) -> float:
+    """Median seconds of ``call()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,16,100,256", help="rows per batch")
+    parser.add_argument("--repeats", type=int, default=300, help="calls per size and part")
+    args = parser.parse_args()
+    settings = load_settings(ROOT / "params.yaml")
+    features = settings.data.features
+    model = load_model(champion_uri(settings), tracking_uri(settings))
+    classes = [normalize_label(c) for c in model.classes_]
+    rows_all: list[dict[str, Any]] = (
+        pd.read_parquet(ROOT / "data/raw/production_2016_2018.parquet", columns=features.all)
+        .head(5000)
+        .astype(object)
+        .where(lambda f: f.notna(), None)
+        .to_dict("records")  # type: ignore[assignment]
+    )
+    print(header("Capture: the write-ahead append a request waits for, beside its model call"))
+    print(f"- versions: {versions('pyarrow', 'scikit-learn', 'pandas')}")
+    print(f"- {args.repeats} calls per size and part, median per call\n")
+    table = []
+    with tempfile.TemporaryDirectory(prefix="mlstack-bench-capture-") as folder:
+        writer = CaptureWriter(
+            Path(folder) / "capture",
+            segments=Path(folder) / "segments",
+            numerical=features.numerical,
+            queue_rows=10_000_000,
+            flush_rows=settings.capture.flush_rows,
+            flush_seconds=settings.capture.flush_seconds,
+        ).start()
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                rows = rows_all[:size]
+
+                def score(rows: list[dict[str, Any]] = rows) -> np.ndarray:
+                    frame = pd.DataFrame.from_records(rows, columns=features.all)
+                    for column in features.numerical:
+                        frame[column] = frame[column].astype("float64")
+                    return np.asarray(model.predict_proba(frame), dtype="float64")
+
+                probabilities = score()
+                batch = ScoredBatch(
+                    timestamp=datetime.now(UTC),
+                    model_name=settings.model.name,
+                    model_version="1",
+                    request_ids=[f"{i:032x}" for i in range(size)],
+                    features=rows,
+                    predictions=[classes[i] for i in probabilities.argmax(axis=1)],
+                    probabilities=probabilities,
+                    proba_columns=[proba_column(c) for c in classes],
+                )
+                model_s = timed(score, args.repeats)
+                capture_s = timed(lambda b=batch: writer.add(PREDICTIONS, b), args.repeats)
+                table.append(
+                    [
+                        size,
+                        f"{model_s * 1e3:.2f}",
+                        f"{capture_s * 1e3:.3f}",
+                        f"{capture_s / model_s:.1%}",
+                    ]
+                )
+        finally:
+            writer.close()
+    print(markdown(["rows per call", "model ms", "capture ms", "capture / model"], table))
+
+
+if __name__ == "__main__":
+    main()
