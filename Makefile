@@ -56,6 +56,7 @@ repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, packa
 .PHONY: bench
 bench: install system-deps ## benchmarks (after dvc repro): serving, drift job, pipeline, team stack
 	$(UV) run python -m bench.serving
+	$(UV) run python -m bench.capture
 	$(UV) run python -m bench.drift
 	$(UV) run python -m bench.pipeline
 	$(UV) run python -m bench.team
