@@ -6,7 +6,8 @@ relation), so every verdict on a random window of them is a false alarm. This dr
 labels, and runs the job's pure core (``monitoring.drift.compare``, real Evidently) on
 each, as ``mlstack drift run`` would: the reference set is the 25% test split of 2015
 scored by a model from the project's factory and ``params.yaml`` (trained on the 75%
-split), with its permutation importance, as the evaluate stage writes them.
+split), with its permutation importance, as the evaluate stage writes them: built by
+``bench.drift_data``, as the drift tests build theirs.
 
 Counted per size: windows with a dataset-level alarm of each kind (data drift,
 prediction drift, label drift, performance drop estimated and realized, concept drift,
@@ -25,8 +26,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import pandas as pd
-
 KINDS = (
     "data_drift",
     "prediction_drift",
@@ -37,58 +36,6 @@ KINDS = (
     "data_quality",
     "any",
 )
-
-
-def setup(
-    train_rows: int | None, max_iter: int | None
-) -> tuple[Any, pd.DataFrame, pd.DataFrame, dict[str, float]]:
-    """Settings, the reference set, the scored 2016-2018 rows, the importance."""
-    from sklearn.model_selection import train_test_split
-
-    from pipeline.labels import normalize_labels
-    from pipeline.metrics import permutation_importance
-    from pipeline.model import build_model, predict_frame
-    from pipeline.schema import coerce_features
-    from pipeline.settings import PROJECT_ROOT, load_settings
-
-    settings = load_settings()
-    data = settings.data
-    raw_folder = PROJECT_ROOT / "data" / "raw"
-    raw = pd.read_parquet(raw_folder / "reference_2015.parquet")
-    labels = normalize_labels(raw[data.target])
-    train, test = train_test_split(
-        raw, test_size=data.split.test_size, stratify=labels, random_state=data.seed
-    )
-    if train_rows is not None:
-        train = train.sample(train_rows, random_state=data.seed)
-    train_settings = settings.train
-    if max_iter is not None:
-        boosting = train_settings.hist_gradient_boosting.model_copy(update={"max_iter": max_iter})
-        train_settings = train_settings.model_copy(update={"hist_gradient_boosting": boosting})
-    model = build_model(data.features, train_settings, data.seed)
-    model.fit(coerce_features(train, data), normalize_labels(train[data.target]))
-
-    def scored(frame: pd.DataFrame) -> pd.DataFrame:
-        features = coerce_features(frame, data)
-        out = pd.concat([features, predict_frame(model, features)], axis=1)
-        out[data.target] = normalize_labels(frame[data.target])
-        return out.reset_index(drop=True)
-
-    production = pd.read_parquet(raw_folder / "production_2016_2018.parquet")
-    production = production.drop(columns=["prediction", "predicted_probability"]).merge(
-        pd.read_parquet(raw_folder / "production_2016_2018_labels.parquet"), on=data.id
-    )
-    reference = scored(test)
-    importance = permutation_importance(
-        model,
-        reference[data.features.all],
-        reference[data.target],
-        [str(c) for c in model.classes_],
-        settings.promote.metric,
-        settings.evaluate.importance_repeats,
-        data.seed,
-    )
-    return settings, reference, scored(production), importance
 
 
 def alarms(summary: Any) -> dict[str, bool]:
@@ -120,10 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ):
         os.environ.setdefault(name, value)
+    from bench.drift_data import build
     from monitoring.drift import compare
 
     started = time.time()
-    settings, reference, production, importance = setup(args.train_rows, args.max_iter)
+    data = build(args.train_rows, args.max_iter, importance_repeats=None)
+    settings, reference, importance = data.settings, data.reference, data.importance
+    production = data.production()
     print(f"setup: {time.time() - started:.0f}s", file=sys.stderr)
     print(
         "| window rows | windows | "

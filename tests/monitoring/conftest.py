@@ -5,90 +5,30 @@ The model is the project's factory, trained on a sample of the 75% training spli
 with its predictions, and the model's permutation importance on it, as the evaluate
 stage writes them (two shuffles per feature instead of params.yaml's, to stay quick).
 Each production year is scored by that model and joined with its labels. Built once per
-session: the tests only read them.
+session by ``bench.drift_data`` (which the false-alarm benchmark uses too): the tests
+only read them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 
+from bench.drift_data import RAW, YEARS, DriftData, build, score
 from monitoring.scenarios import inject
-from pipeline.labels import normalize_labels
-from pipeline.metrics import permutation_importance
-from pipeline.model import build_model, predict_frame
-from pipeline.schema import coerce_features
-from pipeline.settings import PROJECT_ROOT, Settings, load_settings
+from pipeline.settings import PROJECT_ROOT, load_settings
 
-RAW = PROJECT_ROOT / "data" / "raw"
-YEARS = (2016, 2017, 2018)
+__all__ = ["YEARS", "DriftData", "score", "covariate_shift", "concept_flip", "write_params"]
+
 TRAIN_ROWS = 20_000  # of the 51,588 training rows: the same quality, a third of the time
-
-
-@dataclass(frozen=True)
-class DriftData:
-    settings: Settings
-    model: Any
-    reference: pd.DataFrame
-    years: dict[int, pd.DataFrame]
-    importance: dict[str, float]
-
-    def year(self, year: int) -> pd.DataFrame:
-        return self.years[year].copy()
-
-
-def score(model: Any, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Features (plain dtypes), id and label if present, plus the model's predictions."""
-    data = settings.data
-    features = coerce_features(frame, data)
-    out = pd.concat([frame[[data.id]], features, predict_frame(model, features)], axis=1)
-    if data.target in frame:
-        out[data.target] = normalize_labels(frame[data.target])
-    return out.reset_index(drop=True)
 
 
 @pytest.fixture(scope="session")
 def drift_data() -> DriftData:
-    settings = load_settings()
-    data = settings.data
-    raw = pd.read_parquet(RAW / "reference_2015.parquet")
-    labels = normalize_labels(raw[data.target])
-    train, test = train_test_split(
-        raw, test_size=data.split.test_size, stratify=labels, random_state=data.seed
-    )
-    quick = settings.train.model_copy(
-        update={
-            "hist_gradient_boosting": settings.train.hist_gradient_boosting.model_copy(
-                update={"max_iter": 60}
-            )
-        }
-    )
-    train = train.sample(TRAIN_ROWS, random_state=data.seed)
-    model = build_model(data.features, quick, data.seed)
-    model.fit(coerce_features(train, data), normalize_labels(train[data.target]))
-    production = pd.read_parquet(RAW / "production_2016_2018.parquet").drop(
-        columns=["prediction", "predicted_probability"]
-    )
-    production = production.merge(
-        pd.read_parquet(RAW / "production_2016_2018_labels.parquet"), on=data.id
-    )
-    years = {y: score(model, production[production["year"] == y], settings) for y in YEARS}
-    reference = score(model, test, settings)
-    importance = permutation_importance(
-        model,
-        reference[data.features.all],
-        reference[data.target],
-        [str(c) for c in model.classes_],
-        settings.promote.metric,
-        2,
-        data.seed,
-    )
-    return DriftData(settings, model, reference, years, importance)
+    return build(train_rows=TRAIN_ROWS, max_iter=60, importance_repeats=2)
 
 
 def covariate_shift(frame: pd.DataFrame) -> pd.DataFrame:
