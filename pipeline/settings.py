@@ -172,6 +172,9 @@ class ServingSettings(_Section):
     model_threads: Annotated[int, Field(gt=0)]
     # One log line per request costs throughput; /metrics already counts every request.
     access_log: bool
+    # Each worker asks the registry every this many seconds where the champion alias
+    # points, and swaps in a new champion between batches (serving/champion.py); 0: never.
+    reload_seconds: Annotated[float, Field(ge=0)]
     batching: BatchingSettings
 
 

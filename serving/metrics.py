@@ -42,6 +42,20 @@ MODEL_INFO = Gauge(
     ["name", "version", "run_id"],
     multiprocess_mode="livemax",
 )
+MODEL_RELOADS = Counter(
+    "mlstack_model_reloads",
+    "Champions swapped in from the registry while serving, no restart (per worker).",
+)
+MODEL_RELOAD_FAILURES = Counter(
+    "mlstack_model_reload_failures",
+    "New champions that failed to load (the old model kept serving), by reason: "
+    "load (download or read), unsafe (refused by the loader), incompatible (wrong features).",
+    ["reason"],
+)
+REGISTRY_POLL_FAILURES = Counter(
+    "mlstack_registry_poll_failures",
+    "Looks at the registry's champion alias that got no answer; the model served stays.",
+)
 CAPTURE_RECORDS = Counter(
     "mlstack_capture_records",
     "Rows written to the capture log, by kind (predictions, labels).",

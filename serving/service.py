@@ -20,7 +20,10 @@ whose relative ``capture.path`` would land inside the Bento's folder: when servi
 Bento, set ``MLSTACK_CAPTURE_PATH`` (or ``MLSTACK_PARAMS``). Host and port come from
 ``serving`` in params.yaml unless ``BENTOML_HOST``/``BENTOML_PORT`` or ``--host``/``--port``
 say otherwise. The model is loaded by ``pipeline.tracking.load_model``: skops with the
-reviewed trusted types, or the service does not start.
+reviewed trusted types, or the service does not start. Each worker then follows the
+registry's champion alias (serving/champion.py, every ``serving.reload_seconds``): a new
+champion is swapped in between batches, and every answer and captured row names the
+version that scored it.
 """
 
 from __future__ import annotations
@@ -55,18 +58,17 @@ from monitoring.capture import (
 )
 from pipeline.labels import normalize_label
 from pipeline.packaging import bento_model_name
-from pipeline.schema import proba_column
 from pipeline.settings import load_settings
-from pipeline.tracking import load_model
+from pipeline.tracking import Champion, load_model
 from serving import metrics
 from serving.batching import Batcher, Overloaded
+from serving.champion import ChampionFollower, ServedModel, serve_model
 from serving.guard import RequestGuard
 from serving.inputs import (
     LabelIn,
     as_rows,
     error_body,
     instance_model,
-    known_categories,
     shown,
     unknown_categories,
 )
@@ -170,13 +172,22 @@ def describe_inputs(spec: dict[str, Any]) -> None:
         label["label"] = {"anyOf": [*_spellings(classes), {"type": "number", "enum": numbers}]}
 
 
+def _accept(served: ServedModel) -> None:
+    """The OpenAPI document follows the model served."""
+    _ACCEPTED["classes"] = served.classes
+    if SETTINGS.serving.reject_unknown_categories:
+        _ACCEPTED["categories"] = served.known
+
+
 @dataclass(frozen=True)
 class Scored:
-    """One request's share of a model call: a request id, label and probabilities per row."""
+    """One request's share of a model call: a request id, label and probabilities per row,
+    and the model version that scored them (one per batch, whatever swaps meanwhile)."""
 
     request_ids: list[str]
     labels: list[str]
     probabilities: np.ndarray
+    served: ServedModel
 
 
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
@@ -211,30 +222,17 @@ class Classifier:
         )
         features = self.settings.data.features
         stored = self.champion
-        self.model = load_model(stored.path_of(MLFLOW_FOLDER))
         labels = stored.info.labels
-        self.model_name = labels.get("registered_model", self.settings.model.name)
-        self.model_version = labels.get("version", str(stored.tag.version))
-        self.run_id = labels.get("run_id", "")
-        self.classes = [normalize_label(c) for c in self.model.classes_]
-        self.proba_columns = [proba_column(c) for c in self.classes]
-        self.known = known_categories(self.model, features.categorical)
+        packed = Champion(
+            name=labels.get("registered_model", self.settings.model.name),
+            version=labels.get("version", str(stored.tag.version)),
+            run_id=labels.get("run_id", ""),
+        )
+        # The packed model serves first; the follower swaps in whatever the alias names.
+        served = serve_model(load_model(stored.path_of(MLFLOW_FOLDER)), packed, self.settings)
+        self.follower = ChampionFollower(self.settings, served, on_swap=_accept)
         self.columns = features.all
-        _ACCEPTED["classes"] = self.classes
-        if self.settings.serving.reject_unknown_categories:
-            _ACCEPTED["categories"] = self.known
         self.numerical = features.numerical
-        metrics.MODEL_INFO.labels(
-            name=self.model_name, version=self.model_version, run_id=self.run_id
-        ).set(1)
-        # One series per class from the start, looked up once rather than per row.
-        version = self.model_version
-        self._predicted = {
-            c: metrics.PREDICTIONS.labels(model_version=version, label=c) for c in self.classes
-        }
-        self._probability = {
-            c: metrics.PROBABILITY.labels(model_version=version, label=c) for c in self.classes
-        }
         self.capture: CaptureWriter | None = None
         if self.settings.capture.enabled:
             self.capture = writer_from_settings(
@@ -249,9 +247,8 @@ class Classifier:
         # no request waits behind one that would (a tail-latency cost otherwise).
         gc.collect()
         gc.freeze()
-        logger.info(
-            "serving %s version %s (run %s)", self.model_name, self.model_version, self.run_id
-        )
+        logger.info("serving %s version %s (run %s)", packed.name, packed.version, packed.run_id)
+        self.follower.start()
 
     def _request_id(self) -> str:
         """A fresh id; with a feedback token, signed, so /feedback can tell ids it issued."""
@@ -295,30 +292,31 @@ class Classifier:
         import pandas as pd
 
         self._limit_native_threads()
+        served = self.follower.served  # read once: the whole batch is this version's
         rows = [row for job in jobs for row in job]
         frame = pd.DataFrame.from_records(rows, columns=self.columns)
         for column in self.numerical:
             frame[column] = frame[column].astype("float64")
-        probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
+        probabilities = np.asarray(served.model.predict_proba(frame), dtype="float64")
         request_ids = [self._request_id() for _ in rows]
-        labels: list[str] = [self.classes[i] for i in probabilities.argmax(axis=1).tolist()]
+        labels: list[str] = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
                 timestamp=datetime.now(UTC),
-                model_name=self.model_name,
-                model_version=self.model_version,
+                model_name=served.name,
+                model_version=served.version,
                 request_ids=request_ids,
                 features=rows,
                 predictions=labels,
                 probabilities=probabilities,
-                proba_columns=self.proba_columns,
+                proba_columns=served.proba_columns,
             )
             self.capture.add(PREDICTIONS, batch)
         scored, start = [], 0
         for job in jobs:
             end = start + len(job)
             scored.append(
-                Scored(request_ids[start:end], labels[start:end], probabilities[start:end])
+                Scored(request_ids[start:end], labels[start:end], probabilities[start:end], served)
             )
             start = end
         return scored
@@ -351,7 +349,9 @@ class Classifier:
         """Predict one label and the class probabilities per instance, in order."""
         rows = as_rows(instances, self.settings.data)
         if self.settings.serving.reject_unknown_categories:
-            unknown = unknown_categories(rows, self.known)
+            # Checked against the model served now; a swap before the batch runs meets a
+            # category the old one knew, which the encoder ignores (all-zero one-hot).
+            unknown = unknown_categories(rows, self.follower.served.known)
             if unknown:
                 refused: dict[str, Any] = _reject(400, "unknown category", unknown)
                 return refused
@@ -360,7 +360,8 @@ class Classifier:
         except Overloaded as error:
             overloaded: dict[str, Any] = _reject(503, str(error), [])
             return overloaded
-        classes = self.classes
+        served = scored.served
+        classes = served.classes
         predictions = [
             {
                 "request_id": request_id,
@@ -373,11 +374,11 @@ class Classifier:
         ]
         tops = scored.probabilities.max(axis=1).tolist()
         for label, top in zip(scored.labels, tops, strict=True):
-            self._probability[label].observe(top)
+            served.probability[label].observe(top)
         for label, count in Counter(scored.labels).items():
-            self._predicted[label].inc(count)
+            served.predicted[label].inc(count)
         return {
-            "model": {"name": self.model_name, "version": self.model_version},
+            "model": {"name": served.name, "version": served.version},
             "predictions": predictions,
         }
 
@@ -386,7 +387,8 @@ class Classifier:
         self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> dict[str, Any]:
         """Record the true labels of earlier predictions, joined later by request id."""
-        known = set(self.classes)
+        served = self.follower.served
+        known = set(served.classes)
         timestamp = datetime.now(UTC)
         records = []
         errors = []
@@ -398,7 +400,8 @@ class Classifier:
                     {
                         "type": "unknown_class",
                         "loc": ["labels", index, "label"],
-                        "msg": f"label {shown(label)} in row {index} is not one of {self.classes}",
+                        "msg": f"label {shown(label)} in row {index} is not one of "
+                        f"{served.classes}",
                     }
                 )
             if self._issued(item.request_id):
@@ -417,12 +420,13 @@ class Classifier:
         return {
             "accepted": len(records),
             "unmatched": unmatched,
-            "model": {"name": self.model_name, "version": self.model_version},
+            "model": {"name": served.name, "version": served.version},
         }
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def flush_capture(self) -> None:
         """A graceful stop (SIGTERM) writes every captured row still in memory."""
+        self.follower.stop()
         if self.capture is not None:
             self.capture.close()
             logger.info("capture log flushed on shutdown")
