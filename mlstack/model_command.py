@@ -3,7 +3,9 @@
 ``history`` lists every move of the champion alias, newest first. ``rollback`` moves the
 alias back to the version the champion replaced (or to ``--to VERSION``), records the
 move, and imports the new champion into BentoML's model store, so ``<name>:latest``, the
-model the service declares, is the rolled-back one once ``bentoml serve`` restarts.
+model the service declares, is the rolled-back one at the next start. A running
+``bentoml serve`` does not wait for that: it follows the alias itself, within
+``serving.reload_seconds`` (serving/champion.py), the same way it follows a promotion.
 
 Exit status: 0 when done; 2 when the request was refused and nothing changed (no such
 model or version, no previous champion, already champion, no MLflow store); 1 when the
@@ -124,8 +126,8 @@ def rollback(
 ) -> None:
     """Move the champion alias back to the previous champion (or --to VERSION) and package it.
 
-    The move is recorded in the registry like a promotion. A running `bentoml serve` keeps
-    the model it loaded: restart it.
+    The move is recorded in the registry like a promotion. A running `bentoml serve` follows
+    the alias within serving.reload_seconds, without a restart.
     """
     from pipeline.registry import RegistryError
     from pipeline.registry import rollback as roll_back
@@ -168,8 +170,8 @@ def rollback(
         return
     say(f"packaged v{change.version} as {tag} in the BentoML store")
     say(
-        "restart `bentoml serve` to serve it (a running server keeps the model it loaded); "
-        "a Bento built before still holds the old model: `bentoml build` makes a new one"
+        "a running `bentoml serve` switches to it within serving.reload_seconds; a Bento "
+        "built before still packs the old model: `bentoml build` makes a new one"
     )
 
 

@@ -1,0 +1,65 @@
+"""Registries of our own for the tests that move the champion alias.
+
+The session's pipeline project is shared by every serving test, and its servers follow
+its alias: a test that moved it would change what the others are answered with. These
+helpers copy its MLflow store (the SQLite file; the artifacts it names stay where they
+are, read only) and add versions to the copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import Project
+from tests.pipeline.test_tracking import MARKER_PICKLE  # the same payload, one copy
+
+
+def copy_registry(project: Project, folder: Path) -> str:
+    """A tracking URI on a copy of the project's store: same versions, same champion."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(project.tracking_uri.removeprefix("sqlite:///"))
+    shutil.copy(source, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def _client(uri: str):  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion_version(uri: str, name: str, alias: str = "champion") -> str:
+    return str(_client(uri).get_model_version_by_alias(name, alias).version)
+
+
+def add_version(uri: str, name: str, alias: str = "champion") -> str:
+    """A new version of the champion's logged model (the same model, a new version)."""
+    client = _client(uri)
+    first = client.get_model_version_by_alias(name, alias)
+    logged = first.source.startswith("models:/")  # MLflow 3: a logged model, by id
+    model_id = first.source.removeprefix("models:/") if logged else None
+    made = client.create_model_version(name, first.source, run_id=first.run_id, model_id=model_id)
+    return str(made.version)
+
+
+def add_tampered_version(uri: str, name: str, folder: Path, marker: Path) -> str:
+    """A version whose model folder asks for cloudpickle and holds a pickle that would
+    ``touch marker``: ``pipeline.tracking.load_model`` must refuse it unread."""
+    folder.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-c", MARKER_PICKLE, str(folder / "model.pkl"), str(marker)], check=True
+    )
+    mlmodel = {
+        "flavors": {
+            "sklearn": {"pickled_model": "model.pkl", "serialization_format": "cloudpickle"},
+            "python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.pkl"},
+        }
+    }
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    made = _client(uri).create_model_version(name, folder.resolve().as_uri())
+    return str(made.version)
