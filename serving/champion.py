@@ -185,8 +185,15 @@ class ChampionFollower:
         return self.settings.serving.reload_seconds
 
     def start(self) -> ChampionFollower:
-        """Poll in a daemon thread every ``serving.reload_seconds`` (nothing when 0)."""
+        """Poll in a daemon thread every ``serving.reload_seconds`` (nothing when 0).
+
+        MLflow is imported here, before the worker is ready: imported by the first poll,
+        its seconds of import would hold the interpreter while requests wait.
+        """
         if self.interval > 0 and self._thread is None:
+            import mlflow.artifacts  # noqa: F401
+            from mlflow import MlflowClient  # noqa: F401
+
             self._thread = threading.Thread(target=self._run, name="champion", daemon=True)
             self._thread.start()
         return self

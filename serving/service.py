@@ -242,13 +242,13 @@ class Classifier:
                 on_queue=metrics.CAPTURE_QUEUE.set,
             ).start()
         self._batched = self._dispatcher()
+        self.follower.start()
         # Everything loaded so far (libraries, the model) lives as long as the worker:
         # moved out of the collector's sight, a full collection no longer walks it, and
         # no request waits behind one that would (a tail-latency cost otherwise).
         gc.collect()
         gc.freeze()
         logger.info("serving %s version %s (run %s)", packed.name, packed.version, packed.run_id)
-        self.follower.start()
 
     def _request_id(self) -> str:
         """A fresh id; with a feedback token, signed, so /feedback can tell ids it issued."""

@@ -39,8 +39,15 @@ def follower(settings: Settings, uri: str) -> ChampionFollower:
     return ChampionFollower(settings, serve_model(model, Champion(name, version, ""), settings))
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def sample(metric: str, **labels: str) -> float:
+    """The sum of this process's ``metric`` samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(
+        found.value
+        for family in REGISTRY.collect()
+        for found in family.samples
+        if found.name == metric and wanted <= set(found.labels.items())
+    )
 
 
 def move(settings: Settings, version: str) -> None:
@@ -60,8 +67,8 @@ def test_a_moved_alias_is_followed_and_a_model_that_fails_to_load_leaves_the_old
     move(settings, second)
     assert following.poll()
     assert following.served.version == second != first.version
-    assert sample("mlstack_model_info", name=name, version=second, run_id="") == 1
-    assert sample("mlstack_model_info", name=name, version=first.version, run_id="") == 0
+    assert sample("mlstack_model_info", name=name, version=second) == 1
+    assert sample("mlstack_model_info", name=name, version=first.version) == 0
 
     marker = tmp_path / "pwned"
     tampered = add_tampered_version(registry, name, tmp_path / "tampered", marker)
