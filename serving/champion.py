@@ -191,6 +191,10 @@ class ChampionFollower:
         its seconds of import would hold the interpreter while requests wait.
         """
         if self.interval > 0 and self._thread is None:
+            # A swap is news to whoever runs the server: shown although BentoML's servers
+            # log only warnings outside its own loggers.
+            if logger.level == logging.NOTSET:
+                logger.setLevel(logging.INFO)
             import mlflow.artifacts  # noqa: F401
             from mlflow import MlflowClient  # noqa: F401
 

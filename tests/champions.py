@@ -33,17 +33,24 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def champion_version(uri: str, name: str, alias: str = "champion") -> str:
-    return str(_client(uri).get_model_version_by_alias(name, alias).version)
+def champion_version(uri: str, name: str) -> str:
+    return str(_client(uri).get_model_version_by_alias(name, "champion").version)
 
 
-def add_version(uri: str, name: str, alias: str = "champion") -> str:
-    """A new version of the champion's logged model (the same model, a new version)."""
+def add_version(uri: str, name: str, like: str | None = None) -> str:
+    """A new version holding the same model as version ``like`` (default: the champion).
+
+    Registered from the model's storage location, not its ``models:/`` URI: MLflow resolves
+    that one in the process-wide store whatever client is asked.
+    """
     client = _client(uri)
-    first = client.get_model_version_by_alias(name, alias)
-    logged = first.source.startswith("models:/")  # MLflow 3: a logged model, by id
-    model_id = first.source.removeprefix("models:/") if logged else None
-    made = client.create_model_version(name, first.source, run_id=first.run_id, model_id=model_id)
+    found = (
+        client.get_model_version(name, like)
+        if like is not None
+        else client.get_model_version_by_alias(name, "champion")
+    )
+    location = client.get_model_version_download_uri(name, str(found.version))
+    made = client.create_model_version(name, location, run_id=found.run_id)
     return str(made.version)
 
 

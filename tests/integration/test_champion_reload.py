@@ -183,7 +183,7 @@ def test_a_rollback_is_followed_without_a_failed_request_and_captured_by_version
     wrong = {rid: (v, captured[rid]) for rid, v in answered.items() if captured[rid] != v}
     assert not wrong, f"{len(wrong)} rows captured under another version than answered them"
     log = server.log.read_text(errors="replace")
-    assert f"now serving {following.name} v{second}" in log
+    assert f"now serving {following.name} v{second} (run" in log, "the swap is not logged"
 
 
 def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
@@ -192,6 +192,7 @@ def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
     server, first = following.server, following.first
     marker = tmp_path / "pwned"
     tampered = add_tampered_version(following.registry, following.name, tmp_path / "bad", marker)
+    good = add_version(following.registry, following.name, like=first)
 
     with Traffic(server.url, rows, clients=2) as traffic:
         traffic.wait_for(first)
@@ -207,7 +208,6 @@ def test_a_champion_that_fails_to_load_leaves_the_old_one_serving(
         traffic.wait_for(first)  # still the old champion
 
         # The alias moves on to a good version: followed at once, back-off or not.
-        good = add_version(following.registry, following.name)
         following.rollback(good)
         traffic.wait_for(good)
 
