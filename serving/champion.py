@@ -187,16 +187,15 @@ class ChampionFollower:
     def start(self) -> ChampionFollower:
         """Poll in a daemon thread every ``serving.reload_seconds`` (nothing when 0).
 
-        MLflow is imported here, before the worker is ready: imported by the first poll,
-        its seconds of import would hold the interpreter while requests wait.
+        MLflow is imported by the first poll, in that thread, not before the worker is
+        ready: its import costs seconds of CPU per worker, which every start (and every
+        readiness deadline) would pay; requests meanwhile share the interpreter with it.
         """
         if self.interval > 0 and self._thread is None:
             # A swap is news to whoever runs the server: shown although BentoML's servers
             # log only warnings outside its own loggers.
             if logger.level == logging.NOTSET:
                 logger.setLevel(logging.INFO)
-            import mlflow.artifacts  # noqa: F401
-            from mlflow import MlflowClient  # noqa: F401
 
             self._thread = threading.Thread(target=self._run, name="champion", daemon=True)
             self._thread.start()

@@ -73,7 +73,9 @@ def following(
     registry = copy_registry(pipeline_project, tmp_path / "registry")
     env = {**base_env, "MLFLOW_TRACKING_URI": registry}
     name = pipeline_project.settings.model.name
-    server = start_server(tmp_path / "server", env, serving={"reload_seconds": 1})
+    server = start_server(
+        tmp_path / "server", env, ready_seconds=240, serving={"reload_seconds": 1}
+    )
     yield Following(server, registry, env, name, champion_version(registry, name))
     server.stop()
 
