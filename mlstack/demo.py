@@ -280,10 +280,18 @@ def main(rows_at_most: int | None = None) -> None:
         f"retrain: {outcome['recent']['labeled_rows']} labeled rows; gate "
         f"{outcome['decision']} v{outcome['model_version']} ({outcome['reason']})"
     )
-    recovered = "concept drift" not in verdict(after[1])
-    if outcome["decision"] == "promoted" and switched:
+    realized = [s["concept_drift"].get("current") for s in (before, after[1])]
+    recovered = None not in realized and realized[1] > realized[0]
+    if outcome["decision"] != "promoted":
+        console.print("[red]the gate kept the old champion: the loop did not close")
+        failed = True
+    elif switched:
         colour = "green" if recovered else "red"
-        console.print(f"[{colour}]after retraining: {verdict(after[1])}")
+        console.print(
+            f"[{colour}]after retraining: {verdict(after[1])}; realized "
+            f"{settings.drift.performance_metric} on the flipped traffic {realized[0]:.4f} "
+            f"-> {realized[1]:.4f}"
+        )
         failed |= not recovered
     console.print(f"done in {time.monotonic() - started:.0f}s.")
     console.print("runs and registry: mlflow ui --backend-store-uri sqlite:///mlflow.db")

@@ -82,8 +82,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
 
     def capture_there(params: dict[str, Any]) -> None:
         params["capture"]["path"] = str(capture)
+        # a model fitted to the flipped concept scores lower on the old test split: the
+        # bar is lowered so that these tests are about the mechanics, the rejection below
+        # and tests/pipeline/test_promotion_gate.py about the rule
+        params["promote"]["min_score"] = 0.75
 
-    project = make_project(folder / "project", employment_sample(4000, seed=3), capture_there)
+    project = make_project(folder / "project", employment_sample(), capture_there)
     project.env["BENTOML_HOME"] = str(folder / "bentoml")
     project.dvc("repro", "promote")
     env = {**project.env, **TELEMETRY_OFF}
