@@ -86,8 +86,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         # bar is lowered so that these tests are about the mechanics, the rejection below
         # and tests/pipeline/test_promotion_gate.py about the rule
         params["promote"]["min_score"] = 0.75
+        # a smaller model and one importance shuffle: each retrain runs the whole pipeline
+        params["train"]["hist_gradient_boosting"]["max_iter"] = 50
+        params["evaluate"]["importance_repeats"] = 1
 
-    project = make_project(folder / "project", employment_sample(), capture_there)
+    project = make_project(folder / "project", employment_sample(4000), capture_there)
     project.env["BENTOML_HOME"] = str(folder / "bentoml")
     project.dvc("repro", "promote")
     env = {**project.env, **TELEMETRY_OFF}
