@@ -65,6 +65,7 @@ def copy_project(root: Path, bentoml_home: Path) -> dict[str, str]:
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "data" / "raw", root / "data" / "raw")
+    shutil.copytree(ROOT / "data" / "retrain", root / "data" / "retrain")  # empty: no retrain
     venv_bin = str(Path(sys.executable).parent)
     env = tool_env(
         PATH=f"{venv_bin}:{tool_env().get('PATH', '')}",

@@ -13,15 +13,17 @@ import typer
 from mlstack.drift_command import drift_app
 from mlstack.model_command import model_app
 from mlstack.replay import replay
+from mlstack.retrain_command import retrain_command
 
 app = typer.Typer(
     name="mlstack",
     help="The mlstack loop: replay traffic to the service, judge drift on what it served, "
-    "and roll the champion back.",
+    "retrain on its labeled rows behind the gate, and roll the champion back.",
     no_args_is_help=True,
     add_completion=False,
 )
 app.command()(replay)
+app.command("retrain")(retrain_command)
 app.add_typer(drift_app, name="drift")
 app.add_typer(model_app, name="model")
 

@@ -2,7 +2,10 @@
 
 Train with ``dvc repro``, serve the champion with ``bentoml serve``, replay 2016 traffic
 with its labels and judge drift (expected: none), then replay a covariate shift and a
-concept flip and judge each (expected: drift flagged). Every step is the command a user
+concept flip and judge each (expected: drift flagged). Last, close the loop: ``mlstack
+retrain`` on the flipped, labeled traffic, the gate's decision, the running service
+switching to the new champion (it polls the registry), the same kind of traffic again,
+and the verdict after retraining beside the one before. Every step is the command a user
 would type; this module only runs them in order, waits for each, and always stops the
 server it started, on success, failure or Ctrl-C.
 """
@@ -33,6 +36,7 @@ from serving import launcher
 console = people_console()
 READY_SECONDS = 120
 FLUSH_SECONDS = 60
+SWITCH_SECONDS = 60  # beyond serving.reload_seconds: the service polls the registry
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,54 @@ def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any
     return summary
 
 
+def retrain(since: datetime, until: datetime) -> dict[str, Any]:
+    """``mlstack retrain --json`` on the window of the flipped traffic: its outcome."""
+    done = run(
+        sys.executable,
+        "-m",
+        "mlstack.cli",
+        "retrain",
+        "--since",
+        since.isoformat(),
+        "--until",
+        until.isoformat(),
+        "--json",
+        capture=True,
+    )
+    outcome: dict[str, Any] = json.loads(done.stdout)
+    return outcome
+
+
+def served_version(settings: Settings, url: str) -> str | None:
+    """The model version ``/predict`` answers with now (one row of the flipped traffic)."""
+    from mlstack.replay import feature_records
+
+    rows, _ = scenarios.load(settings, "concept_flip")
+    body = {"instances": feature_records(rows.head(1), settings)}
+    try:
+        answer = httpx.post(f"{url}/predict", json=body, timeout=10)
+        return str(answer.json()["model"]["version"]) if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def wait_switch(settings: Settings, url: str, version: str) -> bool:
+    """Wait until the running service answers with ``version``; ``False`` (said plainly) if
+    it does not within ``SWITCH_SECONDS``: the demo goes on and the verdict is of the old."""
+    deadline = time.monotonic() + SWITCH_SECONDS
+    while time.monotonic() < deadline:
+        if served_version(settings, url) == version:
+            console.print(f"the service answers with v{version}, without a restart")
+            return True
+        time.sleep(1)
+    console.print(
+        f"[yellow]the service still answers with v{served_version(settings, url)} after "
+        f"{SWITCH_SECONDS}s, not the new champion v{version}: it does not follow the "
+        "champion alias (serving.reload_seconds); the verdict below is the old model's"
+    )
+    return False
+
+
 def verdict(summary: dict[str, Any]) -> str:
     if summary["status"] != "ok":
         return str(summary["status"])
@@ -158,13 +210,16 @@ def main(rows_at_most: int | None = None) -> None:
     log = settings.path(".demo/bentoml-serve.log")
     started = time.monotonic()
 
-    steps = 2 + len(PHASES)
+    steps = 3 + len(PHASES)
     step(f"1/{steps} train, evaluate, promote and package: dvc repro")
     run(sys.executable, "-m", "dvc", "repro")
 
     step(f"2/{steps} serve the champion: bentoml serve")
     server = start_server(settings, log)
     results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = []
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    outcome: dict[str, Any] = {}
+    switched = False
     try:
         try:
             launcher.wait_ready(url, server, log, seconds=READY_SECONDS)
@@ -177,6 +232,19 @@ def main(rows_at_most: int | None = None) -> None:
             sent = replay(settings, url, phase.scenario, rows_at_most)
             wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
             results.append((phase, sent, judge(settings, since, datetime.now(UTC))))
+            windows[phase.scenario] = (since, datetime.now(UTC))
+        step(f"{steps}/{steps} retrain on the flipped, labeled traffic; the gate decides")
+        outcome = retrain(*windows["concept_flip"])
+        console.print(
+            f"gate: {outcome['decision']} v{outcome['model_version']}: {outcome['reason']}"
+        )
+        if outcome["decision"] == "promoted":
+            switched = wait_switch(settings, url, str(outcome["model_version"]))
+        since = datetime.now(UTC)
+        console.print("replaying the same kind of traffic to the champion now serving")
+        sent = replay(settings, url, "concept_flip", rows_at_most)
+        wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
+        after = (sent, judge(settings, since, datetime.now(UTC)))
     finally:
         console.print("[dim]stopping bentoml serve (SIGTERM: the capture log flushes)")
         launcher.stop(server)
@@ -193,6 +261,38 @@ def main(rows_at_most: int | None = None) -> None:
         report = os.path.relpath(summary["report"], settings.root)
         table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
     print_table(console, table)
+    before = results[-1][2]
+    loop = Table(title="mlstack demo: the concept flip, before and after retraining")
+    for column in ("concept_flip", "model", "verdict", "realized", "estimated", "report"):
+        loop.add_column(column)
+    for name, summary in (("before retraining", before), ("after retraining", after[1])):
+        concept = summary["concept_drift"]
+        loop.add_row(
+            name,
+            f"v{summary['model']['version']}",
+            verdict(summary),
+            f"{concept['current']:.4f}" if concept.get("current") is not None else "n/a",
+            f"{concept['estimated']:.4f}" if concept.get("estimated") is not None else "n/a",
+            os.path.relpath(summary["report"], settings.root),
+        )
+    print_table(console, loop)
+    console.print(
+        f"retrain: {outcome['recent']['labeled_rows']} labeled rows; gate "
+        f"{outcome['decision']} v{outcome['model_version']} ({outcome['reason']})"
+    )
+    realized = [s["concept_drift"].get("current") for s in (before, after[1])]
+    recovered = None not in realized and realized[1] > realized[0]
+    if outcome["decision"] != "promoted":
+        console.print("[red]the gate kept the old champion: the loop did not close")
+        failed = True
+    elif switched:
+        colour = "green" if recovered else "red"
+        console.print(
+            f"[{colour}]after retraining: {verdict(after[1])}; realized "
+            f"{settings.drift.performance_metric} on the flipped traffic {realized[0]:.4f} "
+            f"-> {realized[1]:.4f}"
+        )
+        failed |= not recovered
     console.print(f"done in {time.monotonic() - started:.0f}s.")
     console.print("runs and registry: mlflow ui --backend-store-uri sqlite:///mlflow.db")
     console.print(f"drift history: evidently ui --workspace {settings.drift.workspace}")

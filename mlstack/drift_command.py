@@ -13,57 +13,32 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlstack.output import console
+from mlstack.window import parse_duration, parse_window
 from pipeline.settings import load_settings_or_exit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monitoring.drift_job import JobOptions, JobResult
     from pipeline.settings import Settings
 
 logger = logging.getLogger("mlstack.drift")
 
 EXIT_DRIFT = 3
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 drift_app = typer.Typer(
     help="Judge data, prediction and concept drift of what the service served.",
     no_args_is_help=True,
 )
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``15m``, ``24h``, ``7d`` (or a sum like ``1h30m``)."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text.strip().lower())
-    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
-        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
-    total = timedelta()
-    try:
-        for number, unit in parts:
-            total += timedelta(**{_UNITS[unit]: float(number)})
-    except OverflowError:
-        raise typer.BadParameter(f"{text!r} is longer than any window can be") from None
-    if total <= timedelta():
-        raise typer.BadParameter(f"{text!r} must be longer than zero")
-    return total
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; without a zone it is taken as UTC."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time like 2026-01-31T12:00Z"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _options(
@@ -81,20 +56,7 @@ def _options(
 
     if current is not None and (since or until or last):
         raise typer.BadParameter("--current reads a file: it takes no --since, --until or --last")
-    if last is not None and since is not None:
-        raise typer.BadParameter("give --since or --last, not both")
-    end = parse_time(until) if until else None
-    start = parse_time(since) if since else None
-    if last is not None:
-        try:
-            start = (end or datetime.now(UTC)) - parse_duration(last)
-        except OverflowError:
-            raise typer.BadParameter(f"--last {last!r} reaches before the year 1") from None
-    if start is not None and start >= (end or datetime.now(UTC)):
-        raise typer.BadParameter(
-            f"the window starts ({start.isoformat()}) at or after it ends "
-            f"({(end.isoformat() if end else 'now')}): --since must be before --until"
-        )
+    start, end = parse_window(since, until, last)
     return JobOptions(
         current=current,
         reference=reference,
@@ -107,8 +69,13 @@ def _options(
     )
 
 
-def _locked_run(settings: Settings, options: JobOptions) -> JobResult | None:
-    """One run under the job's file lock; ``None`` when another run holds it."""
+def _locked_run(
+    settings: Settings,
+    options: JobOptions,
+    then: Callable[[JobResult], None] | None = None,
+) -> JobResult | None:
+    """One run under the job's file lock, and ``then`` (a retrain) under the same lock;
+    ``None`` when another run holds it."""
     from filelock import FileLock, Timeout
 
     from monitoring.drift_job import lock_path, run_once
@@ -117,7 +84,10 @@ def _locked_run(settings: Settings, options: JobOptions) -> JobResult | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(path), timeout=0):
-            return run_once(settings, options)
+            result = run_once(settings, options)
+            if then is not None:
+                then(result)
+            return result
     except Timeout:
         logger.warning("drift: another run holds %s; skipping this one", path)
         return None
@@ -250,6 +220,57 @@ def next_fire(now: datetime, every: timedelta | None, cron: str | None) -> datet
     return now + every
 
 
+class RetrainOn(StrEnum):
+    """Which verdict makes the schedule retrain (``any``: any drift the run detected)."""
+
+    concept = "concept"
+    performance = "performance"
+    data = "data"
+    any = "any"
+
+
+def verdict_matches(result: JobResult, on: RetrainOn) -> bool:
+    summary = result.summary
+    found = {
+        RetrainOn.concept: summary.concept_drift.detected,
+        RetrainOn.performance: summary.performance.detected,
+        RetrainOn.data: summary.data_drift.detected,
+        RetrainOn.any: summary.drift_detected,
+    }[on]
+    return found is True
+
+
+def retrain_after(settings: Settings, result: JobResult, on: RetrainOn) -> dict[str, Any]:
+    """``mlstack retrain`` on the window the run judged (the caller holds the lock); its
+    outcome, also written into the run's ``summary.json`` under ``retrain``."""
+    from mlstack.retrain_command import Refused, retrain
+    from monitoring.drift_job import add_to_summary
+
+    trigger = f"drift schedule: {on.value} drift in run {result.folder.name}"
+    since, until = result.window.get("since"), result.window.get("until")
+    outcome: dict[str, Any] = {"trigger": trigger}
+    try:
+        done = retrain(
+            settings,
+            datetime.fromisoformat(since) if since else None,
+            datetime.fromisoformat(until) if until else None,
+            settings.retrain.min_labeled_rows,
+            trigger,
+        )
+        outcome.update(done.as_dict())
+        logger.info(
+            "drift: retrained after %s drift: %s (%s)", on.value, done.status, outcome["reason"]
+        )
+    except Refused as error:
+        outcome.update(status="refused", reason=str(error))
+        logger.warning("drift: retrain refused: %s", error)
+    except Exception as error:  # noqa: BLE001 - reported, counted, and the schedule goes on
+        outcome.update(status="failed", reason=str(error))
+        logger.exception("drift: retrain after %s drift failed", on.value)
+    add_to_summary(result.folder, "retrain", outcome)
+    return outcome
+
+
 @drift_app.command("schedule")
 def schedule(
     every: Annotated[str | None, typer.Option(help="Run every interval, e.g. 15m.")] = None,
@@ -261,11 +282,19 @@ def schedule(
     textfile: TextfileOpt = None,
     mlflow: MlflowOpt = True,
     workspace: WorkspaceOpt = True,
+    retrain_on: Annotated[
+        RetrainOn | None,
+        typer.Option(
+            help="After a run with this verdict, `mlstack retrain` on the window it judged, "
+            "under the same lock; the outcome goes into the run's summary.json."
+        ),
+    ] = None,
 ) -> None:
     """Run the drift job again and again in this process; a failed run is logged, not fatal.
 
     Each run judges what was captured since the last successful one. With --max-runs, the
-    exit status is 1 when any run failed (the log names each failure), else 0.
+    exit status is 1 when any run failed (the log names each failure), else 0; a retrain
+    that failed (not one the gate rejected or too few labels refused) counts as a failed run.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (every is None) == (cron is None):
@@ -278,6 +307,12 @@ def schedule(
             raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
     settings = load_settings_or_exit()
     runs = failed = 0
+    retrained: list[dict[str, Any]] = []  # this run's retrain outcome, if it retrained
+
+    def then(result: JobResult) -> None:
+        if retrain_on is not None and verdict_matches(result, retrain_on):
+            retrained.append(retrain_after(settings, result, retrain_on))
+
     now = datetime.now(UTC)
     fire = now if interval is not None else next_fire(now, None, cron)
     while max_runs is None or runs < max_runs:
@@ -285,10 +320,13 @@ def schedule(
             time.sleep((fire - datetime.now(UTC)).total_seconds())
         started = datetime.now(UTC)
         options = _options(None, None, None, None, None, pushgateway, textfile, mlflow, workspace)
+        retrained.clear()
         try:
-            result = _locked_run(settings, options)
+            result = _locked_run(settings, options, then)
             if result is not None:
                 _report(result)
+            if retrained and retrained[0]["status"] == "failed":
+                failed += 1
         except Exception:
             failed += 1
             logger.exception(

@@ -216,6 +216,14 @@ def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None
     _write_json(payload, folder / "summary.json")
 
 
+def add_to_summary(folder: Path, key: str, value: Any) -> None:
+    """One more key in a written run's ``summary.json`` (the schedule's retrain outcome)."""
+    path = folder / "summary.json"
+    payload = json.loads(path.read_text())
+    payload[key] = value
+    _write_json(payload, path)
+
+
 def write_latest(settings: Settings, folder: Path, summary: Summary) -> None:
     base = reports_folder(settings)
     _write_json(

@@ -7,6 +7,12 @@ up column for column. Beside it goes the candidate's permutation importance per 
 (on the same split, with ``promote.metric``): the drift job weighs drifted columns by it,
 so a shift in the feature the model leans on counts for more than one in a feature it
 ignores.
+
+After a retrain the reference set also holds the recent rows held out for the gate
+(scored the same way): the reference is what the model was judged on, so the drift job
+compares new traffic with the world the model was fitted to, the recent one included, and
+CBPE calibrates its probabilities on rows of that world. Metrics and plots stay on the
+test split, comparable from run to run; the recent rows' metrics are logged beside them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pipeline.paths import (
     IMPORTANCE_FILE,
     METRICS_FILE,
     PLOTS_DIR,
+    RECENT_HOLDOUT_FILE,
     REFERENCE_FILE,
     TEST_FILE,
     TRAIN_REPORT,
@@ -37,7 +44,9 @@ from pipeline.tracking import configure, load_model, tracking_uri
 def reference_set(
     test: pd.DataFrame, predictions: pd.DataFrame, data: DataSettings
 ) -> pd.DataFrame:
-    keep = [c for c in (data.id, data.timestamp) if c is not None]
+    # The recent rows held out for the gate carry no id (their request ids are not the
+    # data's): they get missing ids beside the test split's.
+    keep = [c for c in (data.id, data.timestamp) if c is not None and c in test.columns]
     return pd.concat([test[[*keep, *data.features.all, data.target]], predictions], axis=1)
 
 
@@ -120,7 +129,21 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         table.to_csv(folder / f"{name}.csv", index=False)
     draw(tables, classes, folder)
-    write_parquet(reference_set(test, predictions, settings.data), settings.path(REFERENCE_FILE))
+    reference = reference_set(test, predictions, settings.data)
+    holdout = read_table(settings.path(RECENT_HOLDOUT_FILE))
+    recent_metrics: dict[str, float] = {}
+    if not holdout.empty:
+        scored = predict_frame(model, holdout[settings.data.features.all])
+        reference = pd.concat(
+            [reference, reference_set(holdout, scored, settings.data)], ignore_index=True
+        )
+        recent = all_metrics(
+            holdout[settings.data.target].astype(str),
+            scored[proba_columns(classes)].to_numpy(),
+            classes,
+        )
+        recent_metrics = {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
+    write_parquet(reference, settings.path(REFERENCE_FILE))
     write_json(metrics, settings.path(METRICS_FILE))
     importance = permutation_importance(
         model,
@@ -137,6 +160,7 @@ def main() -> None:
     )
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        mlflow.log_metrics(recent_metrics)
         for label, values in metrics["per_class"].items():
             mlflow.log_metrics({f"test_{k}_class_{label}": float(v) for k, v in values.items()})
         mlflow.log_artifacts(str(folder), artifact_path="plots")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -33,3 +34,26 @@ def dvc_lock_digest(root: Path) -> str:
 
 def lineage_tags(root: Path) -> dict[str, str]:
     return {"git_revision": git_revision(root), "dvc_lock_sha256": dvc_lock_digest(root)}
+
+
+# The Parquet schema metadata key under which `mlstack retrain` records where the recent
+# rows came from (capture window, rows read, labeled rows, when), so the file carries its
+# own lineage into every stage that reads it.
+RECENT_LINEAGE_KEY = b"mlstack.lineage"
+
+
+def recent_lineage(path: Path) -> dict[str, str]:
+    """Tags for the training run: the recent rows' MD5 (as dvc.lock records it), row count
+    and the lineage ``mlstack retrain`` wrote into the file; ``retrain.rows`` 0 before any."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    tags = {
+        "retrain.data": str(path.name),
+        "retrain.data_md5": hashlib.md5(path.read_bytes()).hexdigest(),
+        "retrain.rows": str(pq.read_metadata(path).num_rows),
+    }
+    raw = metadata.get(RECENT_LINEAGE_KEY)
+    if raw is not None:
+        tags.update({f"retrain.{key}": str(value) for key, value in json.loads(raw).items()})
+    return tags

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 PARAMS_FILE = "params.yaml"
 
+# Labeled production rows `mlstack retrain` took from the capture log (git-tracked, empty
+# until the first retrain; dvc.lock records the version each run of prepare and train read).
+RECENT_FILE = "data/retrain/recent.parquet"
+
 # Stage outputs, in pipeline order.
 TRAIN_FILE = "data/prepared/train.parquet"
 TEST_FILE = "data/prepared/test.parquet"
+# The recent rows held out for the gate (never trained on); empty without recent rows.
+RECENT_HOLDOUT_FILE = "data/prepared/recent_holdout.parquet"
 TRAIN_REPORT = "reports/train.json"
 METRICS_FILE = "reports/metrics.json"
 PLOTS_DIR = "reports/plots"

@@ -1,21 +1,35 @@
 """Stage 4, promote: the gate between a registered candidate and the ``champion`` alias.
 
-The candidate becomes champion only if it reaches ``promote.min_score`` and beats the
-current champion by at least ``promote.min_delta``, both scored on the same test split.
-Otherwise the alias stays where it was. Either way the decision is written to
-``reports/promotion.json`` and to tags on the candidate version in the registry; a move
-of the alias is also recorded in the champion's history (``pipeline/registry.py``).
+The candidate becomes champion only if it reaches ``promote.min_score`` on the original
+test split and beats the current champion by at least ``promote.min_delta``. After a
+retrain (``mlstack retrain``), "beats" is judged on the recent labeled production rows
+``prepare`` held out (``data/prepared/recent_holdout.parquet``, never trained on): that is
+where a model fitted to yesterday's world loses. Without recent rows it is judged on the
+test split, as the first ``dvc repro`` does. Otherwise the alias stays where it was.
+Either way the decision, both models' scores on both sets and the data used are written
+to ``reports/promotion.json``, and all but the data to tags on the candidate version in
+the registry; a move of the alias is also recorded in the champion's history
+(``pipeline/registry.py``), with what triggered the retrain.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from pipeline.io import read_json, read_table, write_json
 from pipeline.labels import normalize_label
+from pipeline.lineage import recent_lineage
 from pipeline.metrics import HIGHER_IS_BETTER, score
-from pipeline.paths import PROMOTION_REPORT, TEST_FILE, TRAIN_REPORT
+from pipeline.paths import (
+    PROMOTION_REPORT,
+    RECENT_FILE,
+    RECENT_HOLDOUT_FILE,
+    TEST_FILE,
+    TRAIN_REPORT,
+)
 from pipeline.registry import champion_version, move_champion
 from pipeline.settings import PromoteSettings, load_settings_or_exit
 from pipeline.tracking import client, load_model, tracking_uri
@@ -32,7 +46,18 @@ class Decision:
     candidate_version: str
     candidate_score: float
     champion_version: str | None
-    champion_score: float | None
+    champion_score: float | None  # the scores above are on the original test split
+    judged_on: str  # "recent" (the held-out production rows) or "test" (the test split)
+    candidate_recent_score: float | None
+    champion_recent_score: float | None
+
+
+@dataclass(frozen=True)
+class RecentScores:
+    """Candidate and champion on the recent rows held out for the gate."""
+
+    candidate: float
+    champion: float | None
 
 
 def decide(
@@ -41,8 +66,13 @@ def decide(
     champion_version: str | None,
     champion_score: float | None,
     gate: PromoteSettings,
+    recent: RecentScores | None = None,
 ) -> Decision:
-    """The gate itself: pure, so every branch is tested without a registry."""
+    """The gate itself: pure, so every branch is tested without a registry.
+
+    ``min_score`` always applies to the test split; ``min_delta`` to the recent rows when
+    there are any (``recent``), else to the test split.
+    """
     higher = HIGHER_IS_BETTER[gate.metric]
 
     def verdict(decision: str, reason: str) -> Decision:
@@ -54,6 +84,9 @@ def decide(
             candidate_score,
             champion_version,
             champion_score,
+            "recent" if recent is not None else "test",
+            recent.candidate if recent is not None else None,
+            recent.champion if recent is not None else None,
         )
 
     passes = candidate_score >= gate.min_score if higher else candidate_score <= gate.min_score
@@ -67,11 +100,22 @@ def decide(
         return verdict("promoted", "first model: no champion yet")
     if champion_version == candidate_version:
         return verdict("promoted", "candidate already is the champion")
-    gain = candidate_score - champion_score if higher else champion_score - candidate_score
+    new, old, where = candidate_score, champion_score, "the test split"
+    if recent is not None:
+        if recent.champion is None:
+            return verdict("rejected", "the champion has no score on the recent rows")
+        new, old, where = recent.candidate, recent.champion, "recent data"
+    gain = new - old if higher else old - new
     if gain >= gate.min_delta:
-        reason = f"beats champion v{champion_version} by {gain:+.4f} (min_delta {gate.min_delta})"
+        reason = (
+            f"beats champion v{champion_version} on {where} by {gain:+.4f} "
+            f"(min_delta {gate.min_delta})"
+        )
         return verdict("promoted", reason)
-    reason = f"does not beat champion v{champion_version}: {gain:+.4f} < min_delta {gate.min_delta}"
+    reason = (
+        f"does not beat champion v{champion_version} on {where}: {gain:+.4f} < "
+        f"min_delta {gate.min_delta}"
+    )
     return verdict("rejected", reason)
 
 
@@ -90,20 +134,41 @@ def main() -> None:
     trained = read_json(settings.path(TRAIN_REPORT))
     registry = client(settings)
     test = read_table(settings.path(TEST_FILE))
-    X, y = test[settings.data.features.all], test[settings.data.target].astype(str)
+    holdout = read_table(settings.path(RECENT_HOLDOUT_FILE))
+    features, target = settings.data.features.all, settings.data.target
 
-    def evaluate(uri: str) -> float:
+    def evaluate(uri: str) -> tuple[float, float | None]:
+        """The model's score on the test split and (if any) on the recent holdout."""
         model = load_model(uri, tracking_uri(settings))
         classes = [normalize_label(c) for c in model.classes_]
-        return score(y, model.predict_proba(X), classes, gate.metric)
+
+        def on(frame: pd.DataFrame) -> float:
+            proba = model.predict_proba(frame[features])
+            return score(frame[target].astype(str), proba, classes, gate.metric)
+
+        return on(test), (on(holdout) if not holdout.empty else None)
 
     candidate = trained["model_version"]
     champion = champion_version(registry, name, gate.alias)
-    champion_score = evaluate(f"models:/{name}/{champion}") if champion is not None else None
-    decision = decide(candidate, evaluate(trained["model_uri"]), champion, champion_score, gate)
+    champion_test, champion_recent = (
+        evaluate(f"models:/{name}/{champion}") if champion is not None else (None, None)
+    )
+    candidate_test, candidate_recent = evaluate(trained["model_uri"])
+    recent = (
+        RecentScores(candidate_recent, champion_recent) if candidate_recent is not None else None
+    )
+    decision = decide(candidate, candidate_test, champion, champion_test, gate, recent)
+    lineage = recent_lineage(settings.path(RECENT_FILE)) if recent is not None else {}
+    if "retrain.trigger" in lineage:  # why this retrain ran, into the tags and the history
+        decision = replace(decision, reason=f"{decision.reason}; {lineage['retrain.trigger']}")
     apply_decision(registry, name, gate.alias, decision)
+    data = {
+        "test": {"path": TEST_FILE, "rows": len(test)},
+        "recent_holdout": {"path": RECENT_HOLDOUT_FILE, "rows": len(holdout)},
+        "recent": {k.removeprefix("retrain."): v for k, v in lineage.items()},
+    }
     write_json(
-        {**asdict(decision), "model_name": name, "alias": gate.alias},
+        {**asdict(decision), "model_name": name, "alias": gate.alias, "data": data},
         settings.path(PROMOTION_REPORT),
     )
     print(f"promote: {decision.decision}: {decision.reason}")

@@ -146,6 +146,20 @@ class PromoteSettings(_Section):
     alias: str
 
 
+class RetrainSettings(_Section):
+    """``mlstack retrain``: which labeled capture rows a new model learns from, and how.
+
+    ``window`` is a duration (``90s``, ``15m``, ``24h``, ``7d``) back from now. ``prepare``
+    splits the recent rows: ``holdout`` of them go to the gate only; the rest train beside
+    ``reference_rows`` sampled from the original training split.
+    """
+
+    window: Annotated[str, Field(pattern=r"^(\d+(\.\d+)?[smhd])+$")]
+    min_labeled_rows: Annotated[int, Field(gt=0)]
+    holdout: Annotated[float, Field(gt=0, lt=1)]
+    reference_rows: Annotated[int, Field(ge=0)]
+
+
 class BatchingSettings(_Section):
     """Adaptive batching of concurrent ``/predict`` calls into one model call.
 
@@ -284,6 +298,7 @@ class Settings(_Section):
     train: TrainSettings
     evaluate: EvaluateSettings
     promote: PromoteSettings
+    retrain: RetrainSettings
     serving: ServingSettings
     capture: CaptureSettings
     drift: DriftSettings

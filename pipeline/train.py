@@ -2,7 +2,8 @@
 
 The run records the hyperparameters, the training data as an MLflow dataset input, the
 model (skops, reviewed trusted types, with signature and input example) and lineage tags
-(git revision, dvc.lock digest). ``reports/train.json`` hands the run and version to the
+(git revision, dvc.lock digest, and the recent production rows' capture window, counts and
+MD5 after ``mlstack retrain``). ``reports/train.json`` hands the run and version to the
 stages that follow.
 """
 
@@ -16,9 +17,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from pipeline.io import read_table, write_json
-from pipeline.lineage import lineage_tags
+from pipeline.lineage import lineage_tags, recent_lineage
 from pipeline.model import build_model
-from pipeline.paths import TRAIN_FILE, TRAIN_REPORT
+from pipeline.paths import RECENT_FILE, TRAIN_FILE, TRAIN_REPORT
 from pipeline.settings import Features, Settings, TrainSettings, load_settings_or_exit
 from pipeline.tracking import SKOPS_FORMAT, SKOPS_TRUSTED_TYPES, configure
 
@@ -61,6 +62,8 @@ def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -
     X = frame[features]
     with mlflow.start_run(run_name=f"train-{settings.train.estimator}") as run, harmless():
         mlflow.set_tags({**lineage_tags(settings.root), "stage": "train"})
+        # Which production rows (if any) this model learned from: `mlstack retrain`'s file.
+        mlflow.set_tags(recent_lineage(settings.path(RECENT_FILE)))
         mlflow.log_params({"estimator": settings.train.estimator, "seed": settings.data.seed})
         mlflow.log_params(
             {

@@ -78,6 +78,7 @@ def make_project(
     for name in ("dvc.yaml", "bentofile.yaml", ".gitignore"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "data" / "retrain", root / "data" / "retrain")  # empty: no retrain yet
     (root / "data" / "raw").mkdir(parents=True)
     data.to_parquet(root / "data" / "raw" / "reference_2015.parquet", index=False)
     for production in (ROOT / "data" / "raw").glob("production_*.parquet"):

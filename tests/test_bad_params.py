@@ -24,6 +24,7 @@ COMMANDS = {
     "model history": [*MLSTACK, "model", "history"],
     "model rollback": [*MLSTACK, "model", "rollback"],
     "replay": [*MLSTACK, "replay", "--scenario", "production_2016"],
+    "retrain": [*MLSTACK, "retrain", "--json"],
     "demo": [sys.executable, "-m", "mlstack.demo"],
 }  # fmt: skip
 

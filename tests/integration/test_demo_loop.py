@@ -62,7 +62,7 @@ def test_demo_prints_the_expected_verdicts(demo: tuple[Project, str]) -> None:
     for report in (project.root / "reports" / "drift").glob("*/report.html"):
         shown = report.relative_to(project.root).as_posix()
         assert shown in stdout, f"the verdict table (piped) cut the report path {shown}"
-    stable, shifted, flipped = summaries(project)
+    stable, shifted, flipped, after = summaries(project)
     assert stable["rows"]["current"] == ROWS and stable["rows"]["labeled"] == ROWS
     assert stable["data_drift"]["detected"] is False
     assert stable["concept_drift"]["detected"] is False
@@ -71,6 +71,16 @@ def test_demo_prints_the_expected_verdicts(demo: tuple[Project, str]) -> None:
     assert drifted == {"AGEP", "MAR"}
     assert flipped["concept_drift"]["detected"] is True
     assert flipped["data_drift"]["detected"] is False
+    # Step 6: retrained on the flipped traffic, promoted on recent rows, served without a
+    # restart, and the model does better on the same kind of traffic than the old one did.
+    promotion = json.loads((project.root / "reports" / "promotion.json").read_text())
+    assert promotion["decision"] == "promoted" and promotion["judged_on"] == "recent"
+    assert promotion["candidate_recent_score"] > promotion["champion_recent_score"]
+    assert promotion["data"]["recent"]["labeled_rows"] == str(ROWS)
+    assert after["model"]["version"] == promotion["candidate_version"]
+    assert after["model"]["version"] != flipped["model"]["version"]
+    assert after["rows"]["labeled"] == ROWS
+    assert after["concept_drift"]["current"] > flipped["concept_drift"]["current"]
 
 
 def test_demo_stops_its_server(demo: tuple[Project, str]) -> None:

@@ -21,7 +21,8 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from mlstack.drift_command import drift_app, next_fire, parse_duration, parse_time
+from mlstack.drift_command import drift_app, next_fire
+from mlstack.window import parse_duration, parse_time
 from pipeline.io import write_json
 from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.schema import PREDICTION

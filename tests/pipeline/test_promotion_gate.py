@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipeline.promote import decide
+from pipeline.promote import RecentScores, decide
 from pipeline.settings import PromoteSettings
 
 GATE = PromoteSettings(metric="roc_auc", min_score=0.85, min_delta=0.005, alias="champion")
@@ -39,3 +39,56 @@ def test_lower_is_better_for_log_loss() -> None:
     assert decide("2", 0.30, "1", 0.35, gate).decision == "promoted"
     assert decide("2", 0.36, "1", 0.35, gate).decision == "rejected"
     assert decide("1", 0.60, None, None, gate).decision == "rejected"
+
+
+# With recent rows (after `mlstack retrain`): min_score on the test split, min_delta on recent.
+
+
+def test_better_on_recent_rows_is_promoted_though_worse_on_the_test_split() -> None:
+    decision = decide("2", 0.86, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.70))
+    assert decision.decision == "promoted"
+    assert decision.judged_on == "recent"
+    assert "on recent data by +0.1000" in decision.reason
+    assert (decision.candidate_recent_score, decision.champion_recent_score) == (0.80, 0.70)
+    assert (decision.candidate_score, decision.champion_score) == (0.86, 0.90)
+
+
+def test_not_better_on_recent_rows_by_min_delta_is_rejected() -> None:
+    decision = decide("2", 0.95, "1", 0.90, GATE, RecentScores(candidate=0.703, champion=0.70))
+    assert decision.decision == "rejected"
+    assert "does not beat champion v1 on recent data: +0.0030 < min_delta 0.005" in decision.reason
+
+
+def test_better_on_recent_rows_but_below_min_score_on_the_test_split_is_rejected() -> None:
+    decision = decide("2", 0.84, "1", 0.90, GATE, RecentScores(candidate=0.95, champion=0.70))
+    assert decision.decision == "rejected"
+    assert "below min_score 0.85" in decision.reason
+    assert decision.judged_on == "recent"
+
+
+def test_recent_rows_without_a_champion_promote_the_first_model() -> None:
+    decision = decide("1", 0.90, None, None, GATE, RecentScores(candidate=0.80, champion=None))
+    assert decision.decision == "promoted" and "first model" in decision.reason
+
+
+def test_recent_rows_the_champion_has_no_score_on_are_a_rejection() -> None:
+    decision = decide("2", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=None))
+    assert decision.decision == "rejected"
+    assert "no score on the recent rows" in decision.reason
+
+
+def test_candidate_already_champion_is_promoted_with_recent_rows() -> None:
+    decision = decide("1", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.80))
+    assert decision.decision == "promoted" and "already is the champion" in decision.reason
+
+
+def test_lower_is_better_on_recent_rows_for_log_loss() -> None:
+    gate = PromoteSettings(metric="log_loss", min_score=0.5, min_delta=0.01, alias="champion")
+    assert decide("2", 0.4, "1", 0.3, gate, RecentScores(0.30, 0.35)).decision == "promoted"
+    assert decide("2", 0.3, "1", 0.4, gate, RecentScores(0.36, 0.35)).decision == "rejected"
+
+
+def test_without_recent_rows_the_test_split_decides() -> None:
+    decision = decide("2", 0.91, "1", 0.90, GATE)
+    assert decision.judged_on == "test" and decision.candidate_recent_score is None
+    assert "on the test split" in decision.reason

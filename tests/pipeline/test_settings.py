@@ -52,6 +52,17 @@ def test_wrong_type_is_named() -> None:
         parse_settings(raw)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("window", "a week"), ("window", "7"), ("holdout", 1.0), ("reference_rows", -1)],
+)
+def test_bad_retrain_values_are_named(key: str, value: Any) -> None:
+    raw = params()
+    raw["retrain"][key] = value
+    with pytest.raises(SettingsError, match=rf"retrain\.{key}: .*{re.escape(repr(value))}"):
+        parse_settings(raw)
+
+
 def test_missing_key_is_named() -> None:
     raw = params()
     del raw["data"]["target"]
