@@ -7,8 +7,9 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 - validates requests with a pydantic model built from ``params.yaml`` plus the
   categories the fitted model knows (only ``EXAMPLE_INPUT``, a sample request for the
   docs and tests, names columns; the service itself follows ``params.yaml``);
-- batches concurrent requests into one model call (serving/batching.py), converting
-  the whole batch to pandas once;
+- batches concurrent requests into one model call (serving/batching.py), scored by the
+  compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
+  against the model at load) or, for a model it does not cover, one pandas frame per batch;
 - answers with the model name and version, counts what it served on /metrics, and
   hands every served row and feedback label to the capture log's background writer.
 
@@ -70,6 +71,7 @@ from serving.inputs import (
     shown,
     unknown_categories,
 )
+from serving.scoring import prepare_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +221,7 @@ class Classifier:
         self.classes = [normalize_label(c) for c in self.model.classes_]
         self.proba_columns = [proba_column(c) for c in self.classes]
         self.known = known_categories(self.model, features.categorical)
+        self.scorer = prepare_scorer(self.model, self.settings)
         self.columns = features.all
         _ACCEPTED["classes"] = self.classes
         if self.settings.serving.reject_unknown_categories:
@@ -287,19 +290,14 @@ class Classifier:
         )
 
     def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[Scored]:
-        """One model call for many requests: one DataFrame, one ``predict_proba``.
+        """One model call for many requests: one input matrix (or frame), one ``predict_proba``.
 
         The batch is handed to the capture log here, as the rows and arrays it already is:
         no per-row records on the request path (the writer thread builds the frame).
         """
-        import pandas as pd
-
         self._limit_native_threads()
         rows = [row for job in jobs for row in job]
-        frame = pd.DataFrame.from_records(rows, columns=self.columns)
-        for column in self.numerical:
-            frame[column] = frame[column].astype("float64")
-        probabilities = np.asarray(self.model.predict_proba(frame), dtype="float64")
+        probabilities = self.scorer.predict_proba(rows)
         request_ids = [self._request_id() for _ in rows]
         labels: list[str] = [self.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
