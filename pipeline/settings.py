@@ -184,6 +184,11 @@ class ServingSettings(_Section):
     # Native threads (OpenMP, BLAS) per worker for the model call. Workers already use
     # every core; more threads per worker made one-row predictions 15x slower here.
     model_threads: Annotated[int, Field(gt=0)]
+    # Build the estimator's input matrix from the validated rows with numpy instead of
+    # the ColumnTransformer on a pandas frame (serving/scoring.py), if the model's shape
+    # allows and its probabilities match predict_proba's within the tolerance at load.
+    compiled_inputs: bool
+    compiled_tolerance: Annotated[float, Field(ge=0)]
     # One log line per request costs throughput; /metrics already counts every request.
     access_log: bool
     # Each worker asks the registry every this many seconds where the champion alias

@@ -7,8 +7,9 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 - validates requests with a pydantic model built from ``params.yaml`` plus the
   categories the fitted model knows (only ``EXAMPLE_INPUT``, a sample request for the
   docs and tests, names columns; the service itself follows ``params.yaml``);
-- batches concurrent requests into one model call (serving/batching.py), converting
-  the whole batch to pandas once;
+- batches concurrent requests into one model call (serving/batching.py), scored by the
+  compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
+  against the model at load) or, for a model it does not cover, one pandas frame per batch;
 - answers with the model name and version, counts what it served on /metrics, and
   hands every served row and feedback label to the capture log's background writer.
 
@@ -72,6 +73,7 @@ from serving.inputs import (
     shown,
     unknown_categories,
 )
+from serving.scoring import Scorer, prepare_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +222,6 @@ class Classifier:
         self._id_key = (
             hashlib.sha256(b"mlstack request ids\0" + token.encode()).digest() if token else None
         )
-        features = self.settings.data.features
         stored = self.champion
         labels = stored.info.labels
         packed = Champion(
@@ -229,10 +230,12 @@ class Classifier:
             run_id=labels.get("run_id", ""),
         )
         # The packed model serves first; the follower swaps in whatever the alias names.
-        served = serve_model(load_model(stored.path_of(MLFLOW_FOLDER)), packed, self.settings)
-        self.follower = ChampionFollower(self.settings, served, on_swap=_accept)
-        self.columns = features.all
-        self.numerical = features.numerical
+        served = serve_model(
+            load_model(stored.path_of(MLFLOW_FOLDER)), packed, self.settings, prepare_scorer
+        )
+        self.follower = ChampionFollower(
+            self.settings, served, on_swap=_accept, prepare=prepare_scorer
+        )
         self.capture: CaptureWriter | None = None
         if self.settings.capture.enabled:
             self.capture = writer_from_settings(
@@ -284,20 +287,16 @@ class Classifier:
         )
 
     def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[Scored]:
-        """One model call for many requests: one DataFrame, one ``predict_proba``.
+        """One model call for many requests: one input matrix (or frame), one ``predict_proba``.
 
         The batch is handed to the capture log here, as the rows and arrays it already is:
         no per-row records on the request path (the writer thread builds the frame).
         """
-        import pandas as pd
-
         self._limit_native_threads()
         served = self.follower.served  # read once: the whole batch is this version's
         rows = [row for job in jobs for row in job]
-        frame = pd.DataFrame.from_records(rows, columns=self.columns)
-        for column in self.numerical:
-            frame[column] = frame[column].astype("float64")
-        probabilities = np.asarray(served.model.predict_proba(frame), dtype="float64")
+        scorer: Scorer = served.prepared  # the compiled input path, or the pipeline's own
+        probabilities = scorer.predict_proba(rows)
         request_ids = [self._request_id() for _ in rows]
         labels: list[str] = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:

@@ -1,0 +1,306 @@
+"""Scoring validated rows: a compiled input path for the model factory's pipelines.
+
+``Pipeline.predict_proba`` on a pandas frame spends most of a small call in the
+``ColumnTransformer``: it checks, converts and indexes every column again on each call
+(``check_array`` about twenty times, ``SimpleImputer`` and ``OneHotEncoder`` input checks
+on object columns), though the service has already validated every value with pydantic.
+:func:`prepare_scorer` reads the fitted transformers once (medians, means and scales,
+the one-hot encoder's categories) and builds the estimator's input matrix from the
+request rows with numpy and one dict lookup per category, in the column order the
+estimator was fitted on; the final estimator then scores that matrix inside
+``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``.
+
+It compiles exactly the shapes ``pipeline.model.build_model`` makes: a ``Pipeline`` of a
+``ColumnTransformer`` (other columns dropped) whose parts are ``SimpleImputer`` then
+``StandardScaler`` on numbers and ``SimpleImputer(strategy="constant")`` then
+``OneHotEncoder(handle_unknown="ignore")`` on categories, and a final estimator fitted on
+that unnamed matrix. Anything else, or a compiled path whose probabilities differ from
+``model.predict_proba`` by more than ``serving.compiled_tolerance`` on a deterministic
+sample of rows (every category, missing values, an unknown category, numbers over the
+scaler's range), scores through the plain frame path instead; the reason is logged once,
+when the model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.labels import normalize_label
+from pipeline.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Rows = Sequence[dict[str, Any]]
+UNKNOWN_CATEGORY = "\0not a category the model knows"  # in the check sample only
+SAMPLE_ROWS = 256  # rows in the load-time check (more if a column has more categories)
+
+
+class NotCompiled(ValueError):
+    """The model has a shape the compiled path does not cover; the message says which part."""
+
+
+def frame(rows: Rows, columns: Sequence[str], numerical: Sequence[str]) -> Any:
+    """The rows as the pandas frame the model was fitted on: numbers as float64, None as
+    missing (the plain path, and the reference the compiled path is checked against)."""
+    import pandas as pd
+
+    table = pd.DataFrame.from_records(rows, columns=list(columns))
+    for column in numerical:
+        table[column] = table[column].astype("float64")
+    return table
+
+
+@dataclass(frozen=True)
+class _Numbers:
+    """Numerical columns: fill missing, then ``(x - mean) / scale``, into ``positions``."""
+
+    columns: list[str]
+    positions: np.ndarray
+    fill: np.ndarray
+    mean: np.ndarray | None
+    scale: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Categories:
+    """Categorical columns: each value (None: the imputer's constant) to its one-hot column."""
+
+    columns: list[str]
+    fill: str
+    lookup: list[dict[Any, int]]  # per column: category -> column of the matrix
+
+
+@dataclass(frozen=True)
+class CompiledInput:
+    """The fitted ``ColumnTransformer`` as plain arrays, and the estimator behind it."""
+
+    width: int
+    numbers: list[_Numbers]
+    categories: list[_Categories]
+    estimator: Any
+
+    def matrix(self, rows: Rows) -> np.ndarray:
+        """The estimator's input for ``rows``: what the fitted transformer would give."""
+        out = np.zeros((len(rows), self.width), dtype=np.float64)
+        for part in self.numbers:
+            values = np.array(
+                [[row[c] for c in part.columns] for row in rows], dtype=np.float64
+            ).reshape(len(rows), len(part.columns))
+            values = np.where(np.isnan(values), part.fill, values)
+            if part.mean is not None:
+                values -= part.mean
+            if part.scale is not None:
+                values /= part.scale
+            out[:, part.positions] = values
+        hot: list[int] = []
+        for encoded in self.categories:
+            pairs = list(zip(encoded.columns, encoded.lookup, strict=True))
+            fill = encoded.fill
+            for index, row in enumerate(rows):
+                base = index * self.width
+                for column, lookup in pairs:
+                    value = row[column]
+                    position = lookup.get(fill if value is None else value)
+                    if position is not None:  # an unknown category: all zeros
+                        hot.append(base + position)
+        out.ravel()[hot] = 1.0
+        return out
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        import sklearn
+
+        matrix = self.matrix(rows)
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """``predict_proba`` for validated rows: compiled when the model allows it, else the
+    model's own pipeline on a pandas frame."""
+
+    model: Any
+    columns: list[str]
+    numerical: list[str]
+    compiled: CompiledInput | None
+    reason: str  # why the compiled path is not used ("" when it is)
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        if self.compiled is not None:
+            return self.compiled.predict_proba(rows)
+        table = frame(rows, self.columns, self.numerical)
+        return np.asarray(self.model.predict_proba(table), dtype=np.float64)
+
+
+def _steps(transformer: Any) -> list[Any]:
+    from sklearn.pipeline import Pipeline
+
+    return [s for _, s in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+
+
+def _numbers(steps: list[Any], columns: list[str], positions: np.ndarray) -> _Numbers:
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    kinds = [type(s) for s in steps]
+    if kinds not in ([SimpleImputer, StandardScaler], [SimpleImputer]):
+        raise NotCompiled(f"numerical steps {[k.__name__ for k in kinds]}")
+    imputer, *rest = steps
+    fill = np.asarray(imputer.statistics_, dtype=np.float64)
+    if imputer.add_indicator or not _is_nan(imputer.missing_values) or np.isnan(fill).any():
+        raise NotCompiled("a numerical imputer with indicators, other markers or empty columns")
+    mean = scale = None
+    if rest:
+        scaler = rest[0]
+        mean = None if scaler.mean_ is None or not scaler.with_mean else scaler.mean_
+        scale = None if scaler.scale_ is None or not scaler.with_std else scaler.scale_
+    return _Numbers(columns, positions, fill, mean, scale)
+
+
+def _categories(steps: list[Any], columns: list[str], start: int) -> tuple[_Categories, int]:
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    if [type(s) for s in steps] != [SimpleImputer, OneHotEncoder]:
+        raise NotCompiled(f"categorical steps {[type(s).__name__ for s in steps]}")
+    imputer, encoder = steps
+    if (
+        imputer.strategy != "constant"
+        or imputer.add_indicator
+        or not _is_nan(imputer.missing_values)
+        or not isinstance(imputer.fill_value, str)
+    ):
+        raise NotCompiled("a categorical imputer other than a constant string for NaN")
+    if (
+        encoder.handle_unknown != "ignore"
+        or encoder.drop_idx_ is not None
+        or getattr(encoder, "_infrequent_enabled", False)
+    ):
+        raise NotCompiled("a one-hot encoder that drops, groups or refuses categories")
+    lookup: list[dict[Any, int]] = []
+    position = start
+    for values in encoder.categories_:
+        known = values.tolist()
+        if any(v is None or v != v for v in known):
+            raise NotCompiled("a one-hot encoder with a missing value as a category")
+        lookup.append({v: position + i for i, v in enumerate(known)})
+        position += len(known)
+    return _Categories(columns, imputer.fill_value, lookup), position - start
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def compile_input(model: Any, settings: Settings) -> CompiledInput:
+    """The compiled path for ``model``, or :class:`NotCompiled` naming the part it cannot do."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    features = settings.data.features
+    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        raise NotCompiled(f"a {type(model).__name__}, not a two-step Pipeline")
+    columns, estimator = model.steps[0][1], model.steps[1][1]
+    if not isinstance(columns, ColumnTransformer) or columns.sparse_output_:
+        raise NotCompiled(f"a first step {type(columns).__name__}, not a dense ColumnTransformer")
+    if getattr(estimator, "feature_names_in_", None) is not None:
+        raise NotCompiled("an estimator fitted on named columns")
+    numbers, categories, seen = [], [], []
+    for name, transformer, selected in columns.transformers_:
+        if isinstance(transformer, str):
+            if transformer == "drop" or len(selected) == 0:
+                continue
+            raise NotCompiled(f"columns passed through by {name!r}")
+        if not all(isinstance(c, str) for c in selected):
+            raise NotCompiled(f"{name!r} selects columns by position")
+        chosen = list(selected)
+        seen += chosen
+        place = columns.output_indices_[name]
+        steps = _steps(transformer)
+        if set(chosen) <= set(features.numerical):
+            positions = np.arange(place.start, place.stop)
+            if len(positions) != len(chosen):
+                raise NotCompiled(f"{name!r} gives {len(positions)} columns for {len(chosen)}")
+            numbers.append(_numbers(steps, chosen, positions))
+        elif set(chosen) <= set(features.categorical):
+            part, width = _categories(steps, chosen, place.start)
+            if width != place.stop - place.start:
+                raise NotCompiled(f"{name!r} gives {place.stop - place.start} columns, not {width}")
+            categories.append(part)
+        else:
+            raise NotCompiled(f"{name!r} mixes numerical and categorical columns")
+    width = max((p.stop for p in columns.output_indices_.values()), default=0)
+    if sorted(seen) != sorted(features.all):
+        raise NotCompiled(f"transforms columns {sorted(seen)}, not the schema's features")
+    if getattr(estimator, "n_features_in_", None) != width:
+        raise NotCompiled(f"an estimator fitted on {estimator.n_features_in_} columns, not {width}")
+    if not hasattr(estimator, "predict_proba"):
+        raise NotCompiled(f"a final {type(estimator).__name__} without predict_proba")
+    return CompiledInput(width, numbers, categories, estimator)
+
+
+def check_rows(compiled: CompiledInput, settings: Settings) -> list[dict[str, Any]]:
+    """A deterministic sample that reaches every part of the compiled path: each category
+    of each column several times, None, a category the model never saw, and numbers
+    spread over the scaler's range (within ``data.ranges``), in seeded combinations."""
+    rng = np.random.default_rng(settings.data.seed)
+    choices: dict[str, list[Any]] = {}
+    for numbers in compiled.numbers:
+        for i, column in enumerate(numbers.columns):
+            center = numbers.mean[i] if numbers.mean is not None else numbers.fill[i]
+            spread = numbers.scale[i] if numbers.scale is not None else 1.0
+            low, high = settings.data.ranges.get(column, (-np.inf, np.inf))
+            spots = np.clip(center + spread * np.linspace(-3, 3, 25), low, high)
+            choices[column] = [*(float(v) for v in spots), float(numbers.fill[i]), None]
+    for categories in compiled.categories:
+        for column, lookup in zip(categories.columns, categories.lookup, strict=True):
+            choices[column] = [*(normalize_label(v) for v in lookup), None, UNKNOWN_CATEGORY]
+    count = max(SAMPLE_ROWS, 4 * max(len(c) for c in choices.values()))
+    picked = {
+        column: [values[i] for i in rng.permutation(np.arange(count) % len(values))]
+        for column, values in choices.items()
+    }
+    return [{c: picked[c][i] for c in settings.data.features.all} for i in range(count)]
+
+
+def verify(compiled: CompiledInput, model: Any, settings: Settings) -> None:
+    """Raise :class:`NotCompiled` unless the compiled path gives ``model.predict_proba``'s
+    probabilities within ``serving.compiled_tolerance`` on :func:`check_rows`, in one batch
+    and for a single row."""
+    features = settings.data.features
+    tolerance = settings.serving.compiled_tolerance
+    rows = check_rows(compiled, settings)
+    expected = np.asarray(model.predict_proba(frame(rows, features.all, features.numerical)))
+    for sample in (rows, rows[:1]):
+        got, want = compiled.predict_proba(sample), expected[: len(sample)]
+        difference = float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
+        if not difference <= tolerance:
+            raise NotCompiled(
+                f"probabilities differ from predict_proba by {difference:.3g} on "
+                f"{len(sample)} check rows (tolerance {tolerance})"
+            )
+
+
+def prepare_scorer(model: Any, settings: Settings) -> Scorer:
+    """The scorer for ``model``: compiled and verified if ``serving.compiled_inputs`` and the
+    model's shape allow it, else the frame path (the reason logged once, here)."""
+    features = settings.data.features
+    compiled: CompiledInput | None = None
+    reason = "serving.compiled_inputs is false"
+    if settings.serving.compiled_inputs:
+        try:
+            compiled = compile_input(model, settings)
+            verify(compiled, model, settings)
+            reason = ""
+        except Exception as error:  # noqa: BLE001 - any failure: the frame path serves
+            compiled, reason = None, f"{type(error).__name__}: {error}"
+    if compiled is None:
+        logger.warning("scoring through the model's pandas pipeline (not compiled): %s", reason)
+    else:
+        logger.info("scoring through the compiled input path (%d columns)", compiled.width)
+    return Scorer(model, list(features.all), list(features.numerical), compiled, reason)
