@@ -29,12 +29,12 @@ def test_without_recent_rows_training_data_is_as_before() -> None:
 
 
 def test_recent_rows_are_split_and_the_held_out_ones_never_trained_on() -> None:
-    train, _ = prepare(employment_sample(4000), SETTINGS.data)
+    train, _ = prepare(employment_sample(8000), SETTINGS.data)
     recent = recent_rows(1000)
     folded, holdout = with_recent(train, recent, SETTINGS.data, SETTINGS.retrain)
     retrain = SETTINGS.retrain
     assert len(holdout) == round(1000 * retrain.holdout)
-    assert len(folded) == retrain.reference_rows + 1000 - len(holdout)
+    assert len(folded) == min(retrain.reference_rows, len(train)) + 1000 - len(holdout)
     features = SETTINGS.data.features.all
     assert list(folded.columns) == [*features, SETTINGS.data.target]
     assert set(holdout[SETTINGS.data.target]) == {"0", "1"}
