@@ -245,7 +245,7 @@ class DriftSettings(_Section):
         ):
             if self.sample_rows < needed:
                 raise ValueError(
-                    f"sample_rows: {self.sample_rows} is below drift.{key} {needed}; a window "
+                    f"drift.sample_rows {self.sample_rows} is below drift.{key} {needed}: a window "
                     "large enough to judge would be judged on fewer rows than that"
                 )
         return self
