@@ -260,6 +260,8 @@ def log_to_mlflow(
         "rows_reference": summary.rows.reference,
         "rows_current": summary.rows.current,
         "rows_labeled": summary.rows.labeled,
+        "rows_sampled": summary.sample.sample_rows,
+        "rows_labeled_sampled": summary.sample.labeled_sample_rows,
     }
     kinds = ("data_drift", "prediction_drift", "label_drift", "performance", "concept_drift")
     for kind in (*kinds, "data_quality"):

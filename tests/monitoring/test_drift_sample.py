@@ -26,6 +26,7 @@ from mlstack.drift_command import drift_app
 from monitoring.capture import (
     LABELS,
     PREDICTIONS,
+    capture_path,
     read_window,
     read_window_sample,
     sample_frame,
@@ -67,7 +68,7 @@ def _log(drift_data: DriftData, root: Path, rows: int, settings: Settings) -> pd
         frame.loc[outside[:MISSING], "MAR"] = None
         frame.loc[outside[-10:], "model_version"] = "4"
     labels = frame[["request_id", "timestamp", target]].head(LABELED)
-    path = settings.path(settings.capture.path)
+    path = capture_path(settings)
     write_frame(path, PREDICTIONS, frame.drop(columns=[target, settings.data.id]))
     write_frame(path, LABELS, labels.rename(columns={target: "label"}))
     return frame
@@ -253,3 +254,46 @@ def test_a_bad_sample_size_is_refused_naming_the_key(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "drift.sample_rows" in lines[0] and named in lines[0]
     assert not (tmp_path / "reports").exists()
+
+
+def test_an_s3_capture_log_is_streamed_too(
+    drift_data: DriftData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streaming read through fsspec's s3fs, against a real S3 API (moto's server)."""
+    import boto3
+
+    from serving import launcher
+    from tests.team.team_servers import VENV_BIN, free_port, wait_http
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "moto.log"
+    moto = launcher.start(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        log,
+        env={**os.environ, **TELEMETRY_OFF},
+    )
+    try:
+        wait_http(f"{url}/moto-api/", moto, log, 60)
+        credentials = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "mlstack-test",
+            "AWS_SECRET_ACCESS_KEY": "mlstack-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        for name, value in credentials.items():
+            monkeypatch.setenv(name, value)
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="drift-sample")
+        raw = yaml.safe_load(write_params(tmp_path, sample_rows=SAMPLE).read_text())
+        raw["capture"]["path"] = "s3://drift-sample/capture"
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        settings = load_settings(tmp_path / "params.yaml")
+        _log(drift_data, tmp_path, ROWS, settings)
+        path, until = "s3://drift-sample/capture", START + timedelta(days=1)
+        streamed = read_window_sample(path, settings, SAMPLE, 42, START, until)
+        in_memory = sample_frame(read_window(path, settings, START, until), settings, SAMPLE, 42)
+        assert streamed.totals == in_memory.totals
+        assert streamed.totals.rows == ROWS and streamed.totals.missing["MAR"] == MISSING
+        pd.testing.assert_frame_equal(streamed.current, in_memory.current.reset_index(drop=True))
+    finally:
+        launcher.stop(moto)
