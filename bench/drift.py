@@ -134,7 +134,13 @@ def evidently_alone(current: Path, reference: Path, out: Path) -> None:
     import evidently.presets  # noqa: F401 - imported before the clock starts
     import pandas as pd
 
-    from monitoring.drift import _classes, _drift_report, _performance_report, _plain
+    from monitoring.drift import (
+        _classes,
+        _comparable,
+        _drift_report,
+        _performance_report,
+        _plain,
+    )
     from pipeline.schema import PREDICTION, proba_column
     from pipeline.settings import load_settings
 
@@ -146,7 +152,9 @@ def evidently_alone(current: Path, reference: Path, out: Path) -> None:
     labeled = cur[cur[settings.data.target].notna()]
     probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
     started = time.perf_counter()
-    _drift_report(ref, cur, settings, [*probas, PREDICTION])
+    features = settings.data.features.all
+    compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
+    _drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
     _performance_report(ref, labeled, settings, classes)
     seconds = time.perf_counter() - started
     out.write_text(json.dumps({"report_seconds": seconds}))

@@ -31,8 +31,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,12 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.labels import normalize_label
+from pipeline.labels import normalize_label, normalize_labels
 from pipeline.schema import PREDICTION
 from pipeline.settings import Settings
 
@@ -706,6 +709,28 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _files(
+    fs: Any, root: str, kind: str, since: datetime | None, until: datetime | None
+) -> list[str]:
+    """The visible Parquet files of one kind whose date partition overlaps [since, until]."""
+    first, last = _day(since), _day(until)
+    files = []
+    for folder in sorted(fs.glob(f"{root}/{kind}/date=*")):
+        try:
+            day = date.fromisoformat(folder.rstrip("/").rsplit("date=", 1)[1])
+        except ValueError:
+            logger.warning("capture: skipping folder with a bad date: %s", folder)
+            continue
+        if (first is not None and day < first) or (last is not None and day > last):
+            continue
+        files += [
+            file
+            for file in sorted(fs.glob(f"{folder}/*.parquet"))
+            if not file.rsplit("/", 1)[-1].startswith(".")
+        ]
+    return files
+
+
 def read_kind(
     path: str | Path, kind: str, since: datetime | None = None, until: datetime | None = None
 ) -> pd.DataFrame:
@@ -715,24 +740,13 @@ def read_kind(
     file does not hide a whole window.
     """
     fs, root = _fs(path)
-    first, last = _day(since), _day(until)
     frames = []
-    for folder in sorted(fs.glob(f"{root}/{kind}/date=*")):
+    for file in _files(fs, root, kind, since, until):
         try:
-            day = date.fromisoformat(folder.rstrip("/").rsplit("date=", 1)[1])
-        except ValueError:
-            logger.warning("capture: skipping folder with a bad date: %s", folder)
-            continue
-        if (first is not None and day < first) or (last is not None and day > last):
-            continue
-        for file in sorted(fs.glob(f"{folder}/*.parquet")):
-            if file.rsplit("/", 1)[-1].startswith("."):
-                continue
-            try:
-                with fs.open(file, "rb") as handle:
-                    frames.append(pd.read_parquet(handle))
-            except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
-                logger.warning("capture: skipping unreadable file %s: %s", file, error)
+            with fs.open(file, "rb") as handle:
+                frames.append(pd.read_parquet(handle))
+        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
+            logger.warning("capture: skipping unreadable file %s: %s", file, error)
     if not frames:
         return pd.DataFrame()
     return _plain(pd.concat(frames, ignore_index=True))
@@ -762,8 +776,7 @@ def read_window(
     data = settings.data
     predictions = read_kind(path, PREDICTIONS, since, until)
     if predictions.empty:
-        columns = [REQUEST_ID, TIMESTAMP, MODEL_NAME, MODEL_VERSION, *data.features.all]
-        return pd.DataFrame(columns=[*columns, PREDICTION, data.target])
+        return _empty_window(settings)
     stamps = predictions[TIMESTAMP]
     keep = pd.Series(True, index=predictions.index)
     if since is not None:
@@ -785,7 +798,244 @@ def read_window(
         predictions[data.target] = predictions[data.target].where(
             predictions[data.target].notna(), None
         )
-    for column in data.features.numerical:
+    return _finish(predictions, settings)
+
+
+def _empty_window(settings: Settings) -> pd.DataFrame:
+    data = settings.data
+    columns = [REQUEST_ID, TIMESTAMP, MODEL_NAME, MODEL_VERSION, *data.features.all]
+    return pd.DataFrame(columns=[*columns, PREDICTION, data.target])
+
+
+def _finish(predictions: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    for column in settings.data.features.numerical:
         if column in predictions:
             predictions[column] = predictions[column].astype("float64")
     return predictions.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
+
+
+# A window too large to hold is read in one streaming pass, batch by batch with only the
+# columns of the log, its row groups pruned by their timestamp statistics. Every row gets a
+# uniform random key from one generator seeded by ``data.seed``, in the log's order (files
+# sorted by date and name, rows as stored); the ``rows`` smallest keys are the sample (a
+# uniform sample without replacement), and the ``rows`` smallest among labeled rows the
+# labeled sample. Counts, missing values, model versions and label values are summed over
+# every row on the way. The same log and window give the same sample.
+
+SAMPLE_KEY = "__sample_key"
+SCAN_ROWS = 1 << 20  # rows handled at once: one hash of the label ids per chunk, not per file
+
+
+@dataclass
+class WindowTotals:
+    """What every row of a window says, counted while it is read, not only the sample."""
+
+    rows: int = 0
+    labeled: int = 0
+    missing: dict[str, int] = field(default_factory=dict)  # per feature: rows without a value
+    model_names: set[str] = field(default_factory=set)
+    model_versions: set[str] = field(default_factory=set)
+    labels: set[str] = field(default_factory=set)  # the joined labels' values
+
+
+@dataclass
+class WindowSample:
+    """A window as the drift job judges it: a uniform sample of its rows and one of its
+    labeled rows (each every row when there are no more than the sample's size), both
+    shaped like :func:`read_window`'s frame, and the totals of the whole window."""
+
+    current: pd.DataFrame
+    labeled: pd.DataFrame
+    totals: WindowTotals
+
+    @property
+    def complete(self) -> bool:
+        """Whether the sample is the whole window."""
+        return len(self.current) == self.totals.rows
+
+
+def smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest keys, in position order (all of them if no more)."""
+    if len(keys) <= k:
+        return np.arange(len(keys))
+    return np.sort(np.argpartition(keys, k - 1)[:k])
+
+
+class _Smallest:
+    """The rows with the ``k`` smallest keys seen so far, pruned as they come."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.parts: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self.parts.append(frame)
+        self.rows += len(frame)
+        if self.rows > 2 * self.k:
+            self._prune()
+
+    def _prune(self) -> None:
+        frame = pd.concat(self.parts, ignore_index=True)
+        frame = frame.iloc[smallest(frame[SAMPLE_KEY].to_numpy(), self.k)]
+        self.parts, self.rows = [frame], len(frame)
+
+    def frame(self) -> pd.DataFrame | None:
+        if not self.parts:
+            return None
+        self._prune()
+        return self.parts[0].drop(columns=SAMPLE_KEY)
+
+
+def _schema(fs: Any, file: str) -> pa.Schema | None:
+    try:
+        with fs.open(file, "rb") as handle:
+            return pq.read_schema(handle)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
+        logger.warning("capture: skipping unreadable file %s: %s", file, error)
+        return None
+
+
+def _scan(
+    fs: Any, files: list[str], since: datetime | None, until: datetime | None
+) -> Iterator[pa.Table]:
+    """The rows of ``files`` in [since, until) as tables of about :data:`SCAN_ROWS` rows,
+    in file order; consecutive files with one schema are read as one dataset."""
+    where = None
+    if since is not None:
+        where = ds.field(TIMESTAMP) >= pa.scalar(_utc(since), _TIMESTAMP_TYPE)
+    if until is not None:
+        before = ds.field(TIMESTAMP) < pa.scalar(_utc(until), _TIMESTAMP_TYPE)
+        where = before if where is None else where & before
+    filesystem = None if isinstance(fs, LocalFileSystem) else fs
+    groups: list[tuple[pa.Schema, list[str]]] = []
+    for file in files:
+        schema = _schema(fs, file)
+        if schema is None:
+            continue
+        if groups and groups[-1][0].equals(schema):
+            groups[-1][1].append(file)
+        else:
+            groups.append((schema, [file]))
+    for schema, group in groups:
+        dataset = ds.dataset(group, schema=schema, format="parquet", filesystem=filesystem)
+        scanner = dataset.scanner(filter=where, batch_readahead=2, fragment_readahead=1)
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                pending.append(batch)
+                rows += batch.num_rows
+            if rows >= SCAN_ROWS:
+                yield pa.Table.from_batches(pending, schema=scanner.projected_schema)
+                pending, rows = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending, schema=scanner.projected_schema)
+
+
+def _latest_labels(fs: Any, root: str, since: datetime | None) -> tuple[pa.Array, pa.Array]:
+    """Request ids and their latest label (by timestamp, then in the order sent)."""
+    tables = [
+        table.select([REQUEST_ID, TIMESTAMP, LABEL]).cast(
+            pa.schema(
+                [(REQUEST_ID, pa.string()), (TIMESTAMP, _TIMESTAMP_TYPE), (LABEL, pa.string())]
+            )
+        )
+        for table in _scan(fs, _files(fs, root, LABELS, since, None), None, None)
+    ]
+    if not tables:
+        return pa.array([], pa.string()), pa.array([], pa.string())
+    table = pa.concat_tables(tables)
+    table = table.append_column("__order", pa.array(np.arange(table.num_rows)))
+    table = table.sort_by([(TIMESTAMP, "ascending"), ("__order", "ascending")])
+    last = pc.ScalarAggregateOptions(skip_nulls=False)
+    latest = table.group_by(REQUEST_ID, use_threads=False).aggregate([(LABEL, "last", last)])
+    return latest[REQUEST_ID].combine_chunks(), latest[f"{LABEL}_last"].combine_chunks()
+
+
+def _missing(values: pa.ChunkedArray) -> int:
+    count = values.null_count
+    if pa.types.is_floating(values.type):
+        count += int(pc.sum(pc.is_nan(values)).as_py() or 0)
+    return int(count)
+
+
+def _distinct(table: pa.Table, column: str) -> set[str]:
+    if column not in table.column_names:
+        return set()
+    return {str(v) for v in pc.unique(table[column].drop_null()).to_pylist()}
+
+
+def read_window_sample(
+    path: str | Path,
+    settings: Settings,
+    rows: int,
+    seed: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> WindowSample:
+    """:func:`read_window` for a window of any size: a seeded uniform sample of ``rows``
+    rows and one of ``rows`` labeled rows, with the whole window's totals, read in one
+    streaming pass (memory bounded by the sample and :data:`SCAN_ROWS`, not the window)."""
+    data = settings.data
+    features = data.features.all
+    fs, root = _fs(path)
+    label_ids, label_values = _latest_labels(fs, root, since)
+    rng = np.random.default_rng(seed)
+    totals = WindowTotals(missing=dict.fromkeys(features, 0))
+    current, labeled = _Smallest(rows), _Smallest(rows)
+    for table in _scan(fs, _files(fs, root, PREDICTIONS, since, until), since, until):
+        size = table.num_rows
+        keys = rng.random(size)
+        totals.rows += size
+        for column in features:
+            present = column in table.column_names
+            totals.missing[column] += _missing(table[column]) if present else size
+        totals.model_names |= _distinct(table, MODEL_NAME)
+        totals.model_versions |= _distinct(table, MODEL_VERSION)
+        found = pc.index_in(table[REQUEST_ID], value_set=label_ids)
+        index = pc.fill_null(found, -1).to_numpy().astype("int64")
+        has_label = np.flatnonzero(index >= 0)
+        totals.labeled += len(has_label)
+        totals.labels |= _distinct(pa.table({LABEL: label_values.take(index[has_label])}), LABEL)
+        for keep, into in (
+            (smallest(keys, rows), current),
+            (has_label[smallest(keys[has_label], rows)], labeled),
+        ):
+            frame = table.take(keep).to_pandas()
+            frame[data.target] = pd.Series(
+                label_values.take(pa.array(index[keep], mask=index[keep] < 0)).to_pylist(),
+                index=frame.index,
+                dtype=object,
+            )
+            frame[SAMPLE_KEY] = keys[keep]
+            into.add(frame)
+    frames = [part.frame() for part in (current, labeled)]
+    shaped = [
+        _empty_window(settings) if f is None else _finish(_plain(f), settings) for f in frames
+    ]
+    return WindowSample(current=shaped[0], labeled=shaped[1], totals=totals)
+
+
+def sample_frame(frame: pd.DataFrame, settings: Settings, rows: int, seed: int) -> WindowSample:
+    """The same sample out of a frame already in memory (``--current FILE``): the same keys
+    in the frame's order, so a log of one time-ordered file gives the rows
+    :func:`read_window_sample` gives."""
+    data = settings.data
+    keys = np.random.default_rng(seed).random(len(frame))
+    target = frame[data.target] if data.target in frame else pd.Series(None, index=frame.index)
+    has_label = np.flatnonzero(target.notna().to_numpy())
+    totals = WindowTotals(
+        rows=len(frame),
+        labeled=len(has_label),
+        missing={
+            c: int(frame[c].isna().sum()) if c in frame else len(frame) for c in data.features.all
+        },
+        labels={str(v) for v in normalize_labels(target.iloc[has_label]).unique()},
+    )
+    for column, into in ((MODEL_NAME, totals.model_names), (MODEL_VERSION, totals.model_versions)):
+        if column in frame:
+            into |= {str(v) for v in frame[column].dropna().unique()}
+    current = frame.iloc[smallest(keys, rows)]
+    labeled = frame.iloc[has_label[smallest(keys[has_label], rows)]]
+    return WindowSample(current=current, labeled=labeled, totals=totals)

@@ -90,7 +90,7 @@ def window(
     onehot = np.zeros_like(raw)
     known = labels.notna().to_numpy()
     onehot[np.flatnonzero(known), labels[known].to_numpy(dtype="int64")] = 1.0
-    proba = raw if calibrate is None else calibrate(raw)
+    proba = raw if calibrate is None or not len(raw) else calibrate(raw)
     return Window(ranks, predicted, proba, onehot)
 
 

@@ -126,16 +126,20 @@ def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, Conc
 def judge(
     reference: Window,
     current: Window,
-    labeled: np.ndarray,
+    labeled: Window,
     slices: list[np.ndarray],
     settings: Settings,
+    labeled_rows: int | None = None,
 ) -> tuple[Performance, ConceptDrift]:
-    """Both verdicts on ``current`` (``labeled`` marks the rows whose label joined;
-    ``slices`` are masks of reference rows, see :func:`slice_bias`)."""
+    """Both verdicts: the estimate on ``current``, the realized metric and concept drift on
+    ``labeled`` (the rows whose label joined: those of ``current``, or a sample of a larger
+    window's); ``labeled_rows`` is how many the window holds (default: ``len(labeled)``).
+    ``slices`` are masks of reference rows, see :func:`slice_bias`."""
     drift, metric = settings.drift, settings.drift.performance_metric
     sigmas, floor = drift.performance_sigmas, drift.min_performance_drop
     rng = np.random.default_rng(settings.data.seed)
-    performance, concept = no_verdict(settings, int(labeled.sum()))
+    counted = len(labeled) if labeled_rows is None else labeled_rows
+    performance, concept = no_verdict(settings, counted)
     whole = reference_band(reference, metric, len(reference), drift.bootstrap, rng)
     bands: dict[int, Band] = {}
 
@@ -165,7 +169,7 @@ def judge(
     if performance.labeled_rows < drift.min_labeled_rows:
         return performance, concept
 
-    rows = current.rows(labeled)
+    rows = labeled
     value = realized(metric, rows)
     labeled_threshold = lower(len(rows))
     p_drop, p_gap = bootstrap_tests(reference, rows, metric, drift.bootstrap, rng)

@@ -14,7 +14,8 @@ verdict.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from monitoring.drift_summary import (
     ModelInfo,
     PredictionDrift,
     Rows,
+    Sample,
     Summary,
 )
 from pipeline.labels import normalize_labels
@@ -40,6 +42,9 @@ from pipeline.schema import (
     proba_column,
 )
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.capture import WindowTotals
 
 # Columns the capture log adds beside features and predictions; never compared.
 CAPTURE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
@@ -78,7 +83,7 @@ def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, settings: Set
         raise SchemaError(f"reference data has no label column: {settings.data.target}")
 
 
-def _check_classes(labels: pd.Series, column: str, classes: list[str]) -> None:
+def _check_classes(labels: Iterable[Any], column: str, classes: list[str]) -> None:
     """A label outside the model's classes is a data error, named, not a metric's crash."""
     unknown = sorted(set(labels) - set(classes))
     if unknown:
@@ -104,12 +109,18 @@ def _plain(frame: pd.DataFrame, settings: Settings, classes: list[str]) -> pd.Da
 
 
 def _model_info(current: pd.DataFrame, settings: Settings) -> ModelInfo:
-    name, version = settings.model.name, "unknown"
-    if "model_name" in current and current["model_name"].notna().any():
-        name = ",".join(sorted(current["model_name"].dropna().astype(str).unique()))
-    if "model_version" in current and current["model_version"].notna().any():
-        version = ",".join(sorted(current["model_version"].dropna().astype(str).unique()))
-    return ModelInfo(name=name, version=version)
+    names, versions = (
+        set(current[c].dropna().astype(str).unique()) if c in current else set()
+        for c in ("model_name", "model_version")
+    )
+    return _model_named(names, versions, settings)
+
+
+def _model_named(names: set[str], versions: set[str], settings: Settings) -> ModelInfo:
+    return ModelInfo(
+        name=",".join(sorted(names)) or settings.model.name,
+        version=",".join(sorted(versions)) or "unknown",
+    )
 
 
 def _stattest(method: str, numerical: bool) -> Any:
@@ -288,14 +299,21 @@ def importance_weights(
 
 
 def _missing_values(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    totals: WindowTotals | None = None,
 ) -> DataQuality:
-    """Missing-value share per feature, flagged when it rose by more than the knob allows."""
+    """Missing-value share per feature, flagged when it rose by more than the knob allows;
+    on the whole window when its ``totals`` are given (``current`` may be a sample)."""
     allowed = settings.drift.max_missing_increase
     columns = {}
     for column in settings.data.features.all:
         before = float(reference[column].isna().mean())
-        now = float(current[column].isna().mean())
+        if totals is not None:
+            now = totals.missing[column] / totals.rows
+        else:
+            now = float(current[column].isna().mean())
         columns[column] = MissingValues(
             reference=before, current=now, detected=now - before > allowed
         )
@@ -334,6 +352,9 @@ def compare(
     settings: Settings,
     model: ModelInfo | None = None,
     importance: dict[str, float] | None = None,
+    *,
+    labeled: pd.DataFrame | None = None,
+    totals: WindowTotals | None = None,
 ) -> Summary:
     """Judge the current window against the reference set.
 
@@ -341,6 +362,12 @@ def compare(
     also the label, the current one the label where it has joined (missing otherwise).
     ``importance`` is the champion's permutation importance per feature (the evaluate
     stage's file); without it every column weighs the same.
+
+    A window too large to hold comes as a sample (:class:`monitoring.capture.WindowSample`):
+    ``current`` a uniform sample of its rows (data, prediction drift and the performance
+    estimate), ``labeled`` one of its labeled rows (realized performance, concept and label
+    drift; default: the labeled rows of ``current``) and ``totals`` the whole window's row
+    counts, missing values, model versions and labels (default: counted on ``current``).
     Raises :class:`SchemaError` naming the columns when the frames do not match.
     """
     classes = _classes(reference, settings)
@@ -350,26 +377,52 @@ def compare(
     _check_columns(reference, current, settings)
     _check_methods(settings)
     ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
-    labeled = cur[settings.data.target].notna()
-    _check_classes(cur.loc[labeled, settings.data.target], settings.data.target, classes)
+    target = settings.data.target
+    if labeled is None or labeled.empty:
+        lab = cur[cur[target].notna()]
+    else:
+        _check_columns(reference, labeled, settings)
+        lab = _plain(labeled, settings, classes)
+        lab = lab[lab[target].notna()]
+    labels = totals.labels if totals is not None else set(lab[target])
+    _check_classes(labels, target, classes)
+    rows = Rows(
+        reference=len(ref),
+        current=totals.rows if totals is not None else len(cur),
+        labeled=totals.labeled if totals is not None else len(lab),
+    )
     drift = settings.drift
-    performance, concept = concept_drift.no_verdict(settings, int(labeled.sum()))
+    performance, concept = concept_drift.no_verdict(settings, rows.labeled)
+    if model is None:
+        model = (
+            _model_info(current, settings)
+            if totals is None
+            else _model_named(totals.model_names, totals.model_versions, settings)
+        )
     summary = Summary(
-        status="ok" if len(cur) >= drift.min_rows else "insufficient_data",
-        rows=Rows(reference=len(ref), current=len(cur), labeled=int(labeled.sum())),
+        status="ok" if rows.current >= drift.min_rows else "insufficient_data",
+        rows=rows,
+        sample=Sample(
+            sample_rows=len(cur),
+            window_rows=rows.current,
+            labeled_sample_rows=len(lab),
+            labeled_window_rows=rows.labeled,
+            max_rows=drift.sample_rows,
+            seed=settings.data.seed,
+        ),
         data_drift=DataDrift(drift_share=drift.drift_share),
         prediction_drift=PredictionDrift(),
         label_drift=LabelDrift(),
         performance=performance,
         concept_drift=concept,
         data_quality=DataQuality(max_missing_increase=drift.max_missing_increase),
-        model=model or _model_info(current, settings),
+        model=model,
     )
     if summary.status != "ok":
         return summary
 
     features = settings.data.features.all
-    quality = _missing_values(ref, cur, settings)
+    quality = _missing_values(ref, cur, settings, totals)
     summary.data_quality = quality
     compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
     # Binary: the positive class's probability says it all; the other is its mirror.
@@ -416,18 +469,18 @@ def compare(
     )
     summary._snapshots["report"] = snapshot
 
-    target = settings.data.target
     reference_rows = cbpe.window(ref, classes, target)
     calibrate = cbpe.Calibrator(reference_rows.proba, reference_rows.onehot)
     summary.performance, summary.concept_drift = concept_drift.judge(
         cbpe.window(ref, classes, target, calibrate),
         cbpe.window(cur, classes, target, calibrate),
-        labeled.to_numpy(),
+        cbpe.window(lab, classes, target, calibrate),
         reference_slices(ref, settings),
         settings,
+        labeled_rows=rows.labeled,
     )
     if summary.rows.labeled >= drift.min_labeled_rows:
-        report = _performance_report(ref, cur[labeled], settings, classes)
+        report = _performance_report(ref, lab, settings, classes)
         label = _verdicts(report, set())[target]
         summary.label_drift = LabelDrift(
             detected=label.detected,

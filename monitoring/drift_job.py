@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
+    from monitoring.capture import WindowSample
     from monitoring.drift_summary import ModelInfo, Summary
 
 logger = logging.getLogger(__name__)
@@ -154,32 +155,41 @@ def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.Dat
 
 def load_current(
     settings: Settings, options: JobOptions
-) -> tuple[pd.DataFrame, ModelInfo | None, dict[str, Any]]:
-    """The current rows, the model that scored them if known, and a description of the window."""
+) -> tuple[WindowSample, ModelInfo | None, dict[str, Any]]:
+    """The current window as a sample (every row when it holds no more than
+    ``drift.sample_rows``) with its whole-window totals, the model that scored it if known,
+    and a description of the window. A capture window is read in one streaming pass and
+    never held whole; a ``--current`` file is read whole, then sampled the same way."""
+    from monitoring.capture import capture_path, read_window_sample, sample_frame
+
+    rows, seed = settings.drift.sample_rows, settings.data.seed
     if options.current is not None:
         from pipeline.io import read_table
 
         frame = read_table(options.current)
+        source = {"source": str(options.current)}
         if frame.empty:  # nothing to score: too little data, judged as such
-            return frame, None, {"source": str(options.current)}
+            return sample_frame(frame, settings, rows, seed), None, source
         if not _has_predictions(frame, settings):
             # The file's own prediction columns (the packager's) are not ours: drop them.
             frame = frame.drop(columns=[c for c in settings.data.drop if c in frame.columns])
-            frame, model = score_with_champion(frame, settings)
-            return frame, model, {"source": str(options.current), "scored_by": "champion"}
+            sample = sample_frame(frame, settings, rows, seed)
+            sample.current, model = score_with_champion(sample.current, settings)
+            if not sample.labeled.empty:
+                sample.labeled, _ = score_with_champion(sample.labeled, settings)
+            return sample, model, {**source, "scored_by": "champion"}
         extra = [c for c in settings.data.drop if c in frame.columns and c != "prediction"]
-        return frame.drop(columns=extra), None, {"source": str(options.current)}
-    from monitoring.capture import capture_path, read_window
+        return sample_frame(frame.drop(columns=extra), settings, rows, seed), None, source
 
     since = options.since if options.since is not None else read_state(settings)
     until = options.until if options.until is not None else utc_now()
-    frame = read_window(capture_path(settings), settings, since=since, until=until)
+    sample = read_window_sample(capture_path(settings), settings, rows, seed, since, until)
     window = {
         "source": capture_path(settings),
         "since": since.isoformat() if since else None,
         "until": until.isoformat(),
     }
-    return frame, None, window
+    return sample, None, window
 
 
 def _run_folder(settings: Settings, started: datetime) -> Path:
@@ -258,6 +268,8 @@ def log_to_mlflow(
         "rows_reference": summary.rows.reference,
         "rows_current": summary.rows.current,
         "rows_labeled": summary.rows.labeled,
+        "rows_sampled": summary.sample.sample_rows,
+        "rows_labeled_sampled": summary.sample.labeled_sample_rows,
     }
     kinds = ("data_drift", "prediction_drift", "label_drift", "performance", "concept_drift")
     for kind in (*kinds, "data_quality"):
@@ -393,8 +405,16 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         )
     reference = read_table(source)
     importance = read_importance(importance_path(settings, options))
-    current, model, window = load_current(settings, options)
-    summary = compare(reference, current, settings, model=model, importance=importance)
+    sample, model, window = load_current(settings, options)
+    summary = compare(
+        reference,
+        sample.current,
+        settings,
+        model=model,
+        importance=importance,
+        labeled=sample.labeled,
+        totals=sample.totals,
+    )
     folder = _run_folder(settings, started)
     extra: dict[str, Any] = {
         "window": window,

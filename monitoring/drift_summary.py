@@ -30,6 +30,22 @@ class Rows(_Model):
     labeled: int
 
 
+class Sample(_Model):
+    """How many rows the verdicts saw. A window of at most ``max_rows`` (``drift.sample_rows``)
+    is judged whole; a larger one on a uniform sample seeded by ``seed`` (``data.seed``):
+    data and prediction drift and the performance estimate on ``sample_rows`` of its
+    ``window_rows``, realized performance, concept and label drift on
+    ``labeled_sample_rows`` of its ``labeled_window_rows``. Row counts and missing-value
+    shares are always the whole window's."""
+
+    sample_rows: int
+    window_rows: int
+    labeled_sample_rows: int
+    labeled_window_rows: int
+    max_rows: int
+    seed: int
+
+
 class DataDrift(_Model):
     """``detected`` compares ``weighted_share`` (drifted columns weighted by the champion's
     permutation importance) with ``drift_share``; ``share`` is the plain share of columns."""
@@ -136,6 +152,7 @@ class Summary(_Model):
 
     status: Literal["ok", "insufficient_data"]
     rows: Rows
+    sample: Sample
     data_drift: DataDrift
     prediction_drift: PredictionDrift
     label_drift: LabelDrift

@@ -234,7 +234,8 @@ class DriftSettings(_Section):
     significant bootstrap test at ``alpha`` and a value beyond ``performance_sigmas``
     standard deviations of the metric over reference chunks of the window's size, so the
     effect size adapts to the model, the data and the window; ``min_performance_drop``
-    adds a fixed floor on top (0: none).
+    adds a fixed floor on top (0: none). A window larger than ``sample_rows`` is judged on a
+    seeded uniform sample of that many rows (its counts and missing shares on every row).
     """
 
     reports: str
@@ -256,6 +257,20 @@ class DriftSettings(_Section):
     performance_metric: Literal["roc_auc", "accuracy", "f1"]
     max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
     bootstrap: Annotated[int, Field(ge=100)]
+    sample_rows: Annotated[int, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _sample_can_be_judged(self) -> DriftSettings:
+        for key, needed in (
+            ("min_rows", self.min_rows),
+            ("min_labeled_rows", self.min_labeled_rows),
+        ):
+            if self.sample_rows < needed:
+                raise ValueError(
+                    f"drift.sample_rows {self.sample_rows} is below drift.{key} {needed}: a window "
+                    "large enough to judge would be judged on fewer rows than that"
+                )
+        return self
 
     @model_validator(mode="after")
     def _bootstrap_can_reach_alpha(self) -> DriftSettings:

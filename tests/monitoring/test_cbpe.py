@@ -109,7 +109,7 @@ def verdicts(current: pd.DataFrame) -> tuple[object, object]:
     return judge(
         cbpe.window(reference, classes, TARGET, calibrate),
         cbpe.window(current, classes, TARGET, calibrate),
-        current[TARGET].notna().to_numpy(),
+        cbpe.window(current[current[TARGET].notna()], classes, TARGET, calibrate),
         [],
         settings,
     )

@@ -19,6 +19,7 @@ from monitoring.drift_summary import (
     Performance,
     PredictionDrift,
     Rows,
+    Sample,
     Summary,
 )
 
@@ -52,10 +53,23 @@ def _performance(**judged: object) -> Performance:
     )
 
 
+def _sample(rows: int, labeled: int) -> Sample:
+    """A window smaller than ``drift.sample_rows``: judged whole."""
+    return Sample(
+        sample_rows=rows,
+        window_rows=rows,
+        labeled_sample_rows=labeled,
+        labeled_window_rows=labeled,
+        max_rows=100_000,
+        seed=42,
+    )
+
+
 def judged() -> Summary:
     return Summary(
         status="ok",
         rows=Rows(reference=1000, current=500, labeled=300),
+        sample=_sample(500, 300),
         data_drift=DataDrift(
             detected=True,
             share=0.5,
@@ -112,6 +126,7 @@ def insufficient() -> Summary:
     return Summary(
         status="insufficient_data",
         rows=Rows(reference=1000, current=20, labeled=0),
+        sample=_sample(20, 0),
         data_drift=DataDrift(drift_share=0.1),
         prediction_drift=PredictionDrift(),
         label_drift=LabelDrift(),
