@@ -66,7 +66,9 @@ def start_server(
     sections.setdefault("capture", {})
     sections["capture"] = {"path": str(capture), "flush_seconds": 1.0, **sections["capture"]}
     sections.setdefault("serving", {})
-    sections["serving"] = {"workers": 2, **sections["serving"]}
+    # A test server follows the registry's alias only when its test asks (reload_seconds):
+    # the session's champion is shared, and a swap mid-test would change its answers.
+    sections["serving"] = {"workers": 2, "reload_seconds": 0, **sections["serving"]}
     params = write_params(folder, **sections)
     port = port or free_port()
     log = folder / "server.log"

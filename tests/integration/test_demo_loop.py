@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, employment_sample, make_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,24 +30,25 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo(
-    pipeline_project: Project, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Project, str]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
+    # A project of its own, not the session's: the demo retrains and promotes (step 6),
+    # which would move the champion every other serving test's server is built from.
+    project = make_project(tmp_path_factory.mktemp("demo-project"), employment_sample())
     port = free_port()
 
     def serve_here(params: dict[str, Any]) -> None:
         params["serving"]["port"] = port
         params["serving"]["workers"] = 1
 
-    pipeline_project.edit_params(serve_here)
-    pipeline_project.env["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
-    pipeline_project.env["MLSTACK_DEMO_ROWS"] = str(ROWS)
-    out = pipeline_project.run("python", "-m", "mlstack.demo", check=False)
-    log = pipeline_project.root / ".demo" / "bentoml-serve.log"
+    project.edit_params(serve_here)
+    project.env["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
+    project.env["MLSTACK_DEMO_ROWS"] = str(ROWS)
+    out = project.run("python", "-m", "mlstack.demo", check=False)
+    log = project.root / ".demo" / "bentoml-serve.log"
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}\n--- server log ---\n" + (
         log.read_text()[-5000:] if log.exists() else "(none)"
     )
-    return pipeline_project, out.stdout
+    return project, out.stdout
 
 
 def summaries(project: Project) -> list[dict[str, Any]]:
