@@ -137,7 +137,9 @@ def test_kill_9_mid_stream_loses_no_answered_row_and_leaves_nothing_running(
     duplicated = captured[captured.duplicated()].tolist()
     assert (len(lost), len(duplicated)) == (0, 0), f"lost {len(lost)}, twice {duplicated[:5]}"
     labels = read_kind(second.capture, LABELS)["request_id"]
-    assert set(labels) == {*labeled_before, *labeled_after} and labels.is_unique
+    # every acknowledged label is kept once; a label whose answer the kill cut off may be
+    # kept too (it was written ahead), so the acknowledged ones are a subset, not the set
+    assert {*labeled_before, *labeled_after} <= set(labels) and labels.is_unique
     assert list((tmp_path / "data" / "capture-segments").iterdir()) == []
     assert not any(_alive(worker) for worker in workers)
 
