@@ -5,8 +5,8 @@ machine its paired ratios move by several percent between runs. This measures th
 of capture a request waits for, directly and in one process: for batches of 1 to 256 real
 production rows, the median time of
 
-- ``model``: what the service does per batch before capture (a frame from the request
-  rows, ``predict_proba`` of the project's champion);
+- ``model``: what the service does per batch before capture (``serving.scoring``'s scorer
+  of the project's champion: the compiled input path when it verifies, as served);
 - ``capture``: ``CaptureWriter.add`` of the scored batch to a real writer (an Arrow
   record batch appended to its write-ahead segment, in a temporary folder), with its
   compaction thread running as in the service.
@@ -35,6 +35,7 @@ from pipeline.labels import normalize_label
 from pipeline.schema import proba_column
 from pipeline.settings import load_settings
 from pipeline.tracking import champion_uri, load_model, tracking_uri
+from serving.scoring import prepare_scorer
 
 
 def timed(call: Any, repeats: int) -> float:
@@ -56,6 +57,7 @@ def main() -> None:
     features = settings.data.features
     model = load_model(champion_uri(settings), tracking_uri(settings))
     classes = [normalize_label(c) for c in model.classes_]
+    scorer = prepare_scorer(model, settings)
     rows_all: list[dict[str, Any]] = (
         pd.read_parquet(ROOT / "data/raw/production_2016_2018.parquet", columns=features.all)
         .head(5000)
@@ -65,6 +67,7 @@ def main() -> None:
     )
     print(header("Capture: the write-ahead append a request waits for, beside its model call"))
     print(f"- versions: {versions('pyarrow', 'scikit-learn', 'pandas')}")
+    print(f"- scorer: {'compiled input path' if scorer.compiled else scorer.reason}")
     print(f"- {args.repeats} calls per size and part, median per call\n")
     table = []
     with tempfile.TemporaryDirectory(prefix="mlstack-bench-capture-") as folder:
@@ -81,10 +84,7 @@ def main() -> None:
                 rows = rows_all[:size]
 
                 def score(rows: list[dict[str, Any]] = rows) -> np.ndarray:
-                    frame = pd.DataFrame.from_records(rows, columns=features.all)
-                    for column in features.numerical:
-                        frame[column] = frame[column].astype("float64")
-                    return np.asarray(model.predict_proba(frame), dtype="float64")
+                    return scorer.predict_proba(rows)
 
                 probabilities = score()
                 batch = ScoredBatch(
