@@ -862,29 +862,32 @@ def smallest(keys: np.ndarray, k: int) -> np.ndarray:
 
 
 class _Smallest:
-    """The rows with the ``k`` smallest keys seen so far, pruned as they come."""
+    """The rows with the ``k`` smallest keys seen so far, pruned as they come. Held as Arrow
+    tables (a string a few bytes, not a Python object of ~60) and made a pandas frame once,
+    at the end: on a 10M-row window the pandas parts were most of the job's peak memory."""
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.parts: list[pd.DataFrame] = []
+        self.parts: list[pa.Table] = []
         self.rows = 0
 
-    def add(self, frame: pd.DataFrame) -> None:
-        self.parts.append(frame)
-        self.rows += len(frame)
+    def add(self, table: pa.Table) -> None:
+        self.parts.append(table)
+        self.rows += table.num_rows
         if self.rows > 2 * self.k:
             self._prune()
 
     def _prune(self) -> None:
-        frame = pd.concat(self.parts, ignore_index=True)
-        frame = frame.iloc[smallest(frame[SAMPLE_KEY].to_numpy(), self.k)]
-        self.parts, self.rows = [frame], len(frame)
+        table = pa.concat_tables(self.parts, promote_options="permissive")
+        table = table.take(smallest(table[SAMPLE_KEY].to_numpy(), self.k))
+        self.parts, self.rows = [table], table.num_rows
 
     def frame(self) -> pd.DataFrame | None:
         if not self.parts:
             return None
         self._prune()
-        return self.parts[0].drop(columns=SAMPLE_KEY)
+        frame: pd.DataFrame = self.parts[0].drop_columns([SAMPLE_KEY]).to_pandas()
+        return frame
 
 
 def _schema(fs: Any, file: str) -> pa.Schema | None:
@@ -919,7 +922,12 @@ def _scan(
             groups.append((schema, [file]))
     for schema, group in groups:
         dataset = ds.dataset(group, schema=schema, format="parquet", filesystem=filesystem)
-        scanner = dataset.scanner(filter=where, batch_readahead=2, fragment_readahead=1)
+        scanner = dataset.scanner(
+            filter=where,
+            batch_size=min(SCAN_ROWS, 1 << 17),
+            batch_readahead=2,
+            fragment_readahead=1,
+        )
         pending: list[pa.RecordBatch] = []
         rows = 0
         for batch in scanner.to_batches():
@@ -1002,14 +1010,12 @@ def read_window_sample(
             (smallest(keys, rows), current),
             (has_label[smallest(keys[has_label], rows)], labeled),
         ):
-            frame = table.take(keep).to_pandas()
-            frame[data.target] = pd.Series(
-                label_values.take(pa.array(index[keep], mask=index[keep] < 0)).to_pylist(),
-                index=frame.index,
-                dtype=object,
-            )
-            frame[SAMPLE_KEY] = keys[keep]
-            into.add(frame)
+            taken = table.take(keep)
+            if data.target in taken.column_names:
+                taken = taken.drop_columns([data.target])
+            found_labels = label_values.take(pa.array(index[keep], mask=index[keep] < 0))
+            taken = taken.append_column(data.target, found_labels)
+            into.add(taken.append_column(SAMPLE_KEY, pa.array(keys[keep])))
     frames = [part.frame() for part in (current, labeled)]
     shaped = [
         _empty_window(settings) if f is None else _finish(_plain(f), settings) for f in frames
