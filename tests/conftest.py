@@ -78,7 +78,11 @@ def make_project(
     for name in ("dvc.yaml", "bentofile.yaml", ".gitignore"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "data" / "retrain", root / "data" / "retrain")  # empty: no retrain yet
+    # No retrain yet: an empty file, as committed. Not this checkout's copy: `make demo`
+    # retrains in the checkout and leaves the flipped traffic it learned from there, and a
+    # test project's first model would learn it too (no concept drift left to flag).
+    (root / "data" / "retrain").mkdir(parents=True)
+    pd.DataFrame().to_parquet(root / "data" / "retrain" / "recent.parquet")
     (root / "data" / "raw").mkdir(parents=True)
     data.to_parquet(root / "data" / "raw" / "reference_2015.parquet", index=False)
     for production in (ROOT / "data" / "raw").glob("production_*.parquet"):
