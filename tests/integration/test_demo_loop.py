@@ -35,10 +35,8 @@ def free_port() -> int:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
     # A project of its own, not the session's: the demo retrains and promotes (step 6),
     # which would move the champion every other serving test's server is built from.
-    # And the whole training period, as `make demo` has: a model fitted to the 8,000-row
-    # sample the other tests use is unsure on ages 40-59 (mean probability ~0.58), so
-    # flipping their labels hardly moves its ROC AUC (0.86, vs 0.68 for the demo's model)
-    # and the concept flip the demo shows is not there to be flagged.
+    # And the whole training period, as `make demo` has, so the verdicts and the gate's
+    # decision asserted below are the ones a user sees.
     raw = pd.read_parquet(ROOT / "data" / "raw" / "reference_2015.parquet")
     project = make_project(tmp_path_factory.mktemp("demo-project"), raw)
     port = free_port()
