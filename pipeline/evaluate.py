@@ -153,6 +153,7 @@ def main() -> None:
         settings.promote.metric,
         settings.evaluate.importance_repeats,
         settings.data.seed,
+        settings.evaluate.importance_rows,
     )
     write_json(
         {"metric": settings.promote.metric, "importance": importance},

@@ -62,12 +62,15 @@ def permutation_importance(
     metric: str,
     repeats: int,
     seed: int,
+    rows: int | None = None,
 ) -> dict[str, float]:
     """How much ``metric`` worsens when each feature's values are shuffled (mean over repeats).
 
     scikit-learn's ``permutation_importance`` with this module's metric (so the gate's
     metric means the same here); positive is "the model relies on it". The drift job
     normalises these into weights for its importance-weighted share of drifted columns.
+    ``rows``: each repeat scores a seeded sample of that many rows (all when ``None`` or
+    no fewer than ``X`` has).
     """
     from sklearn.inspection import permutation_importance as permute
 
@@ -76,5 +79,8 @@ def permutation_importance(
     def scorer(estimator: Any, X_: pd.DataFrame, y_: pd.Series) -> float:
         return sign * score(y_, estimator.predict_proba(X_), classes, metric)
 
-    result = permute(model, X, y_true, scoring=scorer, n_repeats=repeats, random_state=seed)
+    sample = 1.0 if rows is None or rows >= len(X) else rows
+    result = permute(
+        model, X, y_true, scoring=scorer, n_repeats=repeats, random_state=seed, max_samples=sample
+    )
     return {str(c): float(v) for c, v in zip(X.columns, result.importances_mean, strict=True)}

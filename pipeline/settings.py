@@ -137,6 +137,7 @@ class EvaluateSettings(_Section):
     """The evaluate stage: how hard it looks at which features the candidate relies on."""
 
     importance_repeats: Annotated[int, Field(gt=0)]
+    importance_rows: Annotated[int, Field(gt=0)] | None  # None: the whole test split
 
 
 class PromoteSettings(_Section):

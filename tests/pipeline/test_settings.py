@@ -63,6 +63,16 @@ def test_bad_retrain_values_are_named(key: str, value: Any) -> None:
         parse_settings(raw)
 
 
+@pytest.mark.parametrize("value", [0, -5, "all"])
+def test_bad_importance_rows_are_named(value: Any) -> None:
+    raw = params()
+    raw["evaluate"]["importance_rows"] = value
+    with pytest.raises(
+        SettingsError, match=rf"evaluate\.importance_rows: .*{re.escape(repr(value))}"
+    ):
+        parse_settings(raw)
+
+
 def test_missing_key_is_named() -> None:
     raw = params()
     del raw["data"]["target"]
