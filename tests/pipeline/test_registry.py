@@ -134,7 +134,9 @@ def test_promotion_records_the_change_on_the_version_and_the_model(store: Store)
     assert store.champion == "2"
     tags = store.tags("2")
     assert tags["champion.previous"] == "1"
-    assert tags["champion.reason"] == "promoted: beats champion v1 by +0.1000 (min_delta 0.01)"
+    assert tags["champion.reason"] == (
+        "promoted: beats champion v1 on the test split by +0.1000 (min_delta 0.01)"
+    )
     assert tags["promotion.decision"] == "promoted" and tags["promotion.candidate_score"] == "0.9"
     since = datetime.fromisoformat(tags["champion.since"])
     assert since.tzinfo == UTC and datetime.now(UTC) - since < timedelta(minutes=5)
