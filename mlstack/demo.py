@@ -37,9 +37,10 @@ console = people_console()
 READY_SECONDS = 120
 FLUSH_SECONDS = 60
 SWITCH_SECONDS = 60  # beyond serving.reload_seconds: the service polls the registry
-# Requests in flight while replaying: the server's adaptive batching turns them into fewer,
-# larger model calls (a replay took ~17 s of the demo's 408 s at 16)
-REPLAY_CONCURRENCY = 64
+# Requests in flight while replaying. 64 was tried to fill the server's batches sooner and
+# was slower on 2 cores: a 2,000-row replay and its flush took 31 s (p50 524 ms), against
+# 16.5 s (p50 78 ms) at 16, the client and both workers sharing the cores.
+REPLAY_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
