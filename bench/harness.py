@@ -73,14 +73,16 @@ def running(
     log: Path,
     port: int,
     cwd: Path = ROOT,
+    ready: str = "/readyz",
 ) -> Iterator[Server]:
-    """Start ``args`` (a server on 127.0.0.1:``port``), wait until ready, stop it on exit."""
+    """Start ``args`` (a server on 127.0.0.1:``port``), wait until ``ready`` answers 200,
+    stop it on exit."""
     from serving.launcher import start, wait_ready
 
     process = start(args, log, cwd=cwd, env=env)
     server = Server(name, f"http://127.0.0.1:{port}", process, log)
     try:
-        wait_ready(server.url, process, log, seconds=180)
+        wait_ready(server.url, process, log, seconds=180, endpoint=ready)
         yield server
     finally:
         server.stop()

@@ -9,6 +9,8 @@ worker count and the same machine:
   (``MLSTACK_PARAMS`` points at a temporary copy of params.yaml);
 - (c) ``naive``: FastAPI + uvicorn, one ``predict_proba`` per request (bench/naive_server.py);
 - (d) ``ceiling``: a BentoML endpoint that answers a constant (bench/constant_service.py);
+- (m) ``MLServer``: Seldon's MLServer with its scikit-learn runtime, adaptive batching on,
+  from a tool environment of its own (bench/mlserver.py says how, and why joblib);
 - (o) with ``--baseline PATH``: the service as shipped from another checkout of this
   repository (its own ``.venv``, e.g. the last release), same champion and settings as
   (a): a change to the service measured against what it replaces, in the same run.
@@ -45,6 +47,7 @@ from typing import Any
 
 import yaml
 
+from bench import mlserver
 from bench.harness import (
     ROOT,
     Server,
@@ -63,6 +66,7 @@ SETUPS = {
     "b": "mlstack, capture off",
     "c": "naive FastAPI + uvicorn",
     "d": "BentoML constant (ceiling)",
+    "m": "MLServer + sklearn runtime",
     "o": "mlstack at the baseline checkout",
 }
 
@@ -234,6 +238,11 @@ def import_champion(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def path(setup: str) -> str:
+    """Where each setup takes its predictions."""
+    return mlserver.PATH if setup == "m" else "/predict"
+
+
 def server_command(
     setup: str, port: int, workers: int, access_log: bool, baseline: Path | None = None
 ) -> list[str]:
@@ -272,11 +281,28 @@ def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int)
 
 @contextmanager
 def started(
-    setup: str, base: dict[str, str], work: Path, serving: Any, baseline: Path | None = None
+    setup: str, base: dict[str, str], work: Path, serving: Any, args: argparse.Namespace
 ) -> Iterator[Server]:
     from serving.launcher import own_bentoml_home
 
     port = free_port()
+    if setup == "m":
+        folder = mlserver.model_folder(
+            args.model,
+            work,
+            serving.workers,
+            serving.batching.max_batch_size,
+            args.mlserver_batch_ms,
+        )
+        command = mlserver.command(args.mlserver, folder)
+        env = mlserver.env(base, port, serving.model_threads)
+        log = work / "server-m.log"
+        with running(
+            SETUPS[setup], command, env, log, port, cwd=folder, ready=mlserver.READY
+        ) as server:
+            yield server
+        return
+    baseline = args.baseline
     env = server_env(setup, base, work, serving.model_threads)
     # All servers run at once: each its own BentoML home, or they wipe each other's /metrics.
     env["BENTOML_HOME"] = str(own_bentoml_home(Path(base["BENTOML_HOME"]), work / setup))
@@ -301,7 +327,7 @@ def run_wrk(
         "30s",
         "-s",
         str(script),
-        f"{url}/predict",
+        f"{url}{path(setup)}",
         "--",
         str(max(max_requests // threads, 1)),
     ]
@@ -349,11 +375,11 @@ def batch_rows(url: str) -> tuple[float, float] | None:
     return (total, count) if found else None
 
 
-def check(server: Server, body: str) -> None:
+def check(server: Server, setup: str, body: str) -> None:
     import httpx
 
     response = httpx.post(
-        f"{server.url}/predict",
+        f"{server.url}{path(setup)}",
         content=body,
         headers={"content-type": "application/json"},
         timeout=60,
@@ -362,7 +388,9 @@ def check(server: Server, body: str) -> None:
         raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text}")
 
 
-def profile(server: Server, script: Path, load: Load, seconds: float, out: Path) -> None:
+def profile(
+    server: Server, setup: str, script: Path, load: Load, seconds: float, out: Path
+) -> None:
     """py-spy over every process of the server while ``load`` runs (not a measured run)."""
     spy = [shutil.which("py-spy") or "", "record"] if shutil.which("py-spy") else None
     spy = spy or ["uvx", "py-spy", "record"]
@@ -388,7 +416,7 @@ def profile(server: Server, script: Path, load: Load, seconds: float, out: Path)
         )
         try:
             time.sleep(1)
-            run_wrk(server.url, script, load, seconds, 10**9, "profile")
+            run_wrk(server.url, script, load, seconds, 10**9, setup)
             recorder.wait(timeout=seconds + 60)
         finally:
             if recorder.poll() is None:
@@ -408,8 +436,14 @@ def measure_one(
     return result
 
 
+def kind(setup: str) -> str:
+    """The request format a setup speaks: the service's JSON, or the V2 protocol."""
+    return "v2" if setup == "m" else "json"
+
+
 def measure(args: argparse.Namespace) -> list[Result]:
     from pipeline.settings import load_settings
+    from pipeline.tracking import champion_uri, load_model, tracking_uri
 
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: sudo apt-get install wrk (or make system-deps)")
@@ -429,9 +463,22 @@ def measure(args: argparse.Namespace) -> list[Result]:
             json.dumps({"instances": rows[i : i + 100]}) for i in range(0, len(rows) - 99, 100)
         ]
         scripts = {
-            1: lua_script(one_row, work / "one_row.lua"),
-            100: lua_script(hundred, work / "hundred_rows.lua"),
+            ("json", 1): lua_script(one_row, work / "one_row.lua"),
+            ("json", 100): lua_script(hundred, work / "hundred_rows.lua"),
         }
+        first = {"json": one_row[0]}
+        if "m" in args.setups:
+            numerical = settings.data.features.numerical
+            args.mlserver = mlserver.environment(args.mlserver_venv)
+            args.model = load_model(champion_uri(settings), tracking_uri(settings))
+            v2_hundred = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
+            v2_one = [mlserver.body([row], numerical) for row in rows]
+            first["v2"] = v2_one[0]
+            scripts[("v2", 1)] = lua_script(v2_one, work / "one_row_v2.lua")
+            scripts[("v2", 100)] = lua_script(
+                [mlserver.body(chunk, numerical) for chunk in v2_hundred],
+                work / "hundred_rows_v2.lua",
+            )
         print(
             f"champion {champion} (BentoML model {tag}); {workers} workers per server; "
             f"{len(one_row)} distinct one-row bodies, {len(hundred)} of 100 rows",
@@ -441,18 +488,27 @@ def measure(args: argparse.Namespace) -> list[Result]:
             servers = {}
             for setup in args.setups:
                 servers[setup] = stack.enter_context(
-                    started(setup, base, work, settings.serving, args.baseline)
+                    started(setup, base, work, settings.serving, args)
                 )
-                check(servers[setup], one_row[0])
+                check(servers[setup], setup, first[kind(setup)])
+            if "m" in servers:
+                gap = mlserver.same_answers(
+                    servers["m"].url, rows[:100], args.model, settings.data.features.numerical
+                )
+                print(f"MLServer's probabilities: {gap:.2g} from the champion's", file=sys.stderr)
+                if gap > 1e-9:
+                    sys.exit(f"MLServer does not serve the same model: {gap} apart")
             for setup, server in servers.items():
-                run_wrk(server.url, scripts[1], LOADS[1], args.warmup, 10**9, setup)
+                run_wrk(server.url, scripts[(kind(setup), 1)], LOADS[1], args.warmup, 10**9, setup)
             for round_ in range(args.rounds):
                 shift = round_ % len(args.setups)
                 order = [*args.setups[shift:], *args.setups[:shift]]
                 for load in LOADS:
                     for setup in order:
                         server = servers[setup]
-                        result = measure_one(server, setup, scripts[load.rows], load, args)
+                        result = measure_one(
+                            server, setup, scripts[(kind(setup), load.rows)], load, args
+                        )
                         result.round = round_
                         results.append(result)
                         print(
@@ -465,7 +521,8 @@ def measure(args: argparse.Namespace) -> list[Result]:
             if args.py_spy is not None:
                 for setup, server in servers.items():
                     out = args.py_spy / f"serving-{setup}-c64"
-                    profile(server, scripts[1], LOADS[2], args.profile_seconds, out)
+                    one = scripts[(kind(setup), 1)]
+                    profile(server, setup, one, LOADS[2], args.profile_seconds, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -532,6 +589,9 @@ def tables(results: Sequence[Result]) -> str:
 
     headers = ["load", "a/c (vs naive)", "a/d (vs ceiling)", "b/a (capture off vs on)"]
     pairs = [("a", "c"), ("a", "d"), ("b", "a")]
+    if any(r.setup == "m" for r in results):
+        headers.append("a/m (vs MLServer)")
+        pairs.append(("a", "m"))
     if any(r.setup == "o" for r in results):
         headers.append("a/o (vs baseline checkout)")
         pairs.append(("a", "o"))
@@ -550,7 +610,19 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load")
     parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
-    parser.add_argument("--setups", default="abcd", help="which setups, e.g. 'ac'")
+    parser.add_argument("--setups", default="abcdm", help="which setups, e.g. 'ac'")
+    parser.add_argument(
+        "--mlserver-venv",
+        type=Path,
+        default=mlserver.VENV,
+        help="MLServer's tool environment (made with uv on first use)",
+    )
+    parser.add_argument(
+        "--mlserver-batch-ms",
+        type=float,
+        default=5,
+        help="MLServer's max_batch_time: how long a batch waits for more requests",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -567,7 +639,7 @@ def main() -> None:
             parser.error(f"--baseline {args.baseline} has no .venv: run `uv sync` there first")
         args.setups.append("o")
     results = measure(args)
-    print(header("Serving: one-row and batch clients against four setups"))
+    print(header("Serving: one-row and batch clients against each setup"))
     print(f"- versions: {versions('bentoml', 'fastapi', 'uvicorn', 'scikit-learn', 'pandas')}")
     print(
         f"- load: wrk, closed loop, at most {args.max_requests:,} requests or "
