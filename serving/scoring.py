@@ -8,7 +8,9 @@ on object columns), though the service has already validated every value with py
 the one-hot encoder's categories) and builds the estimator's input matrix from the
 request rows with numpy and one dict lookup per category, in the column order the
 estimator was fitted on; the final estimator then scores that matrix inside
-``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``.
+``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``, or, for
+a ``HistGradientBoostingClassifier``, through its trees flattened into numpy arrays
+(serving/trees.py), which skips the estimator's per-tree Python loop.
 
 It compiles exactly the shapes ``pipeline.model.build_model`` makes: a ``Pipeline`` of a
 ``ColumnTransformer`` (other columns dropped) whose parts are ``SimpleImputer`` then
@@ -32,6 +34,7 @@ import numpy as np
 
 from pipeline.labels import normalize_label
 from pipeline.settings import Settings
+from serving.trees import FlatTrees, NotFlat, flatten
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class CompiledInput:
     numbers: list[_Numbers]
     categories: list[_Categories]
     estimator: Any
+    trees: FlatTrees | None = None  # the estimator's trees walked with numpy, if it has them
 
     def matrix(self, rows: Rows) -> np.ndarray:
         """The estimator's input for ``rows``: what the fitted transformer would give."""
@@ -115,6 +119,8 @@ class CompiledInput:
         import sklearn
 
         matrix = self.matrix(rows)
+        if self.trees is not None:
+            return self.trees.predict_proba(matrix)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
 
@@ -241,7 +247,12 @@ def compile_input(model: Any, settings: Settings) -> CompiledInput:
         raise NotCompiled(f"an estimator fitted on {estimator.n_features_in_} columns, not {width}")
     if not hasattr(estimator, "predict_proba"):
         raise NotCompiled(f"a final {type(estimator).__name__} without predict_proba")
-    return CompiledInput(width, numbers, categories, estimator)
+    try:
+        trees: FlatTrees | None = flatten(estimator)
+    except NotFlat as why:
+        logger.info("the estimator scores itself: %s", why)
+        trees = None
+    return CompiledInput(width, numbers, categories, estimator, trees)
 
 
 def check_rows(compiled: CompiledInput, settings: Settings) -> list[dict[str, Any]]:
@@ -302,5 +313,8 @@ def prepare_scorer(model: Any, settings: Settings) -> Scorer:
     if compiled is None:
         logger.warning("scoring through the model's pandas pipeline (not compiled): %s", reason)
     else:
-        logger.info("scoring through the compiled input path (%d columns)", compiled.width)
+        walked = ", trees walked with numpy" if compiled.trees is not None else ""
+        logger.info(
+            "scoring through the compiled input path (%d columns%s)", compiled.width, walked
+        )
     return Scorer(model, list(features.all), list(features.numerical), compiled, reason)

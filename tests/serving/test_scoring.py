@@ -68,6 +68,9 @@ def test_compiled_path_equals_predict_proba_on_the_whole_test_split(
     model = fit(settings, train, estimator)
     scorer = prepare_scorer(model, settings)
     assert scorer.compiled is not None, scorer.reason
+    # the boosted model's trees are walked with numpy (serving/trees.py), the others score
+    # the compiled matrix themselves
+    assert (scorer.compiled.trees is not None) == (estimator == "hist_gradient_boosting")
     rows = service_rows(test, settings)
     features = settings.data.features
     assert len(rows) == len(test) > 10_000
