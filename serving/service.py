@@ -48,7 +48,9 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import anyio
 import bentoml
 import numpy as np
+import orjson
 from pydantic import BaseModel, Field, ValidationError
+from starlette.responses import Response
 
 from monitoring.capture import (
     LABELS,
@@ -190,6 +192,14 @@ class Scored:
     labels: list[str]
     probabilities: np.ndarray
     served: ServedModel
+
+
+def _answer(body: dict[str, Any]) -> Any:
+    """A 200 JSON response, serialised once with orjson. A returned dict would be
+    validated into BentoML's output model, dumped, then dumped again as JSON: three walks
+    over every prediction. The shape is the one the signature declares (checked against
+    the OpenAPI document by tests/integration/test_openapi_contract.py)."""
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _reject(status: int, summary: str, detail: list[dict[str, Any]]) -> Any:
@@ -376,10 +386,10 @@ class Classifier:
             served.probability[label].observe(top)
         for label, count in Counter(scored.labels).items():
             served.predicted[label].inc(count)
-        return {
-            "model": {"name": served.name, "version": served.version},
-            "predictions": predictions,
-        }
+        answer: dict[str, Any] = _answer(
+            {"model": {"name": served.name, "version": served.version}, "predictions": predictions}
+        )
+        return answer
 
     @bentoml.api(route="/feedback")  # type: ignore[untyped-decorator]
     async def feedback(
