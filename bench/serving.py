@@ -393,7 +393,8 @@ def profile(
 ) -> None:
     """py-spy over every process of the server while ``load`` runs (not a measured run)."""
     spy = [shutil.which("py-spy") or "", "record"] if shutil.which("py-spy") else None
-    spy = spy or ["uvx", "py-spy", "record"]
+    uvx = shutil.which("uvx") or str(Path.home() / ".local" / "bin" / "uvx")  # uv's own
+    spy = spy or [uvx, "py-spy", "record"]
     out.parent.mkdir(parents=True, exist_ok=True)
     for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
         target = out.with_suffix(f".{suffix}")
@@ -519,10 +520,12 @@ def measure(args: argparse.Namespace) -> list[Result]:
                             file=sys.stderr,
                         )
             if args.py_spy is not None:
+                load = next(x for x in LOADS if x.name == args.profile_load)
+                slug = f"{load.rows}row-c{load.concurrency}"
                 for setup, server in servers.items():
-                    out = args.py_spy / f"serving-{setup}-c64"
-                    one = scripts[(kind(setup), 1)]
-                    profile(server, setup, one, LOADS[2], args.profile_seconds, out)
+                    out = args.py_spy / f"serving-{setup}-{slug}"
+                    chosen = scripts[(kind(setup), load.rows)]
+                    profile(server, setup, chosen, load, args.profile_seconds, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -629,8 +632,14 @@ def main() -> None:
         default=None,
         help="another checkout of this repository with its own .venv: adds setup (o)",
     )
-    parser.add_argument("--py-spy", type=Path, default=None, help="profile c=64 into this folder")
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile into this folder")
     parser.add_argument("--profile-seconds", type=float, default=15)
+    parser.add_argument(
+        "--profile-load",
+        default=LOADS[2].name,
+        choices=[x.name for x in LOADS],
+        help="the load --py-spy profiles under",
+    )
     args = parser.parse_args()
     args.setups = [s for s in args.setups if s in SETUPS and s != "o"]
     if args.baseline is not None:
