@@ -44,9 +44,14 @@ system-deps: ## Debian packages the tests and the demo use: Prometheus, Pushgate
 demo: install ## the whole loop: train, serve, replay, judge drift (no drift, then drift)
 	$(UV) run python -m mlstack.demo
 
+# Two pytest workers (pytest-xdist), each test file on one worker: its module fixtures
+# (a served project, the team stack) are built once. Half the suite's time is spent waiting
+# on servers and subprocesses, so two workers fill the two cores; TEST_WORKERS=0 runs it in
+# one process.
+TEST_WORKERS ?= 2
 .PHONY: test
 test: install system-deps ## run the whole test suite, real servers included
-	$(UV) run pytest
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: lint
 lint: install ## ruff and mypy, both must be clean

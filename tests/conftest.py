@@ -122,3 +122,23 @@ def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proje
     project = make_project(tmp_path_factory.mktemp("project"), employment_sample())
     project.dvc("repro", "promote")
     yield project
+
+
+# The longest files first (their own --durations, 2 cores): `make test` runs two pytest-xdist
+# workers, each taking whole files in collection order (--dist loadfile
+# --no-loadscope-reorder), so a long file started last would leave one worker idle at the
+# end. A file not named here keeps its place after these.
+LONGEST_FIRST = (
+    "tests/integration/test_demo_loop.py",  # ~400 s: the whole demo
+    "tests/integration/test_retrain_loop.py",  # ~280 s: five dvc repro runs
+    "tests/pipeline/test_pipeline_run.py",  # ~190 s
+    "tests/team/test_team_loop.py",  # ~150 s: PostgreSQL, S3, mlflow server
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file, and of the rest, is kept

@@ -53,15 +53,15 @@ def write_params(folder: Path, **sections: dict[str, Any]) -> Path:
     return path
 
 
-def start_server(
+def launch(
     folder: Path,
     env: dict[str, str],
     target: str = "serving.service:Classifier",
     port: int | None = None,
-    ready_seconds: float = 90,
-    wait_for: str = "/readyz",
     **sections: dict[str, Any],
-) -> Server:
+) -> tuple[Server, str]:
+    """``bentoml serve`` started with the project's params and ``sections`` merged over,
+    not yet waited for; and its port's URL."""
     capture = folder / "capture"
     sections.setdefault("capture", {})
     sections["capture"] = {"path": str(capture), "flush_seconds": 1.0, **sections["capture"]}
@@ -79,8 +79,50 @@ def start_server(
         env["BENTOML_HOME"] = str(launcher.own_bentoml_home(Path(env["BENTOML_HOME"]), folder))
     process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    launcher.wait_ready(url, process, log, seconds=ready_seconds, endpoint=wait_for)
-    return Server(url, process, capture, log, load_settings(params))
+    return Server(url, process, capture, log, load_settings(params)), url
+
+
+def start_server(
+    folder: Path,
+    env: dict[str, str],
+    target: str = "serving.service:Classifier",
+    port: int | None = None,
+    ready_seconds: float = 90,
+    wait_for: str = "/readyz",
+    **sections: dict[str, Any],
+) -> Server:
+    server, url = launch(folder, env, target, port, **sections)
+    launcher.wait_ready(url, server.process, server.log, seconds=ready_seconds, endpoint=wait_for)
+    return server
+
+
+def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float = 180) -> str:
+    """Start a server that must never get ready: poll ``/readyz`` (never 200) until its log
+    says ``expect`` and a few seconds more, then stop it; return the log. A server that
+    gets ready, or never says ``expect`` within ``seconds``, fails the test."""
+    import time
+
+    import httpx
+
+    server, url = launch(folder, env)
+    said_at = None
+    deadline = time.monotonic() + seconds
+    try:
+        while said_at is None or time.monotonic() < said_at + 3:
+            assert time.monotonic() < deadline, f"no {expect!r} in {seconds:.0f} s:\n" + (
+                launcher.tail(server.log)
+            )
+            try:
+                status = httpx.get(f"{url}/readyz", timeout=2).status_code
+            except httpx.HTTPError:
+                status = None
+            assert status != 200, "the server got ready:\n" + launcher.tail(server.log)
+            if said_at is None and expect in server.log.read_text(errors="replace"):
+                said_at = time.monotonic()
+            time.sleep(0.5)
+    finally:
+        launcher.stop(server.process, timeout=30)
+    return server.log.read_text(errors="replace")
 
 
 def run_in_project(root: Path, env: dict[str, str], *args: str) -> str:

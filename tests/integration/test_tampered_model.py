@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from serving_harness import start_server
+from serving_harness import refused_start
 
-from serving import launcher
 from tests.pipeline.test_tracking import MARKER_PICKLE  # the same payload, one copy
 
 pytestmark = pytest.mark.integration
@@ -42,9 +41,9 @@ def test_a_server_whose_store_holds_a_tampered_model_never_gets_ready(
     marker = tmp_path / "pwned"
     tamper(home / "models", marker)
 
-    with pytest.raises(launcher.ServerError) as refused:
-        start_server(tmp_path / "server", {**base_env, "BENTOML_HOME": str(home)}, ready_seconds=60)
+    # The workers refuse the model and never get ready: watched until the refusal is
+    # logged, not for a fixed minute.
+    log = refused_start(tmp_path / "server", {**base_env, "BENTOML_HOME": str(home)}, "UnsafeModel")
 
-    assert "UnsafeModel" in str(refused.value)
-    assert "serialised as 'cloudpickle'" in str(refused.value)
+    assert "serialised as 'cloudpickle'" in log
     assert not marker.exists(), "the tampered pickle ran"
