@@ -44,9 +44,11 @@ SAME_AS_PROJECT = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
 
 
 def uv() -> str:
-    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    if not Path(found).exists():
-        sys.exit("uv is needed to make MLServer's tool environment (make uv installs it)")
+    """The project environment's own uv (a dependency), else the one on PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    found = str(beside) if beside.exists() else shutil.which("uv")
+    if found is None:
+        sys.exit("uv is needed to make MLServer's tool environment (make install brings it)")
     return found
 
 
@@ -60,21 +62,17 @@ def environment(venv: Path = VENV) -> Path:
         return program
     print(f"making MLServer's tool environment in {venv} (uv)", file=sys.stderr)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run([uv(), "venv", "--quiet", "--clear", "--python", python, str(venv)], check=True)
-    subprocess.run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv / "bin" / "python"),
-            "-r",
-            str(REQUIREMENTS),
-            *pins,
-        ],
-        check=True,
-    )
+    install = [uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+    try:
+        subprocess.run(
+            [uv(), "venv", "--quiet", "--clear", "--python", python, str(venv)], check=True
+        )
+        subprocess.run([*install, "-r", str(REQUIREMENTS), *pins], check=True)
+    except subprocess.CalledProcessError as error:
+        sys.exit(
+            f"could not make MLServer's tool environment in {venv} ({error}); "
+            "--setups abcd runs the benchmark without MLServer"
+        )
     stamp.write_text(wanted)
     return program
 
