@@ -136,6 +136,23 @@ LONGEST_FIRST = (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_cached_s3_filesystem() -> Iterator[None]:
+    """fsspec keeps each S3 filesystem it makes, with the endpoint it read from the
+    environment then, and hands it out again for the same arguments: a test's ``s3://``
+    read would reach for the S3 server of an earlier test in the same worker (the team
+    stack's, or a stopped one). Dropped before and after every test that loaded s3fs."""
+
+    def drop() -> None:
+        s3fs = sys.modules.get("s3fs")
+        if s3fs is not None:
+            s3fs.S3FileSystem.clear_instance_cache()
+
+    drop()
+    yield
+    drop()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]

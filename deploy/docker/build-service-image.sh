@@ -20,7 +20,13 @@ else
   image="${1:-mlstack-service:latest}"
   context="$(mktemp -d)"
 fi
-source="$(cd "$root" && "$uv" run --locked --no-sync bentoml get "$bento" -o path)"
+# bentoml prints through rich, which wraps piped output at 80 columns: a long store path
+# (a deep BENTOML_HOME) would come back cut in two. COLUMNS widens rich's console.
+source="$(cd "$root" && COLUMNS=100000 "$uv" run --locked --no-sync bentoml get "$bento" -o path)"
+if [ ! -d "$source" ]; then
+  echo "build-service-image.sh: bentoml get $bento -o path gave '$source', not a folder" >&2
+  exit 1
+fi
 mkdir -p "$context"
 cp -R "$source/." "$context/"
 (cd "$root" && "$uv" export --locked --no-dev --extra s3 --no-emit-project --no-hashes \

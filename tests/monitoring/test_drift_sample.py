@@ -267,7 +267,6 @@ def test_an_s3_capture_log_is_streamed_too(
 ) -> None:
     """The streaming read through fsspec's s3fs, against a real S3 API (moto's server)."""
     import boto3
-    import s3fs
 
     from serving import launcher
     from tests.team.team_servers import VENV_BIN, free_port, wait_http
@@ -304,7 +303,3 @@ def test_an_s3_capture_log_is_streamed_too(
         pd.testing.assert_frame_equal(streamed.current, in_memory.current.reset_index(drop=True))
     finally:
         launcher.stop(moto)
-        # fsspec keeps each S3 filesystem it made, with the endpoint it read from the
-        # environment then: a later s3:// read in this process (the team tests) would reach
-        # for this stopped server
-        s3fs.S3FileSystem.clear_instance_cache()
