@@ -3,12 +3,13 @@
 ``HistGradientBoostingClassifier.predict_proba`` loops over its trees in Python and
 enters a threaded Cython routine once per tree: with ~100 trees that is a fixed few
 milliseconds a call, whatever the rows, and most of a small call (serving/scoring.py's
-profile). :func:`flatten` copies the fitted predictors' nodes into one set of arrays
-(leaves point to themselves), and :meth:`FlatTrees.predict_proba` moves all (row, tree)
-pairs one level down per step with numpy, then sums the leaf values per class onto the
-model's baseline and applies the model's own loss link: the same decisions as
-scikit-learn's (``NaN`` follows ``missing_go_to_left``, else ``x <= threshold`` goes
-left), summed in another order, so equal to ``predict_proba`` within float rounding.
+profile). :func:`flatten` copies the fitted predictors' nodes into one set of arrays,
+and :meth:`FlatTrees.predict_proba` moves all (row, tree) pairs one level down per step
+with numpy, setting each pair aside when it reaches a leaf, then sums the leaf values
+per class onto the model's baseline and applies the model's own loss link: the same
+decisions as scikit-learn's (``NaN`` follows ``missing_go_to_left``, else
+``x <= threshold`` goes left), summed in another order, so equal to ``predict_proba``
+within float rounding.
 The scorer checks that on its check rows before it is used (``serving.compiled_tolerance``).
 
 Only numerical splits: a model fitted with native categorical features has bitset
@@ -29,13 +30,14 @@ class NotFlat(ValueError):
 
 @dataclass(frozen=True)
 class FlatTrees:
-    feature: np.ndarray  # per node: the column it splits on (leaves: 0)
-    threshold: np.ndarray  # per node: x <= threshold goes left (leaves: +inf)
-    missing_left: np.ndarray  # per node: where NaN goes
-    left: np.ndarray  # per node: the next node down (leaves: themselves)
+    # per node, all trees' nodes in one index space (a leaf's split fields are never read)
+    feature: np.ndarray  # the column it splits on
+    threshold: np.ndarray  # x <= threshold goes left
+    missing_left: np.ndarray  # where NaN goes
+    left: np.ndarray  # the next node down
     right: np.ndarray
-    leaf: np.ndarray  # per node: a leaf
-    value: np.ndarray  # per node: the leaf's value (internal nodes: 0)
+    leaf: np.ndarray  # a leaf: the walk stops here
+    value: np.ndarray  # a leaf's value
     roots: np.ndarray  # per tree: its root node
     output: np.ndarray  # per tree: the raw-score column it adds to
     depth: int  # the deepest leaf's depth: steps enough for every tree
@@ -99,15 +101,13 @@ def flatten(estimator: Any) -> FlatTrees:
             nodes = predictor.nodes
             if nodes["is_categorical"].any():
                 raise NotFlat("trees with categorical (bitset) splits")
-            leaf = nodes["is_leaf"].astype(bool)
-            here = np.arange(len(nodes), dtype=np.intp) + start
-            parts["feature"].append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.intp))
-            parts["threshold"].append(np.where(leaf, np.inf, nodes["num_threshold"]))
+            parts["feature"].append(nodes["feature_idx"].astype(np.intp))
+            parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
             parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
-            parts["left"].append(np.where(leaf, here, nodes["left"].astype(np.intp) + start))
-            parts["right"].append(np.where(leaf, here, nodes["right"].astype(np.intp) + start))
-            parts["leaf"].append(leaf)
-            parts["value"].append(np.where(leaf, nodes["value"], 0.0).astype(np.float64))
+            parts["left"].append(nodes["left"].astype(np.intp) + start)
+            parts["right"].append(nodes["right"].astype(np.intp) + start)
+            parts["leaf"].append(nodes["is_leaf"].astype(bool))
+            parts["value"].append(nodes["value"].astype(np.float64))
             roots.append(start)
             output.append(column)
             depth = max(depth, int(nodes["depth"].max()))
