@@ -59,9 +59,9 @@ def launch(
     target: str = "serving.service:Classifier",
     port: int | None = None,
     **sections: dict[str, Any],
-) -> tuple[Server, str]:
+) -> Server:
     """``bentoml serve`` started with the project's params and ``sections`` merged over,
-    not yet waited for; and its port's URL."""
+    not yet waited for."""
     capture = folder / "capture"
     sections.setdefault("capture", {})
     sections["capture"] = {"path": str(capture), "flush_seconds": 1.0, **sections["capture"]}
@@ -79,7 +79,7 @@ def launch(
         env["BENTOML_HOME"] = str(launcher.own_bentoml_home(Path(env["BENTOML_HOME"]), folder))
     process = launcher.start(command, log, cwd=PROJECT_ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    return Server(url, process, capture, log, load_settings(params)), url
+    return Server(url, process, capture, log, load_settings(params))
 
 
 def start_server(
@@ -91,8 +91,10 @@ def start_server(
     wait_for: str = "/readyz",
     **sections: dict[str, Any],
 ) -> Server:
-    server, url = launch(folder, env, target, port, **sections)
-    launcher.wait_ready(url, server.process, server.log, seconds=ready_seconds, endpoint=wait_for)
+    server = launch(folder, env, target, port, **sections)
+    launcher.wait_ready(
+        server.url, server.process, server.log, seconds=ready_seconds, endpoint=wait_for
+    )
     return server
 
 
@@ -104,7 +106,7 @@ def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float
 
     import httpx
 
-    server, url = launch(folder, env)
+    server = launch(folder, env)
     said_at = None
     deadline = time.monotonic() + seconds
     try:
@@ -113,7 +115,7 @@ def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float
                 launcher.tail(server.log)
             )
             try:
-                status = httpx.get(f"{url}/readyz", timeout=2).status_code
+                status = httpx.get(f"{server.url}/readyz", timeout=2).status_code
             except httpx.HTTPError:
                 status = None
             assert status != 200, "the server got ready:\n" + launcher.tail(server.log)

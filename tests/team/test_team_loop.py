@@ -34,14 +34,10 @@ CACHED_OUTS = [
 
 
 def client_env(monkeypatch: pytest.MonkeyPatch, stack: TeamStack) -> None:
-    """This process as a team member's shell: the same variables, nothing else. fsspec's
-    cached S3 filesystems are dropped: one made earlier in the session (another test's S3
-    server) would keep the endpoint it read then."""
-    import s3fs
-
+    """This process as a team member's shell: the same variables, nothing else (fsspec's
+    cached S3 filesystems are dropped before each test: tests/conftest.py)."""
     for key, value in stack.client_env.items():
         monkeypatch.setenv(key, value)
-    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def mlflow_client(stack: TeamStack) -> Any:
