@@ -184,7 +184,7 @@ def lua_script(bodies: Sequence[str], path: Path) -> Path:
     return path
 
 
-def production_rows(count: int, seed: int) -> list[dict[str, Any]]:
+def production_rows(model: Any, count: int, seed: int) -> list[dict[str, Any]]:
     """Real 2016-2018 rows as JSON instances, only categories the champion knows.
 
     The service refuses unseen categories with 400 (``serving.reject_unknown_categories``)
@@ -195,13 +195,11 @@ def production_rows(count: int, seed: int) -> list[dict[str, Any]]:
 
     from mlstack.replay import feature_records
     from pipeline.settings import load_settings
-    from pipeline.tracking import champion_uri, load_model, tracking_uri
     from serving.inputs import known_categories, unknown_categories
 
     settings = load_settings()
     frame = pd.read_parquet(ROOT / "data" / "raw" / "production_2016_2018.parquet")
     frame = frame.sample(n=min(count * 2, len(frame)), random_state=seed)
-    model = load_model(champion_uri(settings), tracking_uri(settings))
     known = known_categories(model, settings.data.features.categorical)
     rows = [row for row in feature_records(frame, settings) if not unknown_categories([row], known)]
     return rows[:count]
@@ -458,11 +456,11 @@ def measure(args: argparse.Namespace) -> list[Result]:
         base.pop("MLSTACK_PARAMS", None)
         base.pop("MLSTACK_CAPTURE_PATH", None)
         tag = import_champion(base)
-        rows = production_rows(args.rows, seed=0)
+        args.model = load_model(champion_uri(settings), tracking_uri(settings))
+        rows = production_rows(args.model, args.rows, seed=0)
+        chunks = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
         one_row = [json.dumps({"instances": [row]}) for row in rows]
-        hundred = [
-            json.dumps({"instances": rows[i : i + 100]}) for i in range(0, len(rows) - 99, 100)
-        ]
+        hundred = [json.dumps({"instances": chunk}) for chunk in chunks]
         scripts = {
             ("json", 1): lua_script(one_row, work / "one_row.lua"),
             ("json", 100): lua_script(hundred, work / "hundred_rows.lua"),
@@ -471,13 +469,11 @@ def measure(args: argparse.Namespace) -> list[Result]:
         if "m" in args.setups:
             numerical = settings.data.features.numerical
             args.mlserver = mlserver.environment(args.mlserver_venv)
-            args.model = load_model(champion_uri(settings), tracking_uri(settings))
-            v2_hundred = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
             v2_one = [mlserver.body([row], numerical) for row in rows]
             first["v2"] = v2_one[0]
             scripts[("v2", 1)] = lua_script(v2_one, work / "one_row_v2.lua")
             scripts[("v2", 100)] = lua_script(
-                [mlserver.body(chunk, numerical) for chunk in v2_hundred],
+                [mlserver.body(chunk, numerical) for chunk in chunks],
                 work / "hundred_rows_v2.lua",
             )
         print(
