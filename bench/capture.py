@@ -7,12 +7,13 @@ production rows, the median time of
 
 - ``model``: what the service does per batch before capture (``serving.scoring``'s scorer
   of the project's champion: the compiled input path when it verifies, as served);
-- ``capture``: ``CaptureWriter.add`` of the scored batch to a real writer (an Arrow
-  record batch appended to its write-ahead segment, in a temporary folder), with its
-  compaction thread running as in the service.
+- ``capture``: ``CaptureWriter.add`` of the scored batch to a real writer (one JSON
+  line appended to its write-ahead segment, in a temporary folder), with its compaction
+  thread running as in the service;
+- ``compaction``: the writer thread's work for one segment of 5,000 rows appended in
+  batches of that size, into Parquet: off the request path, but on the worker's CPU.
 
-Compaction into Parquet runs on the writer's own thread, off the request path; its CPU
-share is what ``bench.serving``'s b/a ratio adds on top. Needs the champion in the
+``bench.serving``'s b/a ratio measures all of it end to end. Needs the champion in the
 project's MLflow store (``dvc repro``). Prints Markdown.
 """
 
@@ -99,17 +100,44 @@ def main() -> None:
                 )
                 model_s = timed(score, args.repeats)
                 capture_s = timed(lambda b=batch: writer.add(PREDICTIONS, b), args.repeats)
+                compact_s = compaction(Path(folder) / f"compact-{size}", batch, settings)
                 table.append(
                     [
                         size,
                         f"{model_s * 1e3:.2f}",
                         f"{capture_s * 1e3:.3f}",
                         f"{capture_s / model_s:.1%}",
+                        f"{compact_s * 1e3:.1f}",
                     ]
                 )
         finally:
             writer.close()
-    print(markdown(["rows per call", "model ms", "capture ms", "capture / model"], table))
+    columns = ["rows per call", "model ms", "capture ms", "capture / model"]
+    print(markdown([*columns, f"compaction ms per {COMPACTED:,} rows"], table))
+
+
+COMPACTED = 5_000  # params.yaml's flush_rows: what one compaction holds under load
+
+
+def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5) -> float:
+    """Median seconds to compact a segment of :data:`COMPACTED` rows appended as ``batch``
+    over and over (one line per model call), into Parquet in ``folder``: the writer
+    thread's work, off the request path but on the worker's CPU."""
+    times = []
+    for _ in range(repeats):
+        writer = CaptureWriter(
+            folder,
+            segments=folder / "segments",
+            numerical=settings.data.features.numerical,
+            queue_rows=10_000_000,
+        )
+        for _ in range(-(-COMPACTED // len(batch))):
+            writer.add(PREDICTIONS, batch)
+        start = time.perf_counter()
+        writer.flush()
+        times.append(time.perf_counter() - start)
+        writer.close()
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ an fsspec URL such as ``s3://bucket/prefix``)::
 and, on the serving machine's local disk (``capture.segments``, even when ``capture.path``
 is on S3), the write-ahead segments::
 
-    <kind>-<segment>.arrows    Arrow IPC stream, one record batch per model call or
-                               feedback request, appended before the response leaves
+    <kind>-<segment>.jsonl     JSON lines, one per model call or feedback request,
+                               appended before the response leaves
 
 A served row is appended to its segment before its response is sent (no fsync: a process
 crash loses nothing, a power cut may). Segments are compacted into Parquet off the request
@@ -39,10 +39,12 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
@@ -97,25 +99,36 @@ def storable_frame(kind: str, frame: pd.DataFrame, numerical: Iterable[str] = ()
 def write_frame(
     path: str | Path, kind: str, frame: pd.DataFrame, name: str | None = None
 ) -> list[str]:
-    """Write ``frame`` as one Parquet file per UTC date; return the final file paths.
+    """:func:`write_table` for a frame already in the log's dtypes (:func:`storable_frame`)."""
+    return write_table(path, kind, pa.Table.from_pandas(frame, preserve_index=False), name)
+
+
+def write_table(path: str | Path, kind: str, table: pa.Table, name: str | None = None) -> list[str]:
+    """Write ``table`` as one Parquet file per UTC date; return the final file paths.
 
     ``name`` (a segment's id) makes the file names deterministic: a day whose file already
     exists is skipped, so writing the same segment twice (a crash between its Parquet and
-    its deletion) still stores each row once. A failed write removes its temporary file.
+    its deletion) still stores each row once. A row without a timestamp belongs to no day
+    and is left out. A failed write removes its temporary file.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown capture kind {kind!r}, expected one of {KINDS}")
     fs, root = _fs(path)
     written: list[str] = []
-    if frame.empty:
+    if not table.num_rows:
         return written
-    days = frame[TIMESTAMP].dt.normalize()
-    # The usual flush holds one day: no grouping, and no copy of the frame. (NaT equals
-    # nothing, so a missing timestamp takes groupby's way, which leaves its row out.)
-    one_day = bool(days.eq(days.iloc[0]).all())
-    parts = [(days.iloc[0], frame)] if one_day else frame.groupby(days, sort=True)
+    days = pc.floor_temporal(table[TIMESTAMP], unit="day")
+    first, last = pc.min(days), pc.max(days)
+    # The usual flush holds one day: no filtering, and no copy of the table.
+    if first == last and not days.null_count:
+        parts = [(first.as_py(), table)]
+    else:
+        parts = [
+            (day, table.filter(pc.equal(days, pa.scalar(day, days.type))))
+            for day in sorted(pc.unique(days.drop_null()).to_pylist())
+        ]
     for day, part in parts:
-        folder = f"{root}/{kind}/date={pd.Timestamp(day):%Y-%m-%d}"
+        folder = f"{root}/{kind}/date={day:%Y-%m-%d}"
         file = f"{name or uuid.uuid4().hex}.parquet"
         temporary, final = f"{folder}/.{file}.tmp", f"{folder}/{file}"
         if name is not None and fs.exists(final):
@@ -127,7 +140,7 @@ def write_frame(
             fs.makedirs(folder, exist_ok=True)
         try:
             with fs.open(temporary, "wb") as handle:
-                part.to_parquet(handle, index=False)
+                pq.write_table(part, handle)
             fs.mv(temporary, final)
         except BaseException:
             _remove_quietly(fs, temporary)
@@ -189,28 +202,12 @@ class ScoredBatch:
         )
 
 
-def batches_frame(batches: Sequence[ScoredBatch]) -> pd.DataFrame:
-    """Many scored batches as one frame in the log's column order (dtypes not yet fixed)."""
-    sizes = [len(batch) for batch in batches]
-    columns: dict[str, Any] = {
-        REQUEST_ID: [rid for batch in batches for rid in batch.request_ids],
-        TIMESTAMP: np.repeat(pd.to_datetime([b.timestamp for b in batches], utc=True), sizes),
-        MODEL_NAME: np.repeat([b.model_name for b in batches], sizes),
-        MODEL_VERSION: np.repeat([b.model_version for b in batches], sizes),
-    }
-    features = pd.DataFrame.from_records([row for batch in batches for row in batch.features])
-    columns.update({column: features[column] for column in features.columns})
-    columns[PREDICTION] = [label for batch in batches for label in batch.predictions]
-    probabilities = np.concatenate([batch.probabilities for batch in batches])
-    for index, column in enumerate(batches[0].proba_columns):
-        columns[column] = probabilities[:, index]
-    return pd.DataFrame(columns)
-
-
 Chunk = ScoredBatch | Sequence[Record]
-SEGMENT_SUFFIX = ".arrows"
-END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC: continuation, length 0
+SEGMENT_SUFFIX = ".jsonl"
+LEGACY_SUFFIX = ".arrows"  # Arrow IPC segments of earlier versions: still recovered
 _TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+_STORED_TIMESTAMP = pa.timestamp("ns", tz="UTC")  # what pandas wrote: one schema per log
+_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 def _arrow_type(column: str, numerical: frozenset[str]) -> pa.DataType:
@@ -228,7 +225,8 @@ def _text(value: Any) -> str | None:
 
 
 def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """Strings unless every value is a number (a column nobody declared numerical)."""
+    """Strings unless every value is a number (a column nobody declared numerical);
+    numbers with anything else as missing, as :func:`storable_frame` does."""
     if kind == pa.string():
         try:
             return pa.array(values, kind)
@@ -236,7 +234,13 @@ def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
             if all(_is_number(v) for v in values):
                 return pa.array(values, pa.float64())
             return pa.array([_text(v) for v in values], kind)  # codes sent as numbers
-    return pa.array(values, kind)
+    if kind == _TIMESTAMP_TYPE:
+        return pa.array(values, pa.int64()).cast(kind)
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+        return pa.array(numbers.astype("float64"), kind)
 
 
 def _is_number(value: Any) -> bool:
@@ -247,62 +251,197 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _microseconds(value: datetime) -> int:
-    """Microseconds since the epoch: pyarrow takes a tz-aware datetime ~30x slower."""
+def _microseconds(value: Any) -> int:
+    """Microseconds since the epoch of a datetime or an ISO string (naive ones are UTC)."""
+    if not isinstance(value, datetime):
+        value = pd.Timestamp(value).to_pydatetime()
     return (_utc(value) - _EPOCH) // _MICROSECOND
 
 
-def scored_arrow(batch: ScoredBatch, numerical: frozenset[str]) -> pa.RecordBatch:
-    """A scored batch as one Arrow record batch, column by column: the segment's unit."""
-    size = len(batch)
-    names = [REQUEST_ID, TIMESTAMP, MODEL_NAME, MODEL_VERSION]
-    arrays = [
-        pa.array(list(batch.request_ids), pa.string()),
-        pa.array([_microseconds(batch.timestamp)] * size, _TIMESTAMP_TYPE),
-        pa.array([batch.model_name] * size, pa.string()),
-        pa.array([batch.model_version] * size, pa.string()),
-    ]
-    for column in batch.features[0] if size else ():
-        names.append(column)
-        values = [row[column] for row in batch.features]
-        arrays.append(_column(values, _arrow_type(column, numerical)))
-    names.append(PREDICTION)
-    arrays.append(pa.array(list(batch.predictions), pa.string()))
-    for index, column in enumerate(batch.proba_columns):
-        names.append(column)
-        arrays.append(pa.array(batch.probabilities[:, index], pa.float64()))
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+def scored_line(batch: ScoredBatch) -> tuple[tuple[str, ...], bytes]:
+    """A scored batch as one JSON line, and the columns it fills: the segment's unit.
 
-
-def records_arrow(
-    kind: str, records: Sequence[Record], numerical: frozenset[str]
-) -> pa.RecordBatch:
-    """Records (one mapping per row, the first row's keys) as one Arrow record batch.
-
-    Labels get their one spelling here (``1``, ``1.0`` and ``"1"`` are ``"1"``).
+    One ``orjson`` call over what the service already holds (its request rows, the label
+    list, the probability array): nothing per row in Python on the request path. Rows
+    are the service's validated ones (floats and strings); types are fixed at compaction.
     """
-    columns = list(records[0])
-    arrays = []
-    for column in columns:
-        values = [row.get(column) for row in records]
-        if kind == LABELS and column == LABEL:
-            values = [normalize_label(v) for v in values]
-        if column == TIMESTAMP:  # datetimes or ISO strings, naive ones taken as UTC
-            stamps = pd.to_datetime(pd.Series(values), utc=True).dt.as_unit("us")
-            arrays.append(pa.array(stamps, _TIMESTAMP_TYPE))
+    columns = (
+        REQUEST_ID,
+        TIMESTAMP,
+        MODEL_NAME,
+        MODEL_VERSION,
+        *(batch.features[0] if len(batch) else ()),
+        PREDICTION,
+        *batch.proba_columns,
+    )
+    line = orjson.dumps(
+        {
+            "t": _microseconds(batch.timestamp),
+            "model_name": batch.model_name,
+            "model_version": batch.model_version,
+            "request_id": list(batch.request_ids),
+            "rows": list(batch.features),
+            "prediction": list(batch.predictions),
+            "proba_columns": list(batch.proba_columns),
+            "proba": np.ascontiguousarray(batch.probabilities),
+        },
+        option=_JSON,
+    )
+    return columns, line
+
+
+def records_line(
+    kind: str, records: Sequence[Record], numerical: frozenset[str]
+) -> tuple[tuple[str, ...], bytes]:
+    """Records (one mapping per row, the first row's keys) as one JSON line.
+
+    Checked here, so a bad row fails its caller and never reaches the segment: a label
+    gets its one spelling (``1``, ``1.0`` and ``"1"`` are ``"1"``; a missing one raises),
+    a timestamp becomes microseconds (datetimes or ISO strings, naive ones taken as UTC),
+    and a numerical column holds numbers or None.
+    """
+    columns = tuple(records[0])
+    rows = []
+    for record in records:
+        row = {column: record.get(column) for column in columns}
+        if TIMESTAMP in row:
+            row[TIMESTAMP] = _microseconds(row[TIMESTAMP])
+        if kind == LABELS and LABEL in row:
+            row[LABEL] = normalize_label(row[LABEL])
+        for column in numerical.intersection(columns):
+            if not _is_number(row[column]):
+                raise TypeError(f"capture: {column} must be a number, got {row[column]!r}")
+        rows.append(row)
+    return columns, orjson.dumps({"records": rows}, option=_JSON)
+
+
+def _line_columns(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns one segment line fills, in the log's order."""
+    if "records" in payload:
+        return tuple(payload["records"][0])
+    return (
+        REQUEST_ID,
+        TIMESTAMP,
+        MODEL_NAME,
+        MODEL_VERSION,
+        *payload["rows"][0],
+        PREDICTION,
+        *payload["proba_columns"],
+    )
+
+
+def _json_table(data: bytes, numerical: frozenset[str]) -> pa.Table:
+    """Whole JSON lines of one segment as a table: Arrow's JSON reader when every line is
+    a scored batch with the service's types (no Python per row, and the GIL released),
+    else line by line. Every line of a segment fills the same columns."""
+    first = orjson.loads(data[: data.index(b"\n")])
+    columns = _line_columns(first)
+    if "rows" in first:
+        try:
+            return scored_lines_table(data, columns, numerical)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+            pass  # a row of other types, or records among the batches: the general way
+    return lines_table(data, columns, numerical)
+
+
+def lines_table(data: bytes, columns: Sequence[str], numerical: frozenset[str]) -> pa.Table:
+    """Any whole lines, decoded one by one; each column's type settled over the segment."""
+    values: dict[str, list[Any]] = {column: [] for column in columns}
+    for line in data.splitlines():
+        try:
+            payload = orjson.loads(line)
+        except orjson.JSONDecodeError as error:  # not written by a whole append
+            logger.warning("capture: skipping a damaged segment line: %s", error)
             continue
-        arrays.append(_column(values, _arrow_type(column, numerical)))
-    return pa.RecordBatch.from_arrays(arrays, names=columns)
+        if "records" in payload:
+            for column, column_values in values.items():
+                column_values.extend(row.get(column) for row in payload["records"])
+            continue
+        size = len(payload[REQUEST_ID])
+        for column in (REQUEST_ID, PREDICTION):
+            values[column].extend(payload[column])
+        values[TIMESTAMP].extend([payload["t"]] * size)
+        for column in (MODEL_NAME, MODEL_VERSION):
+            values[column].extend([payload[column]] * size)
+        features = columns[4 : columns.index(PREDICTION)]
+        for column in features:
+            values[column].extend(row.get(column) for row in payload["rows"])
+        for at, column in enumerate(payload["proba_columns"]):
+            values[column].extend(p[at] for p in payload["proba"])
+    arrays = [_column(values[c], _arrow_type(c, numerical)) for c in columns]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def scored_lines_table(data: bytes, columns: Sequence[str], numerical: frozenset[str]) -> pa.Table:
+    """Lines of :func:`scored_line` read by Arrow's JSON reader against the schema they
+    must have; raises if one does not (a row of other types, records among them)."""
+    at = columns.index(PREDICTION)
+    features, probas = columns[4:at], columns[at + 1 :]
+    rows = pa.struct([(c, _arrow_type(c, numerical)) for c in features])
+    schema = pa.schema(
+        [
+            ("t", pa.int64()),
+            (MODEL_NAME, pa.string()),
+            (MODEL_VERSION, pa.string()),
+            (REQUEST_ID, pa.list_(pa.string())),
+            ("rows", pa.list_(rows)),
+            (PREDICTION, pa.list_(pa.string())),
+            ("proba_columns", pa.list_(pa.string())),
+            ("proba", pa.list_(pa.list_(pa.float64()))),
+        ]
+    )
+    lines = pa_json.read_json(
+        pa.BufferReader(data),
+        read_options=pa_json.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 20)),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="error"
+        ),
+    )
+    sizes = pc.list_value_length(lines[REQUEST_ID]).to_numpy()
+    flat = pc.list_flatten(lines["rows"]).combine_chunks()
+    proba = pc.list_flatten(pc.list_flatten(lines["proba"])).to_numpy()
+    if len(flat) != sizes.sum() or len(proba) != sizes.sum() * len(probas):
+        raise ValueError("rows, request ids and probabilities disagree in length")
+    proba = proba.reshape(-1, len(probas))
+    arrays: list[pa.Array | pa.ChunkedArray] = [
+        pc.list_flatten(lines[REQUEST_ID]),
+        pa.array(np.repeat(lines["t"].to_numpy(), sizes), pa.int64()).cast(_TIMESTAMP_TYPE),
+        *(
+            pa.array(np.repeat(lines[c].to_numpy(zero_copy_only=False), sizes), pa.string())
+            for c in (MODEL_NAME, MODEL_VERSION)
+        ),
+        *(flat.field(c) for c in features),
+        pc.list_flatten(lines[PREDICTION]),
+        *(pa.array(proba[:, i]) for i in range(len(probas))),
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def storable_table(table: pa.Table) -> pa.Table:
+    """The log's stored types: timestamps in nanoseconds and strings as large strings, as
+    pandas writes them, so files compacted here and frames written with
+    :func:`write_frame` share one schema (the drift job reads such files as one dataset)."""
+    fields = []
+    for column in table.schema:
+        kind = column.type
+        if pa.types.is_timestamp(kind):
+            kind = _STORED_TIMESTAMP
+        elif pa.types.is_string(kind):
+            kind = pa.large_string()
+        fields.append(pa.field(column.name, kind))
+    return table.cast(pa.schema(fields))
 
 
 class Segment:
-    """One write-ahead file: an Arrow IPC stream of one kind, under an exclusive ``flock``.
+    """One write-ahead file of one kind, JSON lines, under an exclusive ``flock``.
 
     The lock says "a live process owns this file": the writer holds it from creation until
     the segment's rows are in Parquet and the file is deleted, and a process that dies
     loses it with its file descriptors, which is how recovery tells leftovers from segments
-    being written. Each append is one serialised record batch handed to the OS in one
-    ``write`` (no fsync): it survives a process crash, not a power cut.
+    being written. Each append is one line (one model call or feedback request) handed to
+    the OS in one ``write`` (no fsync): it survives a process crash, not a power cut. A
+    crash inside a write leaves a last line without its newline, from a request that was
+    never answered: reading leaves it out.
     """
 
     def __init__(self, kind: str, path: Path, fd: int) -> None:
@@ -311,13 +450,14 @@ class Segment:
         self.fd = fd
         self.rows = 0
         self.reserved = 0  # rows counted in the writer's pending total
-        self.schema: pa.Schema | None = None
+        self.columns: tuple[str, ...] | None = None  # what its lines fill
         self.sealed = False
 
     @property
     def id(self) -> str:
         """The name its Parquet files take: a rerun finds them and writes nothing twice."""
-        return self.path.name.removesuffix(SEGMENT_SUFFIX).split("-", 1)[1]
+        name = self.path.name.removesuffix(SEGMENT_SUFFIX).removesuffix(LEGACY_SUFFIX)
+        return name.split("-", 1)[1]
 
     @classmethod
     def create(cls, folder: Path, kind: str) -> Segment:
@@ -351,32 +491,38 @@ class Segment:
         segment.sealed = True
         return segment
 
-    def append(self, batch: pa.RecordBatch) -> None:
-        message = batch.serialize()
-        if self.schema is None:
-            self.schema = batch.schema
-            message = pa.py_buffer(batch.schema.serialize().to_pybytes() + message.to_pybytes())
-        self._write(memoryview(message))
-        self.rows += batch.num_rows
+    def append(self, columns: tuple[str, ...], line: bytes, rows: int) -> None:
+        self.columns = columns
+        self._write(memoryview(line))
+        self.rows += rows
 
     def _write(self, data: memoryview) -> None:
         while data:  # a short write (a full disk) raises on the next call
             data = data[os.write(self.fd, data) :]
 
-    def seal(self, whole: bool = True) -> None:
-        """No more appends; a whole stream gets its end marker, a broken one keeps its tail."""
-        if self.schema is not None and whole:
-            try:
-                self._write(memoryview(END_OF_STREAM))
-            except OSError as error:
-                logger.warning("capture: could not end segment %s: %s", self.path, error)
+    def seal(self) -> None:
+        """No more appends."""
         self.sealed = True
 
-    def read(self) -> pa.Table:
-        """Every complete record batch; a torn last one (a crash mid-append, before the
+    def read(self, numerical: frozenset[str] = frozenset()) -> pa.Table:
+        """Every whole line as one table; a torn last one (a crash mid-append, before the
         response was sent) is left out with a warning."""
-        batches: list[pa.RecordBatch] = []
         data = self.path.read_bytes()
+        if self.path.name.endswith(LEGACY_SUFFIX):
+            return self._read_legacy(data)
+        whole = data[: data.rfind(b"\n") + 1]
+        if len(whole) < len(data):
+            logger.warning(
+                "capture: segment %s ends in a torn write of %d byte(s), from a request "
+                "never answered; its whole lines are kept",
+                self.path,
+                len(data) - len(whole),
+            )
+        return _json_table(whole, numerical) if whole else pa.table({})
+
+    def _read_legacy(self, data: bytes) -> pa.Table:
+        """An Arrow IPC segment of an earlier version: its complete record batches."""
+        batches: list[pa.RecordBatch] = []
         if not data:
             return pa.table({})
         try:
@@ -408,10 +554,10 @@ class CaptureWriter:
     """Appends every row to a local write-ahead segment, then compacts segments into Parquet.
 
     ``add`` (on the request path, before the response leaves) turns a list of records or,
-    cheaper for a served batch, a :class:`ScoredBatch` into one Arrow record batch and
-    appends it to the kind's open segment under ``segments``: one unbuffered write, no
-    fsync. A background thread seals the open segments once one holds ``flush_rows`` rows
-    or ``flush_seconds`` have passed, and compacts each sealed segment into Parquet under
+    cheaper for a served batch, a :class:`ScoredBatch` into one JSON line and appends it
+    to the kind's open segment under ``segments``: one unbuffered write, no fsync. A
+    background thread seals the open segments once one holds ``flush_rows`` rows or
+    ``flush_seconds`` have passed, and compacts each sealed segment into Parquet under
     ``path`` (files named after the segment), then deletes it. ``start`` first recovers
     the segments a crashed process left: each is locked, compacted and deleted by one
     process only, and a segment whose Parquet already exists is only deleted, so every
@@ -495,7 +641,8 @@ class CaptureWriter:
                 if path.name.endswith(".new") and (orphan := Segment.claim(path)) is not None:
                     orphan.remove()  # created, never named: it holds no row
                 continue
-            if path.name.endswith(SEGMENT_SUFFIX) and (found := Segment.claim(path)) is not None:
+            suffixes = (SEGMENT_SUFFIX, LEGACY_SUFFIX)
+            if path.name.endswith(suffixes) and (found := Segment.claim(path)) is not None:
                 claimed.append(found)
         if not claimed:
             return 0
@@ -522,14 +669,14 @@ class CaptureWriter:
         if taken:
             try:
                 if isinstance(accepted, ScoredBatch):
-                    batch = scored_arrow(accepted, self._numbers)
+                    columns, line = scored_line(accepted)
                 else:
-                    batch = records_arrow(kind, accepted, self._numbers)
+                    columns, line = records_line(kind, accepted, self._numbers)
             except Exception:
                 with self._condition:
                     self._pending -= taken
                 raise  # a bad row is the caller's bug, not a capture failure
-            failed = self._append(kind, batch)
+            failed = self._append(kind, columns, line, taken)
         dropped = len(rows) - taken + failed
         if dropped:
             self._dropped += dropped
@@ -540,27 +687,27 @@ class CaptureWriter:
             self._on_queue(self._pending)
         return taken - failed
 
-    def _append(self, kind: str, batch: pa.RecordBatch) -> int:
+    def _append(self, kind: str, columns: tuple[str, ...], line: bytes, rows: int) -> int:
         """Append under the lock; return the rows lost to a failed append (0 or all)."""
         with self._condition:
             segment = self._open[kind]
             try:
-                if segment is not None and segment.schema != batch.schema:
-                    self._seal(kind)  # another shape (a new model's classes): a new file
+                if segment is not None and segment.columns != columns:
+                    self._seal(kind)  # other columns (a new model's classes): a new file
                     segment = None
                 if segment is None:
                     segment = self._open[kind] = Segment.create(self.segments, kind)
-                segment.append(batch)
-                segment.reserved += batch.num_rows
+                segment.append(columns, line, rows)
+                segment.reserved += rows
             except Exception as error:
-                self._pending -= batch.num_rows
+                self._pending -= rows
                 self.healthy = False
                 if segment is not None:  # its tail may be torn: never append after it
-                    segment.seal(whole=False)
+                    segment.seal()
                     self._open[kind] = None
                     self._keep(segment)
                 self._log_error("could not append to a capture segment in %s: %s", error)
-                return int(batch.num_rows)
+                return rows
             if segment.rows >= self.flush_rows:
                 self._condition.notify()
         return 0
@@ -631,10 +778,9 @@ class CaptureWriter:
         return written
 
     def _compact(self, segment: Segment) -> int:
-        table = segment.read()
+        table = segment.read(self._numbers)
         if table.num_rows:
-            frame = storable_frame(segment.kind, table.to_pandas(), self.numerical)
-            write_frame(self.path, segment.kind, frame, name=segment.id)
+            write_table(self.path, segment.kind, storable_table(table), name=segment.id)
         segment.remove()
         return int(table.num_rows)
 

@@ -17,8 +17,11 @@ from monitoring.capture import (
     PREDICTIONS,
     CaptureWriter,
     ScoredBatch,
+    lines_table,
     read_kind,
     read_window,
+    scored_line,
+    scored_lines_table,
     storable_frame,
     write_frame,
 )
@@ -222,6 +225,64 @@ def test_scored_batches_and_records_write_the_same_log(tmp_path: Path, settings:
     assert got["AGEP"].tolist() == [20.0, 21.0, 22.0, 20.0]
     assert got["AGEP"].dtype == "float64" and got["SCHL"].dtype == object
     assert len(list(as_batches.rglob("*.parquet"))) == 1  # one flush, one file
+
+
+def test_arrows_json_reader_and_the_line_by_line_way_read_scored_lines_alike(
+    settings: Settings,
+) -> None:
+    """Compaction reads the service's lines with Arrow's JSON reader; any other line is
+    decoded one by one. Both must give the same table for the service's lines."""
+    numerical = frozenset(settings.data.features.numerical)
+    batches = [scored_batch(settings, "j", [20.0, 21.5]), scored_batch(settings, "k", [30.0])]
+    batches[0].features[1]["SCHL"] = None
+    batches[1].features[0]["AGEP"] = None
+    lines = [scored_line(batch) for batch in batches]
+    columns = lines[0][0]
+    data = b"".join(line for _, line in lines)
+
+    fast = scored_lines_table(data, columns, numerical)
+    general = lines_table(data, columns, numerical)
+
+    assert fast.equals(general), (fast.schema, general.schema)
+    assert fast["request_id"].to_pylist() == ["j0", "j1", "k0"]
+    assert fast["AGEP"].to_pylist() == [20.0, 21.5, None]
+    assert fast["SCHL"].to_pylist() == ["1", None, "1"]
+    assert fast["proba_1"].to_pylist() == [0.75] * 3
+    assert fast["timestamp"].to_pylist() == [DAY] * 3
+
+
+def test_a_category_sent_as_a_number_is_stored_as_its_text(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Not the service's rows (they are validated strings): Arrow's reader refuses the
+    number, and the line-by-line way stores the code as text."""
+    writer = CaptureWriter(
+        tmp_path, segments=tmp_path / SEGMENTS, numerical=settings.data.features.numerical
+    )
+    batch = scored_batch(settings, "n", [25.0, 26.0])
+    batch.features[0]["SCHL"] = 21
+    writer.add(PREDICTIONS, batch)
+    writer.close()
+
+    frame = read_kind(tmp_path, PREDICTIONS)
+    assert frame["SCHL"].tolist() == ["21", "1"]
+    assert frame["AGEP"].tolist() == [25.0, 26.0]
+
+
+def test_a_record_with_text_in_a_numerical_column_is_refused_before_it_is_appended(
+    tmp_path: Path, settings: Settings
+) -> None:
+    writer = CaptureWriter(
+        tmp_path, segments=tmp_path / SEGMENTS, numerical=settings.data.features.numerical
+    )
+    bad = {**prediction(settings, "x", DAY), "AGEP": "forty"}
+
+    with pytest.raises(TypeError, match="AGEP must be a number"):
+        writer.add(PREDICTIONS, [bad])
+
+    assert writer.pending == 0
+    assert not list((tmp_path / SEGMENTS).glob("*.jsonl"))
+    writer.close()
 
 
 def test_a_batch_beyond_the_queue_is_cut_and_the_rest_counted(

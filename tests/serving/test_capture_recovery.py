@@ -24,7 +24,7 @@ CHILD = textwrap.dedent(
     from datetime import UTC, datetime
     import numpy as np
     from monitoring.capture import (
-        LABELS, PREDICTIONS, CaptureWriter, ScoredBatch, scored_arrow, write_frame, storable_frame
+        LABELS, PREDICTIONS, CaptureWriter, ScoredBatch, storable_table, write_table
     )
 
     log, segments, prefix, batches, then = sys.argv[1:6]
@@ -42,8 +42,8 @@ CHILD = textwrap.dedent(
     if then == "compact-then-die":  # the Parquet is written, the segment not yet deleted
         segment = writer._open[PREDICTIONS]
         segment.seal()
-        frame = storable_frame(PREDICTIONS, segment.read().to_pandas(), ["AGEP"])
-        write_frame(log, PREDICTIONS, frame, name=segment.id)
+        table = storable_table(segment.read(frozenset(["AGEP"])))
+        write_table(log, PREDICTIONS, table, name=segment.id)
     print("appended", flush=True)
     if then == "live":
         time.sleep(600)
@@ -82,7 +82,7 @@ def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
     tmp_path: Path,
 ) -> None:
     killed_child(tmp_path, "k", 4)
-    assert len(list((tmp_path / "segments").glob("*.arrows"))) == 2  # predictions, labels
+    assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2  # predictions, labels
     first, second = writer(tmp_path), writer(tmp_path)
 
     first.start()
@@ -98,7 +98,7 @@ def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
 def test_a_crash_between_parquet_and_deletion_stores_each_row_once(tmp_path: Path) -> None:
     killed_child(tmp_path, "c", 3, then="compact-then-die")
     assert ids(tmp_path) == expected("c", 3), "the Parquet was written before the crash"
-    assert list((tmp_path / "segments").glob("predictions-*.arrows")), "and the segment kept"
+    assert list((tmp_path / "segments").glob("predictions-*.jsonl")), "and the segment kept"
 
     recovering = writer(tmp_path).start()
     recovering.close()
@@ -116,7 +116,7 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
         assert other.recover() == 0
         other.close()
         assert ids(tmp_path) == []
-        assert len(list((tmp_path / "segments").glob("*.arrows"))) == 2
+        assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2
     finally:
         process.kill()
         process.wait(60)
@@ -127,7 +127,7 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
 
 def test_a_torn_last_append_loses_only_the_request_it_never_answered(tmp_path: Path) -> None:
     killed_child(tmp_path, "t", 3)
-    (segment,) = (tmp_path / "segments").glob("predictions-*.arrows")
+    (segment,) = (tmp_path / "segments").glob("predictions-*.jsonl")
     data = segment.read_bytes()
     segment.write_bytes(data[:-40])  # the process died inside the third append
 
@@ -176,7 +176,7 @@ def test_an_append_is_in_the_file_when_add_returns(tmp_path: Path) -> None:
     """What a crash keeps: appended bytes are in the file as soon as ``add`` returns."""
     live = writer(tmp_path)
     live.add(LABELS, [{"request_id": "x", "timestamp": "2026-03-01T00:00Z", "label": 0}])
-    (segment,) = (tmp_path / "segments").glob("labels-*.arrows")
+    (segment,) = (tmp_path / "segments").glob("labels-*.jsonl")
     assert segment.stat().st_size > 0
     live.close()
     assert ids(tmp_path, LABELS) == ["x"]
@@ -192,4 +192,45 @@ def test_a_missing_label_is_refused_before_anything_is_appended(tmp_path: Path) 
     assert live.pending == 0
     live.close()
     assert ids(tmp_path, LABELS) == []
-    assert not list(tmp_path.rglob("*.arrows"))
+    assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_an_arrow_segment_left_by_an_earlier_version_is_recovered(tmp_path: Path) -> None:
+    """Segments were Arrow IPC streams (``.arrows``) before they were JSON lines: one a
+    crashed older server left behind is still recovered, torn tail and all."""
+    import pyarrow as pa
+
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    schema = pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("AGEP", pa.float64()),
+            ("SCHL", pa.string()),
+        ]
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as stream:
+        for i in range(2):
+            stamp = pa.array([1_772_366_400_000_000] * 2, pa.timestamp("us", tz="UTC"))
+            stream.write_batch(
+                pa.record_batch(
+                    [
+                        pa.array([f"a{i}-0", f"a{i}-1"]),
+                        stamp,
+                        pa.array([30.0, 31.0]),
+                        pa.array(["21", None]),
+                    ],
+                    schema=schema,
+                )
+            )
+    data = sink.getvalue().to_pybytes()
+    (segments / "predictions-0123abcd.arrows").write_bytes(data[:-20])  # torn in the last
+
+    assert writer(tmp_path).recover() == 2
+
+    frame = read_kind(tmp_path / "log", PREDICTIONS)
+    assert sorted(frame["request_id"]) == ["a0-0", "a0-1"]
+    assert frame["SCHL"].tolist() == ["21", None]
+    assert list(segments.iterdir()) == []
