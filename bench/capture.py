@@ -10,8 +10,9 @@ production rows, the median time of
 - ``capture``: ``CaptureWriter.add`` of the scored batch to a real writer (one JSON
   line appended to its write-ahead segment, in a temporary folder), with its compaction
   thread running as in the service;
-- ``compaction``: the writer thread's work for one segment of 5,000 rows appended in
-  batches of that size, into Parquet: off the request path, but on the worker's CPU.
+- ``compaction``: the writer thread's work for one segment of ``capture.flush_rows`` rows
+  appended in batches of that size, into Parquet: off the request path, but on the
+  worker's CPU.
 
 ``bench.serving``'s b/a ratio measures all of it end to end. Needs the champion in the
 project's MLflow store (``dvc repro``). Prints Markdown.
@@ -113,16 +114,15 @@ def main() -> None:
         finally:
             writer.close()
     columns = ["rows per call", "model ms", "capture ms", "capture / model"]
-    print(markdown([*columns, f"compaction ms per {COMPACTED:,} rows"], table))
-
-
-COMPACTED = 5_000  # params.yaml's flush_rows: what one compaction holds under load
+    compacted = f"compaction ms per {settings.capture.flush_rows:,} rows"
+    print(markdown([*columns, compacted], table))
 
 
 def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5) -> float:
-    """Median seconds to compact a segment of :data:`COMPACTED` rows appended as ``batch``
-    over and over (one line per model call), into Parquet in ``folder``: the writer
-    thread's work, off the request path but on the worker's CPU."""
+    """Median seconds to compact a segment of ``capture.flush_rows`` rows (what one
+    compaction holds under load) appended as ``batch`` over and over (one line per model
+    call), into Parquet in ``folder``: the writer thread's work, off the request path but
+    on the worker's CPU."""
     times = []
     for _ in range(repeats):
         writer = CaptureWriter(
@@ -131,7 +131,7 @@ def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5
             numerical=settings.data.features.numerical,
             queue_rows=10_000_000,
         )
-        for _ in range(-(-COMPACTED // len(batch))):
+        for _ in range(-(-settings.capture.flush_rows // len(batch))):
             writer.add(PREDICTIONS, batch)
         start = time.perf_counter()
         writer.flush()

@@ -258,6 +258,11 @@ def _microseconds(value: Any) -> int:
     return (_utc(value) - _EPOCH) // _MICROSECOND
 
 
+def _scored_columns(features: Iterable[str], proba_columns: Iterable[str]) -> tuple[str, ...]:
+    """The columns of a scored batch, in the log's order."""
+    return (REQUEST_ID, TIMESTAMP, MODEL_NAME, MODEL_VERSION, *features, PREDICTION, *proba_columns)
+
+
 def scored_line(batch: ScoredBatch) -> tuple[tuple[str, ...], bytes]:
     """A scored batch as one JSON line, and the columns it fills: the segment's unit.
 
@@ -265,15 +270,7 @@ def scored_line(batch: ScoredBatch) -> tuple[tuple[str, ...], bytes]:
     list, the probability array): nothing per row in Python on the request path. Rows
     are the service's validated ones (floats and strings); types are fixed at compaction.
     """
-    columns = (
-        REQUEST_ID,
-        TIMESTAMP,
-        MODEL_NAME,
-        MODEL_VERSION,
-        *(batch.features[0] if len(batch) else ()),
-        PREDICTION,
-        *batch.proba_columns,
-    )
+    columns = _scored_columns(batch.features[0] if len(batch) else (), batch.proba_columns)
     line = orjson.dumps(
         {
             "t": _microseconds(batch.timestamp),
@@ -301,6 +298,7 @@ def records_line(
     and a numerical column holds numbers or None.
     """
     columns = tuple(records[0])
+    numbers = numerical.intersection(columns)
     rows = []
     for record in records:
         row = {column: record.get(column) for column in columns}
@@ -308,7 +306,7 @@ def records_line(
             row[TIMESTAMP] = _microseconds(row[TIMESTAMP])
         if kind == LABELS and LABEL in row:
             row[LABEL] = normalize_label(row[LABEL])
-        for column in numerical.intersection(columns):
+        for column in numbers:
             if not _is_number(row[column]):
                 raise TypeError(f"capture: {column} must be a number, got {row[column]!r}")
         rows.append(row)
@@ -319,15 +317,7 @@ def _line_columns(payload: Mapping[str, Any]) -> tuple[str, ...]:
     """The columns one segment line fills, in the log's order."""
     if "records" in payload:
         return tuple(payload["records"][0])
-    return (
-        REQUEST_ID,
-        TIMESTAMP,
-        MODEL_NAME,
-        MODEL_VERSION,
-        *payload["rows"][0],
-        PREDICTION,
-        *payload["proba_columns"],
-    )
+    return _scored_columns(payload["rows"][0], payload["proba_columns"])
 
 
 def _json_table(data: bytes, numerical: frozenset[str]) -> pa.Table:
@@ -347,6 +337,7 @@ def _json_table(data: bytes, numerical: frozenset[str]) -> pa.Table:
 def lines_table(data: bytes, columns: Sequence[str], numerical: frozenset[str]) -> pa.Table:
     """Any whole lines, decoded one by one; each column's type settled over the segment."""
     values: dict[str, list[Any]] = {column: [] for column in columns}
+    features = columns[4 : columns.index(PREDICTION)] if PREDICTION in columns else ()
     for line in data.splitlines():
         try:
             payload = orjson.loads(line)
@@ -363,7 +354,6 @@ def lines_table(data: bytes, columns: Sequence[str], numerical: frozenset[str]) 
         values[TIMESTAMP].extend([payload["t"]] * size)
         for column in (MODEL_NAME, MODEL_VERSION):
             values[column].extend([payload[column]] * size)
-        features = columns[4 : columns.index(PREDICTION)]
         for column in features:
             values[column].extend(row.get(column) for row in payload["rows"])
         for at, column in enumerate(payload["proba_columns"]):
@@ -451,7 +441,6 @@ class Segment:
         self.rows = 0
         self.reserved = 0  # rows counted in the writer's pending total
         self.columns: tuple[str, ...] | None = None  # what its lines fill
-        self.sealed = False
 
     @property
     def id(self) -> str:
@@ -487,9 +476,7 @@ class Segment:
         except (BlockingIOError, FileNotFoundError):
             os.close(fd)
             return None
-        segment = cls(kind, path, fd)
-        segment.sealed = True
-        return segment
+        return cls(kind, path, fd)
 
     def append(self, columns: tuple[str, ...], line: bytes, rows: int) -> None:
         self.columns = columns
@@ -499,10 +486,6 @@ class Segment:
     def _write(self, data: memoryview) -> None:
         while data:  # a short write (a full disk) raises on the next call
             data = data[os.write(self.fd, data) :]
-
-    def seal(self) -> None:
-        """No more appends."""
-        self.sealed = True
 
     def read(self, numerical: frozenset[str] = frozenset()) -> pa.Table:
         """Every whole line as one table; a torn last one (a crash mid-append, before the
@@ -584,7 +567,6 @@ class CaptureWriter:
     ) -> None:
         self.path = str(path)
         self.segments = Path(segments)
-        self.numerical = list(numerical)
         self._numbers = frozenset(numerical)
         self.queue_rows = queue_rows
         self.flush_rows = flush_rows
@@ -703,7 +685,6 @@ class CaptureWriter:
                 self._pending -= rows
                 self.healthy = False
                 if segment is not None:  # its tail may be torn: never append after it
-                    segment.seal()
                     self._open[kind] = None
                     self._keep(segment)
                 self._log_error("could not append to a capture segment in %s: %s", error)
@@ -721,7 +702,6 @@ class CaptureWriter:
     def _seal(self, kind: str) -> None:
         segment = self._open[kind]
         if segment is not None and segment.rows:
-            segment.seal()
             self._open[kind] = None
             self._sealed.append(segment)
 

@@ -41,7 +41,6 @@ CHILD = textwrap.dedent(
     writer.add(LABELS, [{"request_id": f"{prefix}0-0", "timestamp": datetime.now(UTC), "label": 1}])
     if then == "compact-then-die":  # the Parquet is written, the segment not yet deleted
         segment = writer._open[PREDICTIONS]
-        segment.seal()
         table = storable_table(segment.read(frozenset(["AGEP"])))
         write_table(log, PREDICTIONS, table, name=segment.id)
     print("appended", flush=True)
