@@ -69,7 +69,7 @@ def _options(
     )
 
 
-def _locked_run(
+def locked_run(
     settings: Settings,
     options: JobOptions,
     then: Callable[[JobResult], None] | None = None,
@@ -193,7 +193,7 @@ def run(
     settings = load_settings_or_exit()
     try:
         with console(stderr=True).status("judging drift: reading, comparing, exporting"):
-            result = _locked_run(settings, options)
+            result = locked_run(settings, options)
     except Exception as error:
         typer.echo(f"drift run failed: {error}", err=True)
         raise typer.Exit(1) from error
@@ -322,7 +322,7 @@ def schedule(
         options = _options(None, None, None, None, None, pushgateway, textfile, mlflow, workspace)
         retrained.clear()
         try:
-            result = _locked_run(settings, options, then)
+            result = locked_run(settings, options, then)
             if result is not None:
                 _report(result)
             if retrained and retrained[0]["status"] == "failed":

@@ -1,0 +1,43 @@
+"""The demo's drift runs and retrain run in its own process: a failure there ends the demo
+with a message naming the command and the cause, as the subprocess's exit did before.
+(The whole demo, success path included, is tests/integration/test_demo_loop.py.)"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mlstack import demo
+from pipeline.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def empty_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The shipped params in a folder with nothing else: no MLflow store, no reference set,
+    no capture."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return load_settings(tmp_path / "params.yaml")
+
+
+def test_a_drift_run_that_fails_ends_the_demo_naming_the_cause(empty_project: Settings) -> None:
+    until = datetime.now(UTC)
+    with pytest.raises(SystemExit) as ended:
+        demo.judge(empty_project, until - timedelta(minutes=5), until)
+    message = str(ended.value.code)
+    assert message.startswith("demo: mlstack drift run failed: ")
+    assert f"no MLflow store at {empty_project.root / 'mlflow.db'}" in message
+
+
+def test_a_refused_retrain_ends_the_demo_naming_the_reason(empty_project: Settings) -> None:
+    until = datetime.now(UTC)
+    with pytest.raises(SystemExit) as ended:
+        demo.retrain(empty_project, until - timedelta(minutes=5), until)
+    message = str(ended.value.code)
+    assert message.startswith("demo: mlstack retrain refused: 0 labeled row(s)")
+    assert not (empty_project.root / "data" / "retrain").exists(), "nothing was written"
