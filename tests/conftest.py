@@ -29,6 +29,11 @@ SAMPLE_ROWS = 8_000
 
 for _key, _value in TELEMETRY_OFF.items():
     os.environ[_key] = _value
+# One OpenMP thread in every process the tests start (dvc stages, servers, drift runs):
+# `make test` runs two pytest workers on 2 cores, so a second thread has no core of its
+# own and spins waiting on the first; training and permutation importance took ~20 %
+# more CPU with two threads than with one, for the same models.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @dataclass

@@ -53,6 +53,6 @@ def server(
     Shared by the whole session (starting one costs tens of seconds on two cores), so
     tests that count read deltas, never absolute values.
     """
-    running = start_server(tmp_path_factory.mktemp("server"), base_env)
+    running = start_server(tmp_path_factory.mktemp("server"), base_env, serving={"workers": 2})
     yield running
     running.stop()

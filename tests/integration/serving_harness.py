@@ -67,8 +67,10 @@ def launch(
     sections["capture"] = {"path": str(capture), "flush_seconds": 1.0, **sections["capture"]}
     sections.setdefault("serving", {})
     # A test server follows the registry's alias only when its test asks (reload_seconds):
-    # the session's champion is shared, and a swap mid-test would change its answers.
-    sections["serving"] = {"workers": 2, "reload_seconds": 0, **sections["serving"]}
+    # the session's champion is shared, and a swap mid-test would change its answers. One
+    # worker unless the test is about several (each one more costs ~14 s of CPU to start,
+    # and the suite is CPU-bound on 2 cores).
+    sections["serving"] = {"workers": 1, "reload_seconds": 0, **sections["serving"]}
     params = write_params(folder, **sections)
     port = port or free_port()
     log = folder / "server.log"

@@ -29,7 +29,10 @@ LABELS = PROJECT_ROOT / "data" / "raw" / "production_2016_2018_labels.parquet"
 def quiet_server(packaged: str, base_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     """Flushes only on shutdown: whatever reaches disk got there through the SIGTERM path."""
     running = start_server(
-        tmp_path, base_env, capture={"flush_seconds": 3600.0, "flush_rows": 1_000_000}
+        tmp_path,
+        base_env,
+        capture={"flush_seconds": 3600.0, "flush_rows": 1_000_000},
+        serving={"workers": 2},  # each flushes its own rows on SIGTERM
     )
     yield running
     running.stop()

@@ -74,7 +74,7 @@ def following(
     env = {**base_env, "MLFLOW_TRACKING_URI": registry}
     name = pipeline_project.settings.model.name
     server = start_server(
-        tmp_path / "server", env, ready_seconds=240, serving={"reload_seconds": 1}
+        tmp_path / "server", env, ready_seconds=240, serving={"reload_seconds": 1, "workers": 2}
     )
     yield Following(server, registry, env, name, champion_version(registry, name))
     server.stop()

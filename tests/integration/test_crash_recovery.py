@@ -108,7 +108,7 @@ def nothing_answers(url: str, seconds: float) -> bool:
 def test_kill_9_mid_stream_loses_no_answered_row_and_leaves_nothing_running(
     packaged: str, base_env: dict[str, str], tmp_path: Path
 ) -> None:
-    first = start_server(tmp_path, base_env, capture=HOLD)
+    first = start_server(tmp_path, base_env, capture=HOLD, serving={"workers": 2})
     rows = feature_records(pd.read_parquet(PRODUCTION).head(500), first.settings)
     port = int(first.url.rsplit(":", 1)[1])
     workers = psutil.Process(first.process.pid).children(recursive=True)
@@ -123,7 +123,8 @@ def test_kill_9_mid_stream_loses_no_answered_row_and_leaves_nothing_running(
     assert len(answered_before) >= KILL_AFTER
     assert list((tmp_path / "data" / "capture-segments").glob("predictions-*.jsonl"))
 
-    second = start_server(tmp_path, base_env, port=port)  # the same port, the same folders
+    # the same port, the same folders
+    second = start_server(tmp_path, base_env, port=port, serving={"workers": 2})
     try:
         with Stream(second.url, rows) as stream:
             stream.wait_for(50)

@@ -40,9 +40,7 @@ def test_an_unseen_category_is_scored_as_the_champion_scores_it_and_captured(
     from pipeline.tracking import load_model
 
     session_server, before = server, served_total(server)
-    server = start_server(
-        tmp_path, base_env, serving={"reject_unknown_categories": False, "workers": 1}
-    )
+    server = start_server(tmp_path, base_env, serving={"reject_unknown_categories": False})
     try:
         answer = httpx.post(f"{server.url}/predict", json={"instances": [UNSEEN, ROW]}, timeout=60)
         assert answer.status_code == 200, answer.text
