@@ -134,7 +134,7 @@ def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proje
 # --no-loadscope-reorder), so a long file started last would leave one worker idle at the
 # end. A file not named here keeps its place after these.
 LONGEST_FIRST = (
-    "tests/integration/test_demo_loop.py",  # ~400 s: the whole demo
+    "tests/integration/test_demo_loop.py",  # ~300 s: the whole demo
     "tests/integration/test_retrain_loop.py",  # ~280 s: five dvc repro runs
     "tests/pipeline/test_pipeline_run.py",  # ~190 s
     "tests/team/test_team_loop.py",  # ~150 s: PostgreSQL, S3, mlflow server
