@@ -132,17 +132,15 @@ def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any
     Run in this process, through the function the command calls (the same lock, run and
     exports), so the demo's four runs import Evidently and MLflow once, not four times:
     ~10 s of start-up each on 2 cores."""
-    from mlstack.drift_command import locked_run, result_json
-    from monitoring.drift_job import JobOptions
+    from mlstack.drift_command import JUDGING, locked_run, result_json
+    from monitoring.drift_job import PUSHGATEWAY_ENV, JobOptions
 
     console.print(
         f"[dim]$ mlstack drift run --since {since.isoformat()} --until {until.isoformat()}"
     )
-    options = JobOptions(
-        since=since, until=until, pushgateway=os.environ.get("MLSTACK_PUSHGATEWAY_URL")
-    )
+    options = JobOptions(since=since, until=until, pushgateway=os.environ.get(PUSHGATEWAY_ENV))
     try:
-        with console.status("judging drift: reading, comparing, exporting"):
+        with console.status(JUDGING):
             result = locked_run(settings, options)
     except Exception as error:
         raise SystemExit(f"demo: mlstack drift run failed: {error}") from error

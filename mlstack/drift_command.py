@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mlstack.drift")
 
 EXIT_DRIFT = 3
+JUDGING = "judging drift: reading, comparing, exporting"  # shown while a run works
 
 drift_app = typer.Typer(
     help="Judge data, prediction and concept drift of what the service served.",
@@ -192,7 +193,7 @@ def run(
     )
     settings = load_settings_or_exit()
     try:
-        with console(stderr=True).status("judging drift: reading, comparing, exporting"):
+        with console(stderr=True).status(JUDGING):
             result = locked_run(settings, options)
     except Exception as error:
         typer.echo(f"drift run failed: {error}", err=True)

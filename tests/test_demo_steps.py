@@ -5,6 +5,7 @@ with a message naming the command and the cause, as the subprocess's exit did be
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,19 +26,21 @@ def empty_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(tmp_path / "params.yaml")
 
 
-def test_a_drift_run_that_fails_ends_the_demo_naming_the_cause(empty_project: Settings) -> None:
+def ended_with(step: Callable[[Settings, datetime, datetime], object], settings: Settings) -> str:
+    """Run a demo step on the last five minutes; the message the demo ended with."""
     until = datetime.now(UTC)
     with pytest.raises(SystemExit) as ended:
-        demo.judge(empty_project, until - timedelta(minutes=5), until)
-    message = str(ended.value.code)
+        step(settings, until - timedelta(minutes=5), until)
+    return str(ended.value.code)
+
+
+def test_a_drift_run_that_fails_ends_the_demo_naming_the_cause(empty_project: Settings) -> None:
+    message = ended_with(demo.judge, empty_project)
     assert message.startswith("demo: mlstack drift run failed: ")
     assert f"no MLflow store at {empty_project.root / 'mlflow.db'}" in message
 
 
 def test_a_refused_retrain_ends_the_demo_naming_the_reason(empty_project: Settings) -> None:
-    until = datetime.now(UTC)
-    with pytest.raises(SystemExit) as ended:
-        demo.retrain(empty_project, until - timedelta(minutes=5), until)
-    message = str(ended.value.code)
+    message = ended_with(demo.retrain, empty_project)
     assert message.startswith("demo: mlstack retrain refused: 0 labeled row(s)")
     assert not (empty_project.root / "data" / "retrain").exists(), "nothing was written"

@@ -68,7 +68,7 @@ def launch(
     sections.setdefault("serving", {})
     # A test server follows the registry's alias only when its test asks (reload_seconds):
     # the session's champion is shared, and a swap mid-test would change its answers. One
-    # worker unless the test is about several (each one more costs ~14 s of CPU to start,
+    # worker unless the test is about several (each one more costs ~7 s of CPU to start,
     # and the suite is CPU-bound on 2 cores).
     sections["serving"] = {"workers": 1, "reload_seconds": 0, **sections["serving"]}
     params = write_params(folder, **sections)
