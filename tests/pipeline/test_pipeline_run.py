@@ -98,8 +98,8 @@ def test_hyperparameter_change_reruns_train_not_prepare(changing_project: Projec
     assert "Running stage 'train'" in out.stdout
     assert "Running stage 'evaluate'" in out.stdout
     assert "Running stage 'prepare'" not in out.stdout
-    diff = changing_project.dvc("metrics", "diff")
-    assert "roc_auc" in diff.stdout
+    diff = json.loads(changing_project.dvc("metrics", "diff", "--json").stdout)
+    assert "roc_auc" in diff["reports/metrics.json"]
     changing_project.run("git", "add", "-A")
     changing_project.run("git", "commit", "-qm", "lower learning rate")
 
