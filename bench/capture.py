@@ -12,7 +12,9 @@ production rows, the median time of
   thread running as in the service;
 - ``compaction``: the writer thread's work for one segment of ``capture.flush_rows`` rows
   appended in batches of that size, into Parquet: off the request path, but on the
-  worker's CPU.
+  worker's CPU;
+- and the Parquet write alone, with pyarrow's defaults against the log's options
+  (``monitoring.capture._parquet_options``), interleaved on one segment's table.
 
 ``bench.serving``'s b/a ratio measures all of it end to end. Needs the champion in the
 project's MLflow store (``dvc repro``). Prints Markdown.
@@ -21,6 +23,7 @@ project's MLflow store (``dvc repro``). Prints Markdown.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import tempfile
 import time
@@ -30,9 +33,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bench.harness import ROOT, header, markdown, versions
-from monitoring.capture import PREDICTIONS, CaptureWriter, ScoredBatch
+from monitoring.capture import (
+    PREDICTIONS,
+    CaptureWriter,
+    ScoredBatch,
+    _parquet_options,
+    scored_line,
+    scored_lines_table,
+    storable_table,
+)
 from pipeline.labels import normalize_label
 from pipeline.schema import proba_column
 from pipeline.settings import load_settings
@@ -116,6 +128,43 @@ def main() -> None:
     columns = ["rows per call", "model ms", "capture ms", "capture / model"]
     compacted = f"compaction ms per {settings.capture.flush_rows:,} rows"
     print(markdown([*columns, compacted], table))
+    segment = rows_all[: settings.capture.flush_rows]
+    probabilities = scorer.predict_proba(segment)
+    whole = ScoredBatch(
+        timestamp=datetime.now(UTC),
+        model_name=settings.model.name,
+        model_version="1",
+        request_ids=[f"{i:032x}" for i in range(len(segment))],
+        features=segment,
+        predictions=[classes[i] for i in probabilities.argmax(axis=1)],
+        probabilities=probabilities,
+        proba_columns=[proba_column(c) for c in classes],
+    )
+    print(f"\nParquet write of one compacted segment ({len(segment):,} production rows, the")
+    print("champion's scores), pyarrow's defaults against the log's options, interleaved:\n")
+    print(markdown(["options", "write ms", "bytes"], parquet_options(whole, settings)))
+
+
+def parquet_options(batch: ScoredBatch, settings: Any, repeats: int = 50) -> list[list[Any]]:
+    """Median time and size of ``pq.write_table`` on one segment's table, with pyarrow's
+    defaults and with the options the capture log writes with, alternating in one loop."""
+    columns, line = scored_line(batch)
+    numerical = frozenset(settings.data.features.numerical)
+    table = storable_table(scored_lines_table(line, columns, numerical))
+    options = {"pyarrow's defaults": {}, "the log's": _parquet_options(table.column_names)}
+    times: dict[str, list[float]] = {name: [] for name in options}
+    sizes: dict[str, int] = {}
+    for _ in range(repeats):
+        for name, kwargs in options.items():
+            sink = io.BytesIO()
+            start = time.perf_counter()
+            pq.write_table(table, sink, **kwargs)
+            times[name].append(time.perf_counter() - start)
+            sizes[name] = sink.tell()
+    return [
+        [name, f"{statistics.median(times[name]) * 1e3:.2f}", f"{sizes[name]:,}"]
+        for name in options
+    ]
 
 
 def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from monitoring.capture import (
@@ -88,6 +89,28 @@ def test_window_filters_by_time_and_date_partition(tmp_path: Path, settings: Set
     window = read_window(tmp_path, settings, since=DAY, until=DAY + timedelta(hours=1))
     assert window["request_id"].tolist() == ["d1"]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_files_keep_timestamp_statistics_and_encode_repeated_values_by_dictionary(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The window's filter skips row groups by the timestamp's statistics; request ids and
+    probabilities, nearly all distinct, are not dictionary-encoded (it only costs time)."""
+    writer = CaptureWriter(
+        tmp_path, segments=tmp_path / SEGMENTS, numerical=settings.data.features.numerical
+    )
+    writer.add(PREDICTIONS, scored_batch(settings, "s", [20.0, 21.0, 22.0]))
+    writer.close()
+    (file,) = tmp_path.rglob("*.parquet")
+
+    group = pq.ParquetFile(file).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    stamps = chunks["timestamp"].statistics
+    assert stamps is not None and stamps.has_min_max
+    assert chunks["request_id"].statistics is None
+    dictionary = {name for name, chunk in chunks.items() if "RLE_DICTIONARY" in chunk.encodings}
+    assert {"SCHL", "AGEP", "model_version", PREDICTION} <= dictionary
+    assert not dictionary & {"request_id", "timestamp", "proba_0", "proba_1"}
 
 
 def test_corrupt_file_is_skipped_with_a_warning_naming_it(
