@@ -133,6 +133,8 @@ def result_json(result: JobResult) -> str:
         "report": str(result.folder / "report.html"),
         "window": result.window,
     }
+    if result.reference_scored_by is not None:
+        payload["reference_scored_by"] = result.reference_scored_by
     return json.dumps(payload)
 
 

@@ -45,6 +45,11 @@ class NothingToScore(RuntimeError):
     """Rows lack predictions and no champion could be loaded to score them."""
 
 
+class ReferenceMismatch(RuntimeError):
+    """The reference set was scored by another model than the window's, and the window's
+    could not be loaded to score it again."""
+
+
 @dataclass
 class JobOptions:
     """What one run reads and where it reports; the command line fills it in."""
@@ -64,6 +69,7 @@ class JobResult:
     summary: Summary
     folder: Path
     window: dict[str, Any] = field(default_factory=dict)
+    reference_scored_by: dict[str, Any] | None = None  # see :func:`reference_for`
 
 
 def utc_now() -> datetime:
@@ -190,6 +196,76 @@ def load_current(
         "until": until.isoformat(),
     }
     return sample, None, window
+
+
+def served_by(
+    sample: WindowSample, model: ModelInfo | None, settings: Settings
+) -> ModelInfo | None:
+    """The model version that scored the window (the one that scored most of its sampled
+    rows when a champion switch falls inside it), if the rows or the run say."""
+    from monitoring.drift_summary import ModelInfo
+
+    if model is not None:
+        return model
+    current = sample.current
+    if "model_version" not in current.columns:
+        return None
+    versions = current["model_version"].dropna().astype(str)
+    if versions.empty:
+        return None
+    version = str(versions.value_counts().idxmax())
+    name = settings.model.name
+    if "model_name" in current.columns:
+        names = current.loc[versions.index[versions == version], "model_name"].dropna()
+        name = str(names.iloc[0]) if len(names) else name
+    return ModelInfo(name=name, version=version)
+
+
+def reference_for(
+    reference: pd.DataFrame, served: ModelInfo | None, settings: Settings
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The reference set with the predictions of the model version that served the window.
+
+    ``evaluate`` scores the reference with its candidate, and names it in the set's
+    ``model_name`` and ``model_version`` columns. The gate may reject that candidate, and
+    ``mlstack model rollback`` moves the champion without running ``evaluate``: the
+    reference then holds another model's predictions, and comparing them with the
+    window's would judge two models, not the data (a false prediction or concept drift).
+    Such a reference is scored again by the served version, from the registry. A set
+    that names no version (written by hand, or before this check) is used as it is.
+    Returns the set and what scored it, for the summary.
+    """
+    import pandas as pd
+
+    from pipeline.model import predict_frame
+    from pipeline.schema import PREDICTION, PROBA_PREFIX, coerce_features
+    from pipeline.tracking import load_model, tracking_uri
+
+    if served is None or "model_version" not in reference.columns:
+        return reference, None
+    scored = sorted(set(reference["model_version"].dropna().astype(str)))
+    if scored == [served.version]:
+        return reference, {"model_version": served.version, "rescored_from": None}
+    uri = f"models:/{served.name}/{served.version}"
+    try:
+        model = load_model(uri, tracking_uri(settings))
+    except Exception as error:
+        raise ReferenceMismatch(
+            f"the window was served by {served.name} version {served.version}, but the "
+            f"reference set was scored by version {', '.join(scored) or 'unknown'}, and "
+            f"{uri} could not be loaded to score it again: {error}"
+        ) from error
+    predictions = predict_frame(model, coerce_features(reference, settings.data))
+    stale = [c for c in reference.columns if c == PREDICTION or str(c).startswith(PROBA_PREFIX)]
+    rescored = pd.concat([reference.drop(columns=stale), predictions], axis=1)
+    rescored["model_name"] = served.name
+    rescored["model_version"] = served.version
+    logger.info(
+        "drift: the reference set was scored by version %s; scored again by %s",
+        ", ".join(scored) or "unknown",
+        uri,
+    )
+    return rescored, {"model_version": served.version, "rescored_from": ", ".join(scored)}
 
 
 def _run_folder(settings: Settings, started: datetime) -> Path:
@@ -406,6 +482,7 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     reference = read_table(source)
     importance = read_importance(importance_path(settings, options))
     sample, model, window = load_current(settings, options)
+    reference, scored_by = reference_for(reference, served_by(sample, model, settings), settings)
     summary = compare(
         reference,
         sample.current,
@@ -421,6 +498,8 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         "started": started.isoformat(),
         "min_rows": settings.drift.min_rows,
     }
+    if scored_by is not None:
+        extra["reference_scored_by"] = scored_by
     write_run_folder(summary, folder, extra)
     if registry is not None:
         extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
@@ -433,4 +512,4 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         _write_json(
             {"until": window["until"], "run": folder.name}, settings.path(settings.drift.state)
         )
-    return JobResult(summary=summary, folder=folder, window=window)
+    return JobResult(summary, folder, window, scored_by)

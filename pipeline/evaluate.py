@@ -3,10 +3,11 @@ the reference set that the drift job compares live traffic against.
 
 The reference set is the test split with the candidate's predicted label and class
 probabilities, in the same columns the capture log uses, so reference and current line
-up column for column. Beside it goes the candidate's permutation importance per feature
-(on the same split, with ``promote.metric``): the drift job weighs drifted columns by it,
-so a shift in the feature the model leans on counts for more than one in a feature it
-ignores.
+up column for column, and the candidate's name and version (``model_name``,
+``model_version``): the drift job scores the set again when another version serves.
+Beside it goes the candidate's permutation importance per feature (on the same split,
+with ``promote.metric``): the drift job weighs drifted columns by it, so a shift in the
+feature the model leans on counts for more than one in a feature it ignores.
 
 After a retrain the reference set also holds the recent rows held out for the gate
 (scored the same way): the reference is what the model was judged on, so the drift job
@@ -143,6 +144,10 @@ def main() -> None:
             classes,
         )
         recent_metrics = {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
+    # What scored it: the drift job scores it again when another version serves (a
+    # rejected candidate, a rollback), instead of comparing two models' predictions.
+    reference["model_name"] = trained["model_name"]
+    reference["model_version"] = str(trained["model_version"])
     write_parquet(reference, settings.path(REFERENCE_FILE))
     write_json(metrics, settings.path(METRICS_FILE))
     importance = permutation_importance(

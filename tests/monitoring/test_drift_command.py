@@ -390,6 +390,79 @@ def test_unscored_rows_are_scored_by_the_champion_and_logged(
     assert len(workspace.list_runs(found.id)) == 1
 
 
+def scored_by_another_version(project: Path, drift_data: DriftData, version: str) -> Path:
+    """The reference rows as a candidate the gate rejected would leave them: its version
+    named on the rows, and predictions that are not the champion's (here its opposite)."""
+    folder = project / f"reference-of-v{version}"
+    folder.mkdir(exist_ok=True)
+    reference = drift_data.reference.sample(4000, random_state=0)
+    opposite = {"0": "1", "1": "0"}
+    reference = reference.assign(
+        proba_0=reference["proba_1"],
+        proba_1=reference["proba_0"],
+        prediction=reference[PREDICTION].astype(str).map(opposite),
+        model_name=drift_data.settings.model.name,
+        model_version=version,
+    )
+    reference.to_parquet(folder / "reference.parquet")
+    shutil.copy(project / IMPORTANCE_FILE, folder / "importance.json")
+    return folder / "reference.parquet"
+
+
+def served(project: Path, name: str, version: str) -> str:
+    """The stable window as the service captures it: each row names the version that served it."""
+    path = project / f"served-by-v{version}.parquet"
+    stable = pd.read_parquet(project / "stable.parquet")
+    stable.assign(model_name=name, model_version=version).to_parquet(path)
+    return str(path)
+
+
+def test_a_reference_scored_by_another_version_is_scored_again_by_the_served_one(
+    champion: tuple[str, str], project: Path, drift_data: DriftData
+) -> None:
+    _, version = champion
+    name = drift_data.settings.model.name
+    reference = scored_by_another_version(project, drift_data, "999")
+    current = served(project, name, version)
+    run = ("run", "--current", current, "--reference", str(reference), "--json", *quiet())
+
+    result = invoke(*run, params=params(project))
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["reference_scored_by"] == {"model_version": version, "rescored_from": "999"}
+    assert summary["prediction_drift"]["detected"] is False, summary["prediction_drift"]
+    _, written = latest_summary(project)
+    assert written["reference_scored_by"] == summary["reference_scored_by"]
+
+    # The same reference naming no version is used as it is: the two models' opposite
+    # predictions are then a prediction drift, the false verdict the check prevents.
+    pd.read_parquet(reference).drop(columns=["model_name", "model_version"]).to_parquet(reference)
+    result = invoke(*run, params=params(project))
+    assert result.exit_code == 0, result.output
+    unnamed = json.loads(result.stdout)
+    assert "reference_scored_by" not in unnamed
+    assert unnamed["prediction_drift"]["detected"] is True
+
+
+def test_a_served_version_the_registry_lacks_fails_the_run_naming_both_versions(
+    champion: tuple[str, str], project: Path, drift_data: DriftData
+) -> None:
+    reference = scored_by_another_version(project, drift_data, "998")
+    current = served(project, drift_data.settings.model.name, "77")
+    before = _run_folders(project)
+
+    result = invoke(
+        *("run", "--current", current, "--reference", str(reference), *quiet()),
+        params=params(project),
+    )
+
+    assert result.exit_code == 1
+    assert "served by employment-classifier version 77" in result.output
+    assert "scored by version 998" in result.output
+    assert _run_folders(project) == before, "no verdict on a reference of another model"
+
+
 def test_help_does_not_import_evidently_or_mlflow() -> None:
     code = "import sys, mlstack.cli; print(sorted({'evidently', 'mlflow'} & set(sys.modules)))"
     env = {**TELEMETRY_OFF, "PATH": "/usr/bin:/bin"}

@@ -37,6 +37,8 @@ def test_repro_trains_evaluates_and_promotes(pipeline_project: Project) -> None:
     assert set(settings.data.features.all) <= set(reference.columns)
     assert reference["AGEP"].dtype == "float64"
     assert pd.api.types.is_string_dtype(reference["SCHL"])
+    scored_by = reference[["model_name", "model_version"]].drop_duplicates().values.tolist()
+    assert scored_by == [[settings.model.name, "1"]], "the version that scored it, for drift"
     importance = json.loads(
         (pipeline_project.root / "data" / "reference" / "importance.json").read_text()
     )
