@@ -244,7 +244,10 @@ def reference_for(
     if served is None or "model_version" not in reference.columns:
         return reference, None
     scored = sorted(set(reference["model_version"].dropna().astype(str)))
-    if scored == [served.version]:
+    names = (
+        set(reference["model_name"].dropna().astype(str)) if "model_name" in reference else set()
+    )
+    if scored == [served.version] and names <= {served.name}:
         return reference, {"model_version": served.version, "rescored_from": None}
     uri = f"models:/{served.name}/{served.version}"
     try:

@@ -235,6 +235,11 @@ def test_schedule_counts_a_failed_retrain_as_a_failed_run(loop: Loop) -> None:
         pytest.fail(f"the run did not retrain: {summary['status']} {done.stderr[-2000:]}")
     assert summary["retrain"]["status"] == "failed"
     assert "dvc repro exited" in summary["retrain"]["reason"]
+    # The reference is the rejected v4's (evaluate scored it), and the window was served by
+    # v1 (this server does not follow the alias: reload_seconds 0), not by the champion:
+    # the run judged it against the reference scored again by v1, the version that served.
+    assert summary["model"]["version"] == "1"
+    assert summary["reference_scored_by"] == {"model_version": "1", "rescored_from": "4"}
     assert done.returncode == 1
     assert "the schedule goes on" not in done.stderr  # the run itself did not fail
     assert champion(project) == before
