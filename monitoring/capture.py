@@ -218,6 +218,7 @@ class ScoredBatch:
 Chunk = ScoredBatch | Sequence[Record]
 SEGMENT_SUFFIX = ".jsonl"
 LEGACY_SUFFIX = ".arrows"  # Arrow IPC segments of earlier versions: still recovered
+REJECTED = "rejected"  # malformed segment lines, kept in the segments folder (not a kind)
 _TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _STORED_TIMESTAMP = pa.timestamp("ns", tz="UTC")  # what pandas wrote: one schema per log
 _JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
@@ -333,44 +334,100 @@ def _line_columns(payload: Mapping[str, Any]) -> tuple[str, ...]:
     return _scored_columns(payload["rows"][0], payload["proba_columns"])
 
 
-def _json_table(data: bytes, numerical: frozenset[str]) -> pa.Table:
+def _json_table(
+    data: bytes, numerical: frozenset[str], rejected: list[bytes] | None = None
+) -> pa.Table:
     """Whole JSON lines of one segment as a table: Arrow's JSON reader when every line is
     a scored batch with the service's types (no Python per row, and the GIL released),
-    else line by line. Every line of a segment fills the same columns."""
-    first = orjson.loads(data[: data.index(b"\n")])
-    columns = _line_columns(first)
+    else line by line. Every line of a segment fills the same columns: the first line
+    of the shape an append writes names them. Lines of no such shape go to ``rejected``."""
+    columns: tuple[str, ...] | None = None
+    for line in data.splitlines():
+        try:
+            first = orjson.loads(line)
+            columns = _line_columns(first)
+            _line_values(first, columns, _features(columns))
+            break
+        except _MALFORMED:
+            columns = None
+    if columns is None:  # not one line an append could have written
+        if rejected is not None:
+            rejected.extend(data.splitlines())
+        return pa.table({})
     if "rows" in first:
         try:
             return scored_lines_table(data, columns, numerical)
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
             pass  # a row of other types, or records among the batches: the general way
-    return lines_table(data, columns, numerical)
+    return lines_table(data, columns, numerical, rejected)
 
 
-def lines_table(data: bytes, columns: Sequence[str], numerical: frozenset[str]) -> pa.Table:
-    """Any whole lines, decoded one by one; each column's type settled over the segment."""
+def _features(columns: Sequence[str]) -> Sequence[str]:
+    """The feature columns among a scored segment's columns (none for records)."""
+    return columns[4 : columns.index(PREDICTION)] if PREDICTION in columns else ()
+
+
+# What decoding a line of another shape than an append's raises.
+_MALFORMED = (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+def _line_values(
+    payload: Any, columns: Sequence[str], features: Sequence[str]
+) -> dict[str, list[Any]]:
+    """One decoded line's values, column by column; raises one of :data:`_MALFORMED` for a
+    line of another shape than :func:`scored_line` or :func:`records_line` write."""
+    if "records" in payload:
+        records = payload["records"]
+        if not all(isinstance(row, dict) for row in records):
+            raise TypeError("records that are not objects")
+        got = {column: [row.get(column) for row in records] for column in columns}
+    else:
+        size = len(payload[REQUEST_ID])
+        rows, proba = payload["rows"], payload["proba"]
+        if not len(rows) == len(payload[PREDICTION]) == len(proba) == size:
+            raise ValueError("rows, request ids, predictions and probabilities disagree")
+        got = {
+            REQUEST_ID: list(payload[REQUEST_ID]),
+            TIMESTAMP: [payload["t"]] * size,
+            MODEL_NAME: [payload[MODEL_NAME]] * size,
+            MODEL_VERSION: [payload[MODEL_VERSION]] * size,
+            PREDICTION: list(payload[PREDICTION]),
+        }
+        for column in features:
+            got[column] = [row.get(column) for row in rows]
+        for at, column in enumerate(payload["proba_columns"]):
+            got[column] = [p[at] for p in proba]
+    stamps = got.get(TIMESTAMP, ())
+    if not all(t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in stamps):
+        raise TypeError("a timestamp that is not microseconds")
+    return got
+
+
+def lines_table(
+    data: bytes,
+    columns: Sequence[str],
+    numerical: frozenset[str],
+    rejected: list[bytes] | None = None,
+) -> pa.Table:
+    """Any whole lines, decoded one by one; each column's type settled over the segment.
+
+    A line of another shape than an append writes (damaged, or valid JSON that is not a
+    batch or records) is left out whole, with a warning, and added to ``rejected``: one
+    such line must not hold back the rest of its segment forever.
+    """
     values: dict[str, list[Any]] = {column: [] for column in columns}
-    features = columns[4 : columns.index(PREDICTION)] if PREDICTION in columns else ()
+    features = _features(columns)
     for line in data.splitlines():
         try:
-            payload = orjson.loads(line)
-        except orjson.JSONDecodeError as error:  # not written by a whole append
-            logger.warning("capture: skipping a damaged segment line: %s", error)
+            got = _line_values(orjson.loads(line), columns, features)
+        except _MALFORMED as error:
+            logger.warning("capture: leaving out a malformed segment line: %r", error)
+            if rejected is not None:
+                rejected.append(line)
             continue
-        if "records" in payload:
-            for column, column_values in values.items():
-                column_values.extend(row.get(column) for row in payload["records"])
-            continue
-        size = len(payload[REQUEST_ID])
-        for column in (REQUEST_ID, PREDICTION):
-            values[column].extend(payload[column])
-        values[TIMESTAMP].extend([payload["t"]] * size)
-        for column in (MODEL_NAME, MODEL_VERSION):
-            values[column].extend([payload[column]] * size)
-        for column in features:
-            values[column].extend(row.get(column) for row in payload["rows"])
-        for at, column in enumerate(payload["proba_columns"]):
-            values[column].extend(p[at] for p in payload["proba"])
+        size = len(next(iter(got.values()), ()))
+        for column, column_values in values.items():
+            column_values.extend(got.get(column, [None] * size))
     arrays = [_column(values[c], _arrow_type(c, numerical)) for c in columns]
     return pa.Table.from_arrays(arrays, names=list(columns))
 
@@ -514,7 +571,20 @@ class Segment:
                 self.path,
                 len(data) - len(whole),
             )
-        return _json_table(whole, numerical) if whole else pa.table({})
+        if not whole:
+            return pa.table({})
+        rejected: list[bytes] = []
+        table = _json_table(whole, numerical, rejected)
+        if rejected:  # kept beside the segments for a look, never compacted or recovered
+            kept = self.path.with_name(f"{REJECTED}-{self.id}{SEGMENT_SUFFIX}")
+            kept.write_bytes(b"".join(line + b"\n" for line in rejected))
+            logger.error(
+                "capture: %d malformed line(s) of segment %s left out of the log, kept in %s",
+                len(rejected),
+                self.path,
+                kept,
+            )
+        return table
 
     def _read_legacy(self, data: bytes) -> pa.Table:
         """An Arrow IPC segment of an earlier version: its complete record batches."""

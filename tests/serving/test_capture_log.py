@@ -21,6 +21,7 @@ from monitoring.capture import (
     lines_table,
     read_kind,
     read_window,
+    records_line,
     scored_line,
     scored_lines_table,
     storable_frame,
@@ -290,6 +291,46 @@ def test_a_category_sent_as_a_number_is_stored_as_its_text(
     frame = read_kind(tmp_path, PREDICTIONS)
     assert frame["SCHL"].tolist() == ["21", "1"]
     assert frame["AGEP"].tolist() == [25.0, 26.0]
+
+
+def test_malformed_segment_lines_are_kept_aside_and_hold_nothing_back(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lines no append writes (valid JSON of another shape, a batch whose lengths disagree,
+    a record whose timestamp is text) are left out of the log and kept in the segments
+    folder; the segment's other rows are stored, and nothing is retried forever."""
+    segments = tmp_path / SEGMENTS
+    segments.mkdir()
+    numerical = frozenset(settings.data.features.numerical)
+    first, second = (scored_line(scored_batch(settings, p, [20.0]))[1] for p in ("a", "b"))
+    uneven = first.replace(b'"request_id":["a0"]', b'"request_id":["a0","a1"]')
+    assert uneven != first
+    predictions = [b'{"x":1}\n', first, b"[1,2]\n", uneven, second]
+    labeled = records_line(LABELS, [label("a0", DAY, 1)], numerical)[1]
+    text_time = b'{"records":[{"request_id":"b0","timestamp":"noon","label":"1"}]}\n'
+    leftovers = {"predictions": predictions, "labels": [text_time, labeled]}
+    for kind, lines in leftovers.items():
+        (segments / f"{kind}-{kind[0] * 32}.jsonl").write_bytes(b"".join(lines))
+
+    writer = CaptureWriter(tmp_path / "log", segments=segments, numerical=numerical)
+    with caplog.at_level(logging.WARNING, logger="monitoring.capture"):
+        writer.start()  # recovers both leftovers
+    writer.close()
+
+    assert writer.healthy and writer.pending == 0
+    assert read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist() == ["a0", "b0"]
+    assert read_kind(tmp_path / "log", LABELS)["request_id"].tolist() == ["a0"]
+    kept = segments / f"rejected-{'p' * 32}.jsonl"
+    assert kept.read_bytes() == predictions[0] + predictions[2] + predictions[3]
+    assert (segments / f"rejected-{'l' * 32}.jsonl").read_bytes() == text_time
+    assert "3 malformed line(s)" in caplog.text and str(kept) in caplog.text
+    assert sorted(p.name for p in segments.iterdir()) == [
+        f"rejected-{'l' * 32}.jsonl",
+        f"rejected-{'p' * 32}.jsonl",
+    ]
+    again = CaptureWriter(tmp_path / "log", segments=segments, numerical=numerical).start()
+    again.close()  # the kept lines are not a segment: nothing is recovered twice
+    assert len(read_kind(tmp_path / "log", PREDICTIONS)) == 2
 
 
 def test_a_record_with_text_in_a_numerical_column_is_refused_before_it_is_appended(
