@@ -397,9 +397,9 @@ def _line_values(
             got[column] = [row.get(column) for row in rows]
         for at, column in enumerate(payload["proba_columns"]):
             got[column] = [p[at] for p in proba]
-    stamps = got.get(TIMESTAMP, ())
-    if not all(t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in stamps):
-        raise TypeError("a timestamp that is not microseconds")
+    for stamp in got.get(TIMESTAMP, ()):
+        if stamp is not None and not (type(stamp) is int and -(2**63) <= stamp < 2**63):
+            raise TypeError(f"a timestamp that is not microseconds: {stamp!r}")
     return got
 
 
