@@ -427,7 +427,7 @@ def lines_table(
             continue
         size = len(next(iter(got.values()), ()))
         for column, column_values in values.items():
-            column_values.extend(got.get(column, [None] * size))
+            column_values.extend(got[column] if column in got else [None] * size)
     arrays = [_column(values[c], _arrow_type(c, numerical)) for c in columns]
     return pa.Table.from_arrays(arrays, names=list(columns))
 

@@ -139,11 +139,7 @@ def _has_predictions(frame: pd.DataFrame, settings: Settings) -> bool:
 
 def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, ModelInfo]:
     """Add ``prediction`` and ``proba_<class>`` from the registry's champion."""
-    import pandas as pd
-
     from monitoring.drift_summary import ModelInfo
-    from pipeline.model import predict_frame
-    from pipeline.schema import coerce_features
     from pipeline.tracking import champion_uri, client, find_champion, load_model, tracking_uri
 
     try:
@@ -154,9 +150,21 @@ def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.Dat
             f"the rows have no predictions and the champion {champion_uri(settings)} "
             f"could not be loaded to score them: {error}"
         ) from error
-    predictions = predict_frame(model, coerce_features(frame, settings.data))
-    scored = pd.concat([frame, predictions], axis=1)
+    scored = scored_with(frame, model, settings)
     return scored, ModelInfo(name=champion.name, version=champion.version)
+
+
+def scored_with(frame: pd.DataFrame, model: Any, settings: Settings) -> pd.DataFrame:
+    """``frame`` with ``prediction`` and ``proba_<class>`` from ``model``, in place of any
+    it had."""
+    import pandas as pd
+
+    from pipeline.model import predict_frame
+    from pipeline.schema import PREDICTION, PROBA_PREFIX, coerce_features
+
+    stale = [c for c in frame.columns if c == PREDICTION or str(c).startswith(PROBA_PREFIX)]
+    predictions = predict_frame(model, coerce_features(frame, settings.data))
+    return pd.concat([frame.drop(columns=stale), predictions], axis=1)
 
 
 def load_current(
@@ -235,10 +243,6 @@ def reference_for(
     that names no version (written by hand, or before this check) is used as it is.
     Returns the set and what scored it, for the summary.
     """
-    import pandas as pd
-
-    from pipeline.model import predict_frame
-    from pipeline.schema import PREDICTION, PROBA_PREFIX, coerce_features
     from pipeline.tracking import load_model, tracking_uri
 
     if served is None or "model_version" not in reference.columns:
@@ -258,9 +262,7 @@ def reference_for(
             f"reference set was scored by version {', '.join(scored) or 'unknown'}, and "
             f"{uri} could not be loaded to score it again: {error}"
         ) from error
-    predictions = predict_frame(model, coerce_features(reference, settings.data))
-    stale = [c for c in reference.columns if c == PREDICTION or str(c).startswith(PROBA_PREFIX)]
-    rescored = pd.concat([reference.drop(columns=stale), predictions], axis=1)
+    rescored = scored_with(reference, model, settings)
     rescored["model_name"] = served.name
     rescored["model_version"] = served.version
     logger.info(
