@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import PROJECT_ROOT
-from pipeline.tracking import TELEMETRY_OFF
 
 ROOT = PROJECT_ROOT
 

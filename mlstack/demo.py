@@ -31,6 +31,7 @@ from rich.table import Table
 from mlstack.output import console as people_console
 from mlstack.output import print_table
 from monitoring import scenarios
+from pipeline import environment
 from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import disable_telemetry
 from serving import launcher
@@ -133,12 +134,14 @@ def judge(settings: Settings, since: datetime, until: datetime) -> dict[str, Any
     exports), so the demo's four runs import Evidently and MLflow once, not four times:
     ~10 s of start-up each on 2 cores."""
     from mlstack.drift_command import JUDGING, locked_run, result_json
-    from monitoring.drift_job import PUSHGATEWAY_ENV, JobOptions
+    from monitoring.drift_job import JobOptions
 
     console.print(
         f"[dim]$ mlstack drift run --since {since.isoformat()} --until {until.isoformat()}"
     )
-    options = JobOptions(since=since, until=until, pushgateway=os.environ.get(PUSHGATEWAY_ENV))
+    options = JobOptions(
+        since=since, until=until, pushgateway=os.environ.get(environment.PUSHGATEWAY_URL)
+    )
     try:
         with console.status(JUDGING):
             result = locked_run(settings, options)
@@ -317,7 +320,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
-    limit = os.environ.get("MLSTACK_DEMO_ROWS")
+    limit = os.environ.get(environment.DEMO_ROWS)
     try:
         main(int(limit) if limit else None)
     except KeyboardInterrupt:

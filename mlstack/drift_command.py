@@ -23,6 +23,7 @@ import typer
 
 from mlstack.output import console
 from mlstack.window import parse_duration, parse_window
+from pipeline import environment
 from pipeline.settings import load_settings_or_exit
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ UntilOpt = Annotated[str | None, typer.Option(help="Window end, ISO 8601 (defaul
 LastOpt = Annotated[str | None, typer.Option(help="Window length back from --until, e.g. 24h.")]
 GatewayOpt = Annotated[
     str | None,
-    typer.Option(envvar="MLSTACK_PUSHGATEWAY_URL", help="Push the series to this Pushgateway."),
+    typer.Option(envvar=environment.PUSHGATEWAY_URL, help="Push the series to this Pushgateway."),
 ]
 TextfileOpt = Annotated[
     Path | None, typer.Option(help="Write the series in node_exporter textfile format.")

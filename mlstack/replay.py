@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pipeline import environment
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -151,7 +153,7 @@ async def send_labels(
 
     from pipeline.labels import normalize_label
 
-    token = os.environ.get("MLSTACK_FEEDBACK_TOKEN")
+    token = os.environ.get(environment.FEEDBACK_TOKEN)
     headers = {"authorization": f"Bearer {token}"} if token else {}
     sent = accepted = 0
     async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:

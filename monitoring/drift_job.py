@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import environment
 from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.settings import Settings
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PUSHGATEWAY_ENV = "MLSTACK_PUSHGATEWAY_URL"
 LOCK_FILE = ".drift.lock"
 LATEST_FILE = "latest.json"
 INSUFFICIENT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>mlstack drift</title>
@@ -446,7 +446,7 @@ def add_to_workspace(settings: Settings, summary: Summary, folder: Path) -> None
 def export_metrics(summary: Summary, options: JobOptions, finished: float) -> None:
     from monitoring.drift_metrics import push, write_textfile
 
-    gateway = options.pushgateway or os.environ.get(PUSHGATEWAY_ENV)
+    gateway = options.pushgateway or os.environ.get(environment.PUSHGATEWAY_URL)
     if gateway:
         try:
             push(summary, gateway, finished)

@@ -24,15 +24,12 @@ from typing import Annotated, Any, Literal, NoReturn
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import environment
 from pipeline.labels import normalize_label
 from pipeline.paths import PARAMS_FILE
 
 # The folder that holds the code (and, unless MLSTACK_PARAMS says otherwise, params.yaml).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PARAMS_ENV = "MLSTACK_PARAMS"
-CAPTURE_ENV = "MLSTACK_CAPTURE_PATH"
-SEGMENTS_ENV = "MLSTACK_CAPTURE_SEGMENTS"
-WORKERS_ENV = "MLSTACK_WORKERS"
 EXIT_BAD_SETTINGS = 2
 
 
@@ -360,7 +357,7 @@ def parse_settings(raw: dict[str, Any], root: Path = PROJECT_ROOT) -> Settings:
 
 def params_file() -> Path:
     """The params file every command, stage and the service reads: the one way to choose it."""
-    chosen = os.environ.get(PARAMS_ENV)
+    chosen = os.environ.get(environment.PARAMS)
     return Path(chosen) if chosen else PROJECT_ROOT / PARAMS_FILE
 
 
@@ -368,9 +365,9 @@ def _environment_overrides(raw: dict[str, Any]) -> dict[str, Any]:
     """``MLSTACK_CAPTURE_PATH``, ``MLSTACK_CAPTURE_SEGMENTS`` and ``MLSTACK_WORKERS`` over
     the file's values."""
     overrides = [
-        ("capture", "path", CAPTURE_ENV),
-        ("capture", "segments", SEGMENTS_ENV),
-        ("serving", "workers", WORKERS_ENV),
+        ("capture", "path", environment.CAPTURE_PATH),
+        ("capture", "segments", environment.CAPTURE_SEGMENTS),
+        ("serving", "workers", environment.WORKERS),
     ]
     for section, key, variable in overrides:
         value = os.environ.get(variable)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import environment
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB
 from pipeline.settings import Settings
 
@@ -38,14 +40,6 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
 ]
 SKOPS_FORMAT = "skops"
-
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DVC_NO_ANALYTICS": "1",
-    "EVIDENTLY_DISABLE_TELEMETRY": "1",
-}
 
 
 class StoreNotFound(RuntimeError):
@@ -105,7 +99,7 @@ _configured_uri: str | None = None
 
 
 def _user_uri() -> str | None:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = os.environ.get(environment.MLFLOW_TRACKING_URI)
     return None if not uri or uri == _configured_uri else uri
 
 

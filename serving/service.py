@@ -59,6 +59,7 @@ from monitoring.capture import (
     ScoredBatch,
     writer_from_settings,
 )
+from pipeline import environment
 from pipeline.labels import normalize_label
 from pipeline.packaging import bento_model_name
 from pipeline.settings import load_settings
@@ -79,7 +80,6 @@ from serving.scoring import Scorer, prepare_scorer
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"  # when set, /feedback needs it as a Bearer token
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model puts the MLflow model
 
 # A real 2016 production row; the docs, the OpenAPI page and the tests send it.
@@ -228,7 +228,7 @@ class Classifier:
         self._thread_state = threading.local()
         # Request ids are signed with a key derived from the feedback token: every worker
         # and replica that shares the token can check an id without shared state.
-        token = os.environ.get(FEEDBACK_TOKEN_ENV)
+        token = os.environ.get(environment.FEEDBACK_TOKEN)
         self._id_key = (
             hashlib.sha256(b"mlstack request ids\0" + token.encode()).digest() if token else None
         )
@@ -446,6 +446,6 @@ class Classifier:
 cast(Any, Classifier).add_asgi_middleware(
     RequestGuard,
     max_body_bytes=SETTINGS.serving.max_body_bytes,
-    feedback_token=os.environ.get(FEEDBACK_TOKEN_ENV) or None,
+    feedback_token=os.environ.get(environment.FEEDBACK_TOKEN) or None,
     describe=describe_inputs,
 )

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import Settings, load_settings
-from pipeline.tracking import TELEMETRY_OFF
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_ROWS = 8_000

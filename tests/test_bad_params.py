@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.tracking import TELEMETRY_OFF
+from pipeline.environment import TELEMETRY_OFF
 from tests.imports import ROOT
 
 MLSTACK = [sys.executable, "-m", "mlstack.cli"]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from serving_harness import Champion, Server, run_in_project, start_server
 
-from pipeline.tracking import TELEMETRY_OFF
+from pipeline.environment import TELEMETRY_OFF
 from tests.conftest import Project
 
 

@@ -30,8 +30,8 @@ import yaml
 from serving_harness import Champion, Server, free_port, write_params
 
 from monitoring.drift_metrics import SERIES
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import PROJECT_ROOT, load_settings
-from pipeline.tracking import TELEMETRY_OFF
 from tests.conftest import Project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from serving_harness import Server, run_in_project, start_server
 
-from pipeline.tracking import TELEMETRY_OFF
+from pipeline.environment import TELEMETRY_OFF
 from tests.conftest import Project, employment_sample, make_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from mlstack.drift_command import drift_app, next_fire
 from mlstack.window import parse_duration, parse_time
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.io import write_json
 from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.schema import PREDICTION
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
-from pipeline.tracking import TELEMETRY_OFF
 from tests.monitoring.conftest import DriftData, covariate_shift, write_params
 
 pytestmark = pytest.mark.slow

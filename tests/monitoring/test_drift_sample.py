@@ -36,10 +36,10 @@ from monitoring.capture import (
 )
 from monitoring.drift import compare
 from monitoring.drift_summary import Summary
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.io import write_json
 from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
 from pipeline.settings import Settings, load_settings
-from pipeline.tracking import TELEMETRY_OFF
 from tests.monitoring.conftest import DriftData, concept_flip, covariate_shift, write_params
 
 pytestmark = pytest.mark.slow

@@ -27,10 +27,11 @@ import yaml
 from typer.testing import CliRunner
 
 from mlstack.cli import app
+from pipeline.environment import TELEMETRY_OFF
 from pipeline.promote import apply_decision, decide
 from pipeline.registry import RegistryError, history, move_champion, rollback
 from pipeline.settings import PROJECT_ROOT, PromoteSettings
-from pipeline.tracking import SKOPS_TRUSTED_TYPES, TELEMETRY_OFF
+from pipeline.tracking import SKOPS_TRUSTED_TYPES
 
 NAME = "tiny-classifier"
 ALIAS = "champion"

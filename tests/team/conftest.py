@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.tracking import TELEMETRY_OFF
+from pipeline.environment import TELEMETRY_OFF
 from serving import launcher
 from tests.conftest import Project, employment_sample, make_project
 from tests.team.team_servers import (

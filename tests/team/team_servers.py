@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from pipeline import environment
 from serving import launcher
 from serving.launcher import stop
 
@@ -38,7 +39,7 @@ CAPTURE = f"s3://{BUCKET}/capture"
 WORKSPACE = f"s3://{BUCKET}/workspace"
 DVC_REMOTE = f"s3://{BUCKET}/dvc"
 REPLAY_ROWS = "1200"  # above drift.min_rows (1000), so the drift run judges
-FEEDBACK_TOKEN_ENV = "MLSTACK_FEEDBACK_TOKEN"  # what the Deployment takes from a Secret
+FEEDBACK_TOKEN_ENV = environment.FEEDBACK_TOKEN  # what the Deployment takes from a Secret
 FEEDBACK_TOKEN = "team-test-feedback-token"
 VENV_BIN = Path(sys.executable).parent
 MLFLOW_MANIFEST = Path(__file__).resolve().parents[2] / "deploy/kubernetes/base/mlflow.yaml"
