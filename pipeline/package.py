@@ -12,10 +12,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from pipeline.io import read_json
 from pipeline.packaging import build_bento, import_champion
-from pipeline.paths import PACKAGE_REPORT
+from pipeline.paths import PACKAGE_REPORT, PROMOTION_REPORT
+from pipeline.registry import champion_version
 from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import champion_uri, client, find_champion
+
+
+class NoChampion(RuntimeError):
+    """The alias points at no version: the gate refused every model so far."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,25 @@ def package(settings: Settings, *, bento: bool = True) -> Packaged:
     the repository (``bentoml serve serving.service:Classifier``) with a BentoML store of
     its own, as the benchmarks and the integration tests do.
     """
-    champion = find_champion(client(settings), settings)
+    registry = client(settings)
+    if champion_version(registry, settings.model.name, settings.promote.alias) is None:
+        raise NoChampion(_refused(settings))
+    champion = find_champion(registry, settings)
     model = import_champion(settings, champion)
     built = str(build_bento(settings.root).tag) if bento else ""
     return Packaged(str(model.tag), built, champion.name, champion.version, champion.run_id)
+
+
+def _refused(settings: Settings) -> str:
+    """What to tell a user whose first model the gate refused, from the gate's own report."""
+    report = settings.path(PROMOTION_REPORT)
+    why = read_json(report).get("reason", "") if report.exists() else ""
+    because = f" ({why})" if why else ""
+    return (
+        f"package: the gate refused the first model{because}; nothing to package: "
+        f"{settings.model.name}@{settings.promote.alias} points at no version "
+        "(lower promote.min_score in params.yaml or improve the model, then dvc repro)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -49,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = load_settings_or_exit()
-    packaged = package(settings, bento=not args.model_only)
+    try:
+        packaged = package(settings, bento=not args.model_only)
+    except NoChampion as refused:
+        raise SystemExit(str(refused)) from None
     if args.model_only:
         print(packaged.model_tag)
         return

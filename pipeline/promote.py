@@ -1,11 +1,14 @@
 """Stage 4, promote: the gate between a registered candidate and the ``champion`` alias.
 
 The candidate becomes champion only if it reaches ``promote.min_score`` on the original
-test split and beats the current champion by at least ``promote.min_delta``. After a
-retrain (``mlstack retrain``), "beats" is judged on the recent labeled production rows
-``prepare`` held out (``data/prepared/recent_holdout.parquet``, never trained on): that is
-where a model fitted to yesterday's world loses. Without recent rows it is judged on the
-test split, as the first ``dvc repro`` does. Otherwise the alias stays where it was.
+test split and beats the current champion by more than ``promote.min_delta`` (a tie is
+not a win). After a retrain (``mlstack retrain``), "beats" is judged on the recent labeled
+production rows ``prepare`` held out (``data/prepared/recent_holdout.parquet``, never
+trained on): that is where a model fitted to yesterday's world loses. There must be at
+least ``promote.min_recent_rows`` of them, and the candidate must not lose more than
+``promote.max_test_drop`` to the champion on the test split. Without recent rows it is
+judged on the test split, as the first ``dvc repro`` does. Otherwise the alias stays
+where it was.
 Either way the decision, both models' scores on both sets and the data used are written
 to ``reports/promotion.json``, and all but the data to tags on the candidate version in
 the registry; a move of the alias is also recorded in the champion's history
@@ -54,10 +57,28 @@ class Decision:
 
 @dataclass(frozen=True)
 class RecentScores:
-    """Candidate and champion on the recent rows held out for the gate."""
+    """Candidate and champion on the recent rows held out for the gate, and how many."""
 
     candidate: float
     champion: float | None
+    rows: int
+
+
+def exact(value: float, bound: float) -> str:
+    """``value`` printed with as many digits as it takes not to read as ``bound``.
+
+    0.84998 against a bound of 0.85 prints as 0.84998, never as a rounded 0.8500 that
+    reads as equal to the bound it missed.
+    """
+    for digits in range(4, 17):
+        text = f"{value:.{digits}f}"
+        if float(text) != bound or value == bound:
+            return text
+    return repr(value)
+
+
+def _signed(gain: float, bound: float) -> str:
+    return ("+" if gain >= 0 else "") + exact(gain, bound)
 
 
 def decide(
@@ -70,8 +91,11 @@ def decide(
 ) -> Decision:
     """The gate itself: pure, so every branch is tested without a registry.
 
-    ``min_score`` always applies to the test split; ``min_delta`` to the recent rows when
-    there are any (``recent``), else to the test split.
+    ``min_score`` always applies to the test split. The candidate must beat the champion by
+    more than ``min_delta`` (a tie is not a win): on the recent rows when there are any
+    (``recent``), else on the test split. With recent rows it must also not lose more than
+    ``max_test_drop`` on the test split, and there must be at least ``min_recent_rows`` of
+    them: fewer are too few to tell a better model from luck, and nothing is promoted.
     """
     higher = HIGHER_IS_BETTER[gate.metric]
 
@@ -89,12 +113,14 @@ def decide(
             recent.champion if recent is not None else None,
         )
 
+    def gain(new: float, old: float) -> float:
+        return new - old if higher else old - new
+
     passes = candidate_score >= gate.min_score if higher else candidate_score <= gate.min_score
     if not passes:
         bound = "below" if higher else "above"
-        reason = (
-            f"candidate {gate.metric} {candidate_score:.4f} is {bound} min_score {gate.min_score}"
-        )
+        shown = exact(candidate_score, gate.min_score)
+        reason = f"candidate {gate.metric} {shown} is {bound} min_score {gate.min_score}"
         return verdict("rejected", reason)
     if champion_version is None or champion_score is None:
         return verdict("promoted", "first model: no champion yet")
@@ -104,17 +130,31 @@ def decide(
     if recent is not None:
         if recent.champion is None:
             return verdict("rejected", "the champion has no score on the recent rows")
+        if recent.rows < gate.min_recent_rows:
+            reason = (
+                f"only {recent.rows} labeled recent rows held out for the gate, fewer than "
+                f"min_recent_rows {gate.min_recent_rows}: too few to judge, nothing promoted"
+            )
+            return verdict("rejected", reason)
+        drop = -gain(candidate_score, champion_score)
+        if drop > gate.max_test_drop:
+            reason = (
+                f"loses {exact(drop, gate.max_test_drop)} {gate.metric} to champion "
+                f"v{champion_version} on the test split, more than max_test_drop "
+                f"{gate.max_test_drop}"
+            )
+            return verdict("rejected", reason)
         new, old, where = recent.candidate, recent.champion, "recent data"
-    gain = new - old if higher else old - new
-    if gain >= gate.min_delta:
+    won = gain(new, old)
+    if won > gate.min_delta:
         reason = (
-            f"beats champion v{champion_version} on {where} by {gain:+.4f} "
-            f"(min_delta {gate.min_delta})"
+            f"beats champion v{champion_version} on {where} by {_signed(won, gate.min_delta)} "
+            f"(more than min_delta {gate.min_delta})"
         )
         return verdict("promoted", reason)
     reason = (
-        f"does not beat champion v{champion_version} on {where}: {gain:+.4f} < "
-        f"min_delta {gate.min_delta}"
+        f"does not beat champion v{champion_version} on {where}: "
+        f"{_signed(won, gate.min_delta)} is not more than min_delta {gate.min_delta}"
     )
     return verdict("rejected", reason)
 
@@ -155,7 +195,9 @@ def main() -> None:
     )
     candidate_test, candidate_recent = evaluate(trained["model_uri"])
     recent = (
-        RecentScores(candidate_recent, champion_recent) if candidate_recent is not None else None
+        RecentScores(candidate_recent, champion_recent, len(holdout))
+        if candidate_recent is not None
+        else None
     )
     decision = decide(candidate, candidate_test, champion, champion_test, gate, recent)
     lineage = recent_lineage(settings.path(RECENT_FILE)) if recent is not None else {}

@@ -141,6 +141,11 @@ class PromoteSettings(_Section):
     metric: Literal["roc_auc", "accuracy", "f1", "log_loss"]
     min_score: float
     min_delta: Annotated[float, Field(ge=0)]
+    # after a retrain: the fewest recent rows the gate judges on, and how much the candidate
+    # may lose to the champion on the old test split (a concept change costs some:
+    # docs/retraining.md)
+    min_recent_rows: Annotated[int, Field(ge=1)]
+    max_test_drop: Annotated[float, Field(ge=0)]
     alias: str
 
 

@@ -162,7 +162,10 @@ def test_retrain_json_reports_the_gate_and_records_lineage(loop: Loop) -> None:
     for key in ("candidate", "champion"):
         assert 0.5 < promotion[f"{key}_score"] <= 1 and 0 < promotion[f"{key}_recent_score"] <= 1
     gain = promotion["candidate_recent_score"] - promotion["champion_recent_score"]
-    expected = "promoted" if gain >= project.settings.promote.min_delta else "rejected"
+    gate = project.settings.promote
+    drop = promotion["champion_score"] - promotion["candidate_score"]
+    wins = gain > gate.min_delta and drop <= gate.max_test_drop and holdout >= gate.min_recent_rows
+    expected = "promoted" if wins else "rejected"
     assert out["decision"] == expected and out["model_version"] == "3"
     assert champion(project) == ("3" if expected == "promoted" else "2")
     recent = out["recent"]

@@ -3,7 +3,16 @@ from __future__ import annotations
 from pipeline.promote import RecentScores, decide
 from pipeline.settings import PromoteSettings
 
-GATE = PromoteSettings(metric="roc_auc", min_score=0.85, min_delta=0.005, alias="champion")
+GATE = PromoteSettings(
+    metric="roc_auc",
+    min_score=0.85,
+    min_delta=0.005,
+    min_recent_rows=100,
+    max_test_drop=0.05,
+    alias="champion",
+)
+LOG_LOSS = GATE.model_copy(update={"metric": "log_loss", "min_score": 0.5, "min_delta": 0.01})
+ROWS = 500  # recent rows held out, above min_recent_rows
 
 
 def test_first_model_is_promoted() -> None:
@@ -35,7 +44,7 @@ def test_below_min_score_is_rejected_even_without_champion() -> None:
 
 
 def test_lower_is_better_for_log_loss() -> None:
-    gate = PromoteSettings(metric="log_loss", min_score=0.5, min_delta=0.01, alias="champion")
+    gate = LOG_LOSS
     assert decide("2", 0.30, "1", 0.35, gate).decision == "promoted"
     assert decide("2", 0.36, "1", 0.35, gate).decision == "rejected"
     assert decide("1", 0.60, None, None, gate).decision == "rejected"
@@ -45,7 +54,9 @@ def test_lower_is_better_for_log_loss() -> None:
 
 
 def test_better_on_recent_rows_is_promoted_though_worse_on_the_test_split() -> None:
-    decision = decide("2", 0.86, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.70))
+    decision = decide(
+        "2", 0.86, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.70, rows=ROWS)
+    )
     assert decision.decision == "promoted"
     assert decision.judged_on == "recent"
     assert "on recent data by +0.1000" in decision.reason
@@ -54,41 +65,92 @@ def test_better_on_recent_rows_is_promoted_though_worse_on_the_test_split() -> N
 
 
 def test_not_better_on_recent_rows_by_min_delta_is_rejected() -> None:
-    decision = decide("2", 0.95, "1", 0.90, GATE, RecentScores(candidate=0.703, champion=0.70))
+    decision = decide(
+        "2", 0.95, "1", 0.90, GATE, RecentScores(candidate=0.703, champion=0.70, rows=ROWS)
+    )
     assert decision.decision == "rejected"
-    assert "does not beat champion v1 on recent data: +0.0030 < min_delta 0.005" in decision.reason
+    assert (
+        "does not beat champion v1 on recent data: +0.0030 is not more than min_delta 0.005"
+        in decision.reason
+    )
 
 
 def test_better_on_recent_rows_but_below_min_score_on_the_test_split_is_rejected() -> None:
-    decision = decide("2", 0.84, "1", 0.90, GATE, RecentScores(candidate=0.95, champion=0.70))
+    decision = decide(
+        "2", 0.84, "1", 0.90, GATE, RecentScores(candidate=0.95, champion=0.70, rows=ROWS)
+    )
     assert decision.decision == "rejected"
     assert "below min_score 0.85" in decision.reason
     assert decision.judged_on == "recent"
 
 
 def test_recent_rows_without_a_champion_promote_the_first_model() -> None:
-    decision = decide("1", 0.90, None, None, GATE, RecentScores(candidate=0.80, champion=None))
+    decision = decide(
+        "1", 0.90, None, None, GATE, RecentScores(candidate=0.80, champion=None, rows=ROWS)
+    )
     assert decision.decision == "promoted" and "first model" in decision.reason
 
 
 def test_recent_rows_the_champion_has_no_score_on_are_a_rejection() -> None:
-    decision = decide("2", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=None))
+    decision = decide(
+        "2", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=None, rows=ROWS)
+    )
     assert decision.decision == "rejected"
     assert "no score on the recent rows" in decision.reason
 
 
 def test_candidate_already_champion_is_promoted_with_recent_rows() -> None:
-    decision = decide("1", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.80))
+    decision = decide(
+        "1", 0.90, "1", 0.90, GATE, RecentScores(candidate=0.80, champion=0.80, rows=ROWS)
+    )
     assert decision.decision == "promoted" and "already is the champion" in decision.reason
 
 
 def test_lower_is_better_on_recent_rows_for_log_loss() -> None:
-    gate = PromoteSettings(metric="log_loss", min_score=0.5, min_delta=0.01, alias="champion")
-    assert decide("2", 0.4, "1", 0.3, gate, RecentScores(0.30, 0.35)).decision == "promoted"
-    assert decide("2", 0.3, "1", 0.4, gate, RecentScores(0.36, 0.35)).decision == "rejected"
+    gate = LOG_LOSS
+    assert decide("2", 0.32, "1", 0.3, gate, RecentScores(0.30, 0.35, ROWS)).decision == "promoted"
+    assert decide("2", 0.3, "1", 0.4, gate, RecentScores(0.36, 0.35, ROWS)).decision == "rejected"
 
 
 def test_without_recent_rows_the_test_split_decides() -> None:
     decision = decide("2", 0.91, "1", 0.90, GATE)
     assert decision.judged_on == "test" and decision.candidate_recent_score is None
     assert "on the test split" in decision.reason
+
+
+# Defects found by the hostile probe (issue 26): ties, rounding, too few rows, the test split.
+
+
+def test_a_tie_is_not_a_win() -> None:
+    gate = GATE.model_copy(update={"min_delta": 0.0})
+    assert decide("2", 0.90, "1", 0.90, gate).decision == "rejected"
+    tie = RecentScores(candidate=0.80, champion=0.80, rows=ROWS)
+    assert decide("2", 0.90, "1", 0.90, gate, tie).decision == "rejected"
+    assert decide("2", 0.9001, "1", 0.90, gate).decision == "promoted"
+
+
+def test_a_score_just_below_min_score_is_not_printed_as_equal() -> None:
+    decision = decide("1", 0.84998, None, None, GATE)
+    assert decision.decision == "rejected"
+    assert "0.84998 is below min_score 0.85" in decision.reason
+    assert "0.8500 " not in decision.reason
+
+
+def test_too_few_recent_rows_promote_nothing() -> None:
+    few = RecentScores(candidate=0.95, champion=0.70, rows=GATE.min_recent_rows - 1)
+    decision = decide("2", 0.90, "1", 0.90, GATE, few)
+    assert decision.decision == "rejected"
+    assert f"only {few.rows} labeled recent rows" in decision.reason
+    assert f"min_recent_rows {GATE.min_recent_rows}" in decision.reason
+
+
+def test_winning_on_recent_rows_while_losing_the_test_split_is_rejected() -> None:
+    # the probe: a model retrained on random labels, a hair better on the recent rows, lost
+    # 0.02 AUC on the test split and was promoted; with a tolerance of 0.01 it is not
+    gate = GATE.model_copy(update={"min_delta": 0.0, "max_test_drop": 0.01})
+    lucky = RecentScores(candidate=0.5012, champion=0.5004, rows=ROWS)
+    decision = decide("3", 0.8854, "2", 0.9057, gate, lucky)
+    assert decision.decision == "rejected"
+    assert "on the test split, more than max_test_drop 0.01" in decision.reason
+    within = RecentScores(candidate=0.80, champion=0.70, rows=ROWS)
+    assert decide("3", 0.90, "2", 0.9057, gate, within).decision == "promoted"

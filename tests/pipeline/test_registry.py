@@ -35,7 +35,14 @@ from pipeline.tracking import SKOPS_TRUSTED_TYPES
 
 NAME = "tiny-classifier"
 ALIAS = "champion"
-GATE = PromoteSettings(metric="roc_auc", min_score=0.5, min_delta=0.01, alias="champion")
+GATE = PromoteSettings(
+    metric="roc_auc",
+    min_score=0.5,
+    min_delta=0.01,
+    min_recent_rows=100,
+    max_test_drop=0.05,
+    alias="champion",
+)
 
 
 @contextmanager
@@ -136,7 +143,7 @@ def test_promotion_records_the_change_on_the_version_and_the_model(store: Store)
     tags = store.tags("2")
     assert tags["champion.previous"] == "1"
     assert tags["champion.reason"] == (
-        "promoted: beats champion v1 on the test split by +0.1000 (min_delta 0.01)"
+        "promoted: beats champion v1 on the test split by +0.1000 (more than min_delta 0.01)"
     )
     assert tags["promotion.decision"] == "promoted" and tags["promotion.candidate_score"] == "0.9"
     since = datetime.fromisoformat(tags["champion.since"])
