@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mlstack.children import run_in_group
 from mlstack.window import parse_window
 from pipeline.settings import load_settings_or_exit
 
@@ -138,12 +138,13 @@ def write_recent(rows: pd.DataFrame, lineage: dict[str, Any], settings: Settings
 
 
 def run_pipeline(settings: Settings) -> None:
-    """``dvc repro`` in the project, its output on stderr (stdout stays for ``--json``)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"], cwd=settings.root, stdout=sys.stderr, check=False
+    """``dvc repro`` in the project, its output on stderr (stdout stays for ``--json``);
+    a SIGTERM or SIGINT to this command stops it and its stages too."""
+    code = run_in_group(
+        [sys.executable, "-m", "dvc", "repro"], cwd=settings.root, stdout=sys.stderr
     )
-    if done.returncode != 0:
-        raise PipelineFailed(f"dvc repro exited {done.returncode} (its output is above)")
+    if code != 0:
+        raise PipelineFailed(f"dvc repro exited {code} (its output is above)")
 
 
 def retrain(
