@@ -30,7 +30,7 @@ from rich.table import Table
 
 from mlstack.output import console as people_console
 from mlstack.output import print_table
-from monitoring import scenarios
+from mlstack import scenarios
 from pipeline import environment
 from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import disable_telemetry
