@@ -11,8 +11,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from pipeline.io import write_json
 from pipeline.bento import build_bento, import_champion
+from pipeline.io import write_json
 from pipeline.paths import PACKAGE_REPORT
 from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import champion_uri, client, find_champion
