@@ -83,7 +83,7 @@ def scored_rows(settings: Any) -> Any:
 
 def scenario_frame(frame: Any, name: str, settings: Any) -> Any:
     """``frame`` with a params.yaml scenario's shift injected (inputs rescored)."""
-    from monitoring.scenarios import inject
+    from mlstack.scenarios import inject
     from pipeline.model import predict_frame
     from pipeline.schema import coerce_features
     from pipeline.tracking import client, find_champion, load_model, tracking_uri

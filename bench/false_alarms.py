@@ -7,7 +7,7 @@ labels, and runs the job's pure core (``monitoring.drift.compare``, real Evident
 each, as ``mlstack drift run`` would: the reference set is the 25% test split of 2015
 scored by a model from the project's factory and ``params.yaml`` (trained on the 75%
 split), with its permutation importance, as the evaluate stage writes them: built by
-``bench.drift_data``, as the drift tests build theirs.
+``testbeds.drift_data``, as the drift tests build theirs.
 
 Counted per size: windows with a dataset-level alarm of each kind (data drift,
 prediction drift, label drift, performance drop estimated and realized, concept drift,
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ):
         os.environ.setdefault(name, value)
-    from bench.drift_data import build
     from monitoring.drift import compare
+    from testbeds.drift_data import build
 
     started = time.time()
     data = build(args.train_rows, args.max_iter, importance_repeats=None)

@@ -7,7 +7,7 @@ Two temporary copies of the project (bench/pipeline.py's ``copy_project``: the c
 - embedded: the default, SQLite ``mlflow.db`` and ``mlartifacts/`` in the copy;
 - team: ``MLFLOW_TRACKING_URI`` at a real ``mlflow server`` (PostgreSQL backend, S3
   artifacts through moto's S3 server, the same servers the team tests start, see
-  tests/team/team_servers.py) and the Evidently workspace on ``s3://``.
+  testbeds/team_servers.py) and the Evidently workspace on ``s3://``.
 
 Each copy runs a cold ``dvc repro`` (prepare, train, evaluate, promote, package), then
 ``mlstack drift run --current FILE`` on production rows without predictions, so the job
@@ -56,7 +56,7 @@ def drift(root: Path, env: dict[str, str], current: Path, log: Path) -> tuple[fl
 
 def run(keep: bool) -> dict[str, dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    from tests.team.team_servers import BUCKET, start_team_stack
+    from testbeds.team_servers import BUCKET, start_team_stack
 
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-team-"))
     results: dict[str, dict[str, Any]] = {}

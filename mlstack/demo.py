@@ -28,10 +28,11 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from mlstack import scenarios
 from mlstack.output import console as people_console
 from mlstack.output import print_table
-from monitoring import scenarios
 from pipeline import environment
+from pipeline.paths import MLFLOW_DB
 from pipeline.settings import Settings, load_settings_or_exit
 from pipeline.tracking import disable_telemetry
 from serving import launcher
@@ -308,7 +309,7 @@ def main(rows_at_most: int | None = None) -> None:
         )
         failed |= not recovered
     console.print(f"done in {time.monotonic() - started:.0f}s.")
-    console.print("runs and registry: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    console.print(f"runs and registry: mlflow ui --backend-store-uri sqlite:///{MLFLOW_DB}")
     console.print(f"drift history: evidently ui --workspace {settings.drift.workspace}")
     if failed:
         raise SystemExit("demo: a verdict differs from what was expected (red above)")

@@ -177,7 +177,7 @@ def rollback(
 
 def _package(settings: Settings, registry: MlflowClient, name: str, version: str) -> str:
     """Import the version into the BentoML store as the newest ``<name>:latest``."""
-    from pipeline.packaging import import_champion
+    from pipeline.bento import import_champion
     from pipeline.tracking import Champion
 
     found = registry.get_model_version(name, version)

@@ -226,8 +226,8 @@ def replay(
 
     Prints sent, ok, errors and p50/p99 latency; exits 1 if any request got a 5xx.
     """
+    from mlstack import scenarios
     from mlstack.output import console
-    from monitoring import scenarios
     from pipeline.io import read_table
     from pipeline.settings import load_settings_or_exit
 

@@ -14,11 +14,16 @@ After a retrain the reference set also holds the recent rows held out for the ga
 compares new traffic with the world the model was fitted to, the recent one included, and
 CBPE calibrates its probabilities on rows of that world. Metrics and plots stay on the
 test split, comparable from run to run; the recent rows' metrics are logged beside them.
+
+The core, :func:`evaluate`, takes the model, the two splits and the settings and reads no
+file; :func:`write` and ``main`` do the file and tracking I/O.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +43,7 @@ from pipeline.paths import (
     TRAIN_REPORT,
 )
 from pipeline.schema import proba_columns
-from pipeline.settings import DataSettings, load_settings_or_exit
+from pipeline.settings import DataSettings, Settings, load_settings_or_exit
 from pipeline.tracking import configure, load_model, tracking_uri
 
 
@@ -111,6 +116,91 @@ def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> N
     plt.close(fig)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What the stage writes: the test split's metrics and plot points, the recent hold-out's
+    metrics (empty without recent rows), the reference set and the permutation importance."""
+
+    classes: list[str]
+    metrics: dict[str, Any]
+    recent_metrics: dict[str, float]
+    curves: dict[str, pd.DataFrame]
+    reference: pd.DataFrame
+    importance: dict[str, float]
+
+
+def evaluate(
+    model: Any,
+    test: pd.DataFrame,
+    holdout: pd.DataFrame,
+    settings: Settings,
+    *,
+    model_name: str,
+    model_version: str,
+) -> Evaluation:
+    """Score ``model`` on the test split (and the recent hold-out, if any rows): no files read.
+
+    A split missing a feature or the target is an error naming the columns, not a KeyError
+    deep in scikit-learn.
+    """
+    data = settings.data
+    for name, frame in (("test split", test), ("recent hold-out", holdout)):
+        if name == "recent hold-out" and frame.empty:
+            continue
+        missing = [c for c in (*data.features.all, data.target) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"evaluate: the {name} has no column(s) {', '.join(missing)}")
+    classes = [normalize_label(c) for c in model.classes_]
+    y_true = test[data.target].astype(str)
+    predictions = predict_frame(model, test[data.features.all])
+    proba = predictions[proba_columns(classes)].to_numpy()
+    metrics = all_metrics(y_true, proba, classes)
+    reference = reference_set(test, predictions, data)
+    recent_metrics: dict[str, float] = {}
+    if not holdout.empty:
+        scored = predict_frame(model, holdout[data.features.all])
+        reference = pd.concat([reference, reference_set(holdout, scored, data)], ignore_index=True)
+        recent = all_metrics(
+            holdout[data.target].astype(str), scored[proba_columns(classes)].to_numpy(), classes
+        )
+        recent_metrics = {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
+    # What scored it: the drift job scores it again when another version serves (a
+    # rejected candidate, a rollback), instead of comparing two models' predictions.
+    reference["model_name"] = model_name
+    reference["model_version"] = model_version
+    importance = permutation_importance(
+        model,
+        test[data.features.all],
+        y_true,
+        classes,
+        settings.promote.metric,
+        settings.evaluate.importance_repeats,
+        data.seed,
+        settings.evaluate.importance_rows,
+    )
+    return Evaluation(
+        classes, metrics, recent_metrics, curves(y_true, proba, classes), reference, importance
+    )
+
+
+def write(evaluation: Evaluation, settings: Settings) -> Path:
+    """The stage's files: plot points and PNGs, the reference set, metrics and importance.
+
+    Returns the plots folder (logged to MLflow as the run's ``plots``)."""
+    folder = settings.path(PLOTS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in evaluation.curves.items():
+        table.to_csv(folder / f"{name}.csv", index=False)
+    draw(evaluation.curves, evaluation.classes, folder)
+    write_parquet(evaluation.reference, settings.path(REFERENCE_FILE))
+    write_json(evaluation.metrics, settings.path(METRICS_FILE))
+    write_json(
+        {"metric": settings.promote.metric, "importance": evaluation.importance},
+        settings.path(IMPORTANCE_FILE),
+    )
+    return folder
+
+
 def main() -> None:
     import mlflow
 
@@ -119,54 +209,19 @@ def main() -> None:
     configure(settings)
     model = load_model(trained["model_uri"], tracking_uri(settings))
     test = read_table(settings.path(TEST_FILE))
-    classes = [normalize_label(c) for c in model.classes_]
-    y_true = test[settings.data.target].astype(str)
-    predictions = predict_frame(model, test[settings.data.features.all])
-    proba = predictions[proba_columns(classes)].to_numpy()
-    metrics = all_metrics(y_true, proba, classes)
-    folder = settings.path(PLOTS_DIR)
-    tables = curves(y_true, proba, classes)
-    for name, table in tables.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        table.to_csv(folder / f"{name}.csv", index=False)
-    draw(tables, classes, folder)
-    reference = reference_set(test, predictions, settings.data)
-    holdout = read_table(settings.path(RECENT_HOLDOUT_FILE))
-    recent_metrics: dict[str, float] = {}
-    if not holdout.empty:
-        scored = predict_frame(model, holdout[settings.data.features.all])
-        reference = pd.concat(
-            [reference, reference_set(holdout, scored, settings.data)], ignore_index=True
-        )
-        recent = all_metrics(
-            holdout[settings.data.target].astype(str),
-            scored[proba_columns(classes)].to_numpy(),
-            classes,
-        )
-        recent_metrics = {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
-    # What scored it: the drift job scores it again when another version serves (a
-    # rejected candidate, a rollback), instead of comparing two models' predictions.
-    reference["model_name"] = trained["model_name"]
-    reference["model_version"] = str(trained["model_version"])
-    write_parquet(reference, settings.path(REFERENCE_FILE))
-    write_json(metrics, settings.path(METRICS_FILE))
-    importance = permutation_importance(
+    evaluation = evaluate(
         model,
-        test[settings.data.features.all],
-        y_true,
-        classes,
-        settings.promote.metric,
-        settings.evaluate.importance_repeats,
-        settings.data.seed,
-        settings.evaluate.importance_rows,
+        test,
+        read_table(settings.path(RECENT_HOLDOUT_FILE)),
+        settings,
+        model_name=trained["model_name"],
+        model_version=str(trained["model_version"]),
     )
-    write_json(
-        {"metric": settings.promote.metric, "importance": importance},
-        settings.path(IMPORTANCE_FILE),
-    )
+    folder = write(evaluation, settings)
+    metrics = evaluation.metrics
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
-        mlflow.log_metrics(recent_metrics)
+        mlflow.log_metrics(evaluation.recent_metrics)
         for label, values in metrics["per_class"].items():
             mlflow.log_metrics({f"test_{k}_class_{label}": float(v) for k, v in values.items()})
         mlflow.log_artifacts(str(folder), artifact_path="plots")

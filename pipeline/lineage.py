@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from pipeline.paths import DVC_LOCK
+
 
 def git_revision(root: Path) -> str:
     """The commit in ``root``, ``-dirty`` when tracked files differ; "unknown" outside git."""
@@ -28,7 +30,7 @@ def git_revision(root: Path) -> str:
 
 def dvc_lock_digest(root: Path) -> str:
     """SHA-256 of ``dvc.lock`` as it was when the stage started ("none" before the first run)."""
-    lock = root / "dvc.lock"
+    lock = root / DVC_LOCK
     return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else "none"
 
 

@@ -1,6 +1,6 @@
 """Stage 5, package: the current champion into BentoML's model store, then a Bento.
 
-The import and the build live in ``pipeline/packaging.py`` (``mlstack model rollback``
+The import and the build live in ``pipeline/bento.py`` (``mlstack model rollback``
 imports a champion too); this stage finds the champion, runs both and writes
 ``reports/package.json``. The Bento is built offline (``lock_packages: false``).
 """
@@ -8,12 +8,11 @@ imports a champion too); this stage finds the champion, runs both and writes
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from pipeline.io import read_json
-from pipeline.packaging import build_bento, import_champion
+from pipeline.bento import build_bento, import_champion
+from pipeline.io import read_json, write_json
 from pipeline.paths import PACKAGE_REPORT, PROMOTION_REPORT
 from pipeline.registry import champion_version
 from pipeline.settings import Settings, load_settings_or_exit
@@ -77,10 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.model_only:
         print(packaged.model_tag)
         return
-    report = settings.path(PACKAGE_REPORT)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(
-        json.dumps({"champion": champion_uri(settings), **asdict(packaged)}, indent=2)
+    write_json(
+        {"champion": champion_uri(settings), **asdict(packaged)}, settings.path(PACKAGE_REPORT)
     )
     print(f"packaged {packaged.registered_model} v{packaged.version} as {packaged.bento_tag}")
 

@@ -8,6 +8,8 @@ no module needs another module (least of all a stage) for a file name.
 from __future__ import annotations
 
 PARAMS_FILE = "params.yaml"
+# DVC's record of the pipeline state; its digest is a lineage tag of every trained model.
+DVC_LOCK = "dvc.lock"
 
 # Labeled production rows `mlstack retrain` took from the capture log (git-tracked, empty
 # until the first retrain; dvc.lock records the version each run of prepare and train read).

@@ -6,9 +6,17 @@ fails at start-up with a message naming the key, instead of deep inside a stage.
 Secrets and endpoints (tracking URI, Pushgateway URL, S3 credentials) never come from
 here: they come from the environment.
 
-``params.yaml`` is the one source of truth: no knob has a default in code, so a key
-deleted from the file is an error naming it, never a silent change of behaviour. The
-file is chosen one way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml``
+``params.yaml`` is the one source of truth: no knob of a section has a default in code,
+so a key deleted from the file is an error naming it, never a silent change of
+behaviour. The defaults that do exist are "absent means none", in entries whose keys the
+user names, not knobs every run reads: a column's drift override (``ColumnDrift``:
+``None`` is Evidently's own method or threshold, so an override names only what it
+changes), a replay scenario's fields (``Scenario``: a scenario lists only the shifts it
+injects; no filter, no sample, no shift is the default) and the ``scenarios`` section as a
+whole (optional: a project need not replay anything). Outside this module, the capture
+log's ``CaptureWriter`` has constructor defaults for its tests and benchmarks; the
+service builds it from ``capture:`` here, every value passed. The file is chosen one
+way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml``
 beside the code. Deployment overrides come from the environment too, so the service
 and the drift job agree on them: ``MLSTACK_CAPTURE_PATH`` (and ``MLSTACK_CAPTURE_SEGMENTS``)
 and ``MLSTACK_WORKERS``.

@@ -60,8 +60,8 @@ from monitoring.capture import (
     writer_from_settings,
 )
 from pipeline import environment
+from pipeline.bento import bento_model_name
 from pipeline.labels import normalize_label
-from pipeline.packaging import bento_model_name
 from pipeline.settings import load_settings
 from pipeline.tracking import Champion, load_model
 from serving import metrics

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import Project
-from tests.pipeline.test_tracking import MARKER_PICKLE  # the same payload, one copy
+from tests.tampering import MARKER_PICKLE
 
 
 def copy_registry(project: Project, folder: Path) -> str:

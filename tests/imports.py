@@ -42,7 +42,7 @@ def direct_imports(file: Path) -> frozenset[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from monitoring import scenarios` imports a module; `from x import name` a name.
+            # `from mlstack import scenarios` imports a module; `from x import name` a name.
             names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
         else:
             continue

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from serving_harness import refused_start
 
-from tests.pipeline.test_tracking import MARKER_PICKLE  # the same payload, one copy
+from tests.tampering import MARKER_PICKLE
 
 pytestmark = pytest.mark.integration
 

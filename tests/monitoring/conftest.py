@@ -5,7 +5,7 @@ The model is the project's factory, trained on a sample of the 75% training spli
 with its predictions, and the model's permutation importance on it, as the evaluate
 stage writes them (two shuffles per feature instead of params.yaml's, to stay quick).
 Each production year is scored by that model and joined with its labels. Built once per
-session by ``bench.drift_data`` (which the false-alarm benchmark uses too): the tests
+session by ``testbeds.drift_data`` (which the false-alarm benchmark uses too): the tests
 only read them.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.drift_data import RAW, YEARS, DriftData, build, score
-from monitoring.scenarios import inject
+from mlstack.scenarios import inject
 from pipeline.settings import PROJECT_ROOT, load_settings
+from testbeds.drift_data import RAW, YEARS, DriftData, build, score
 
 __all__ = ["YEARS", "DriftData", "score", "covariate_shift", "concept_flip", "write_params"]
 

@@ -269,7 +269,7 @@ def test_an_s3_capture_log_is_streamed_too(
     import boto3
 
     from serving import launcher
-    from tests.team.team_servers import VENV_BIN, free_port, wait_http
+    from testbeds.team_servers import VENV_BIN, free_port, wait_http
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

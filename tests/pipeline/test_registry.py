@@ -339,7 +339,7 @@ import json, sys
 from typer.testing import CliRunner
 import bentoml
 from mlstack.cli import app
-from pipeline.packaging import import_champion
+from pipeline.bento import import_champion
 from pipeline.settings import load_settings
 from pipeline.tracking import client, find_champion
 

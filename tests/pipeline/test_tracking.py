@@ -10,6 +10,7 @@ import pytest
 from pipeline import tracking
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from tests.conftest import Project
+from tests.tampering import MARKER_PICKLE
 
 
 def project(root: Path) -> Settings:
@@ -61,20 +62,6 @@ def test_a_tracking_uri_set_by_the_user_wins_and_keeps_the_servers_artifact_root
     assert mlflow.get_tracking_uri() == elsewhere
     assert not (tmp_path / "user" / "mlflow.db").exists()
     assert "mlartifacts" not in experiment.artifact_location  # the store's own default
-
-
-# A pickle whose loading runs `touch <marker>`: what an attacker with write access to the
-# model store (or the MLflow artifact store) would leave there.
-MARKER_PICKLE = """
-import os, pickle, sys
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, (f"touch {sys.argv[2]}",))
-
-with open(sys.argv[1], "wb") as handle:
-    pickle.dump(Payload(), handle)
-"""
 
 
 def tampered_folder(folder: Path, marker: Path, form: str) -> Path:

@@ -23,8 +23,7 @@ import pytest
 
 from pipeline.environment import TELEMETRY_OFF
 from serving import launcher
-from tests.conftest import Project, employment_sample, make_project
-from tests.team.team_servers import (
+from testbeds.team_servers import (
     CAPTURE,
     DVC_REMOTE,
     FEEDBACK_TOKEN,
@@ -37,6 +36,7 @@ from tests.team.team_servers import (
     json_out,
     start_team_stack,
 )
+from tests.conftest import Project, employment_sample, make_project
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from testbeds.team_servers import BUCKET, CAPTURE, WORKSPACE, Served, TeamStack, json_out
 from tests.conftest import Project
-from tests.team.team_servers import BUCKET, CAPTURE, WORKSPACE, Served, TeamStack, json_out
 
 pytestmark = pytest.mark.team
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlstack.cli import app
-from monitoring.scenarios import ScenarioError, inject, load
+from mlstack.scenarios import ScenarioError, inject, load
 from pipeline.settings import Reassign, Scenario, load_settings
 
 

@@ -13,8 +13,7 @@ import pytest
 
 from mlstack import demo
 from pipeline.settings import Settings, load_settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.imports import ROOT
 
 
 @pytest.fixture
