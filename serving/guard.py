@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.metrics import INVALID_REQUESTS, reason_of
+from serving.service_metrics import INVALID_REQUESTS, reason_of
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ from pipeline.labels import normalize_label
 from pipeline.packaging import bento_model_name
 from pipeline.settings import load_settings
 from pipeline.tracking import Champion, load_model
-from serving import metrics
+from serving import service_metrics
 from serving.batching import Batcher, Overloaded
 from serving.champion import ChampionFollower, ServedModel, serve_model
 from serving.guard import RequestGuard
@@ -250,9 +250,9 @@ class Classifier:
         if self.settings.capture.enabled:
             self.capture = writer_from_settings(
                 self.settings,
-                on_written=lambda kind, n: metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
-                on_dropped=lambda kind, n: metrics.CAPTURE_DROPPED.inc(n),
-                on_queue=metrics.CAPTURE_QUEUE.set,
+                on_written=lambda kind, n: service_metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
+                on_dropped=lambda kind, n: service_metrics.CAPTURE_DROPPED.inc(n),
+                on_queue=service_metrics.CAPTURE_QUEUE.set,
             ).start()
         self._batched = self._dispatcher()
         self.follower.start()
@@ -293,7 +293,7 @@ class Classifier:
             self._predict_batches,
             max_batch_size=batching.max_batch_size,
             max_latency_ms=batching.max_latency_ms,
-            on_batch=metrics.BATCH_ROWS.observe,
+            on_batch=service_metrics.BATCH_ROWS.observe,
         )
 
     def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[Scored]:
@@ -346,7 +346,7 @@ class Classifier:
     async def _score(self, rows: list[dict[str, Any]]) -> Scored:
         if self._batched is not None:
             return await self._batched(rows)
-        metrics.BATCH_ROWS.observe(len(rows))
+        service_metrics.BATCH_ROWS.observe(len(rows))
         batches = await anyio.to_thread.run_sync(self._predict_batches, [rows])
         return batches[0]
 
@@ -423,7 +423,7 @@ class Classifier:
             refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
             return refused
         if unmatched:  # counted and left out of the log: they would join no prediction
-            metrics.FEEDBACK_UNMATCHED.inc(unmatched)
+            service_metrics.FEEDBACK_UNMATCHED.inc(unmatched)
         if self.capture is not None and records:
             self.capture.add(LABELS, records)
         return {
