@@ -28,8 +28,8 @@ Bento, set ``MLSTACK_CAPTURE_PATH`` (or ``MLSTACK_PARAMS``). Host and port come 
 say otherwise. The model is loaded by ``pipeline.tracking.load_model``: skops with the
 reviewed trusted types, or the service does not start. Each worker then follows the
 MLflow model registry's champion alias (serving/champion.py, every
-``serving.reload_seconds``): a new champion is swapped in between batches, and every answer and captured row names the
-version that scored it.
+``serving.reload_seconds``): a new champion is swapped in between batches, and every
+answer and captured row names the version that scored it.
 """
 
 from __future__ import annotations
