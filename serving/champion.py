@@ -51,7 +51,7 @@ from pipeline.tracking import (
     load_model,
     tracking_uri,
 )
-from serving import metrics
+from serving import service_metrics
 from serving.inputs import known_categories
 
 if TYPE_CHECKING:
@@ -132,9 +132,11 @@ def serve_model(
         classes=classes,
         proba_columns=[proba_column(c) for c in classes],
         known=known,
-        predicted={c: metrics.PREDICTIONS.labels(model_version=version, label=c) for c in classes},
+        predicted={
+            c: service_metrics.PREDICTIONS.labels(model_version=version, label=c) for c in classes
+        },
         probability={
-            c: metrics.PROBABILITY.labels(model_version=version, label=c) for c in classes
+            c: service_metrics.PROBABILITY.labels(model_version=version, label=c) for c in classes
         },
         prepared=prepare(model, settings) if prepare is not None else None,
     )
@@ -143,10 +145,12 @@ def serve_model(
 def _show(served: ServedModel, replaced: ServedModel | None) -> None:
     """``mlstack_model_info``: 1 for the version served, 0 for the one it replaced."""
     if replaced is not None:
-        metrics.MODEL_INFO.labels(
+        service_metrics.MODEL_INFO.labels(
             name=replaced.name, version=replaced.version, run_id=replaced.run_id
         ).set(0)
-    metrics.MODEL_INFO.labels(name=served.name, version=served.version, run_id=served.run_id).set(1)
+    service_metrics.MODEL_INFO.labels(
+        name=served.name, version=served.version, run_id=served.run_id
+    ).set(1)
 
 
 def _failure_reason(error: Exception) -> str:
@@ -245,7 +249,7 @@ class ChampionFollower:
                     self.served.version,
                 )
             else:
-                metrics.REGISTRY_POLL_FAILURES.inc()
+                service_metrics.REGISTRY_POLL_FAILURES.inc()
                 self._note(
                     "unreachable",
                     "the registry does not answer (%s: %s); v%s keeps serving",
@@ -284,7 +288,7 @@ class ChampionFollower:
             failures += 1
             delay = self.interval * min(2**failures, MAX_BACKOFF)
             self._failing = (found.version, failures, time.monotonic() + delay)
-            metrics.MODEL_RELOAD_FAILURES.labels(reason=_failure_reason(error)).inc()
+            service_metrics.MODEL_RELOAD_FAILURES.labels(reason=_failure_reason(error)).inc()
             logger.warning(
                 "champion %s v%s not loaded, v%s keeps serving: %s: %s (next try in %.0fs, "
                 "or when the alias moves)",
@@ -301,7 +305,7 @@ class ChampionFollower:
         _show(served, replaced)
         if self._on_swap is not None:
             self._on_swap(served)
-        metrics.MODEL_RELOADS.inc()
+        service_metrics.MODEL_RELOADS.inc()
         logger.info(
             "now serving %s v%s (run %s), was v%s",
             served.name,

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.metrics import INVALID_REQUESTS, reason_of
+from serving.openapi import with_error_responses
+from serving.service_metrics import INVALID_REQUESTS, reason_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +65,31 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(send, path)
             return
+        body = await self._read_body(receive, send, path)
+        if body is not None:
+            await self._pass_on(scope, body, receive, send, path)
+
+    async def _read_body(self, receive: Receive, send: Send, path: str) -> bytes | None:
+        """The whole body, or ``None`` when the client left or it outgrew the limit (413)."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 await self._too_large(send, path)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+                return b"".join(chunks)
+
+    async def _pass_on(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, path: str
+    ) -> None:
+        """Hand the read body to the service, then count and log its answer if a 4xx."""
         replayed = False
 
         async def replay() -> Message:
@@ -198,60 +209,3 @@ def _log_refusal(path: str, status: int, reason: str, where: str, count: int) ->
     """One line per refused request, without its body."""
     at = f" at {where}" if where else ""
     logger.warning("refused POST %s: %d %s%s (%d error(s))", path, status, reason, at, count)
-
-
-ERROR_SCHEMA = {
-    "title": "RequestError",
-    "type": "object",
-    "description": "A refused request: a summary and one entry per problem, naming row and field.",
-    "properties": {
-        "error": {"type": "string"},
-        "detail": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "loc": {
-                        "type": "array",
-                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                    },
-                    "msg": {"type": "string"},
-                },
-                "required": ["type", "loc", "msg"],
-            },
-        },
-    },
-    "required": ["error", "detail"],
-}
-ERRORS = {
-    "400": "Invalid input: malformed JSON, a missing or extra field, a wrong type, an unseen "
-    "category or class, too many rows; `loc` names the row and the field.",
-    "413": "The body is larger than serving.max_body_bytes.",
-    "415": "The body is not sent as application/json.",
-}
-ROUTE_ERRORS = {
-    "/predict": {"503": "Overloaded: the request waited serving.batching.max_latency_ms."},
-    "/feedback": {"401": "MLSTACK_FEEDBACK_TOKEN is set and the bearer token is missing or wrong."},
-}
-
-
-def with_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with the 4xx/503 answers of ``/predict`` and ``/feedback`` declared as they
-    are: BentoML's own document calls ``detail`` a string and leaves out 401, 413 and 503."""
-    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-    schemas["RequestError"] = ERROR_SCHEMA
-    reference = {"$ref": "#/components/schemas/RequestError"}
-    for route in GUARDED:
-        operation = spec.get("paths", {}).get(route, {}).get("post")
-        if operation is None:
-            continue
-        if "requestBody" in operation:
-            operation["requestBody"]["required"] = True  # an empty body is a 400
-        responses = operation.setdefault("responses", {})
-        for status, description in {**ERRORS, **ROUTE_ERRORS.get(route, {})}.items():
-            responses[status] = {
-                "description": description,
-                "content": {"application/json": {"schema": reference}},
-            }
-    return spec

@@ -10,8 +10,13 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 - batches concurrent requests into one model call (serving/batching.py), scored by the
   compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
   against the model at load) or, for a model it does not cover, one pandas frame per batch;
-- answers with the model name and version, counts what it served on /metrics, and
-  hands every served row and feedback label to the capture log's background writer.
+- answers with the model name and version, counts what it served on /metrics
+  (serving/service_metrics.py), and appends every served row and feedback label to the
+  capture log's local write-ahead segment before the response leaves (compaction into
+  Parquet runs off the request path, monitoring/capture.py);
+- issues a request id per row, signed when a feedback token is set (serving/request_ids.py),
+  and shows in the OpenAPI document the categories and classes its model takes
+  (serving/openapi.py).
 
 ``params.yaml`` is read when this module is imported, because BentoML takes the model
 tag, the worker count and the input types from the class definition; it is chosen and
@@ -22,23 +27,20 @@ Bento, set ``MLSTACK_CAPTURE_PATH`` (or ``MLSTACK_PARAMS``). Host and port come 
 ``serving`` in params.yaml unless ``BENTOML_HOST``/``BENTOML_PORT`` or ``--host``/``--port``
 say otherwise. The model is loaded by ``pipeline.tracking.load_model``: skops with the
 reviewed trusted types, or the service does not start. Each worker then follows the
-registry's champion alias (serving/champion.py, every ``serving.reload_seconds``): a new
-champion is swapped in between batches, and every answer and captured row names the
-version that scored it.
+MLflow model registry's champion alias (serving/champion.py, every
+``serving.reload_seconds``): a new champion is swapped in between batches, and every
+answer and captured row names the version that scored it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
-import hashlib
-import hmac
 import logging
 import os
 import signal
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +66,7 @@ from pipeline.bento import bento_model_name
 from pipeline.labels import normalize_label
 from pipeline.settings import load_settings
 from pipeline.tracking import Champion, load_model
-from serving import metrics
+from serving import service_metrics
 from serving.batching import Batcher, Overloaded
 from serving.champion import ChampionFollower, ServedModel, serve_model
 from serving.guard import RequestGuard
@@ -76,6 +78,8 @@ from serving.inputs import (
     shown,
     unknown_categories,
 )
+from serving.openapi import AcceptedInputs
+from serving.request_ids import RequestIds
 from serving.scoring import Scorer, prepare_scorer
 
 logger = logging.getLogger(__name__)
@@ -147,40 +151,8 @@ class _NoTracebackForRefusals(logging.Filter):
         return not isinstance(error, ValidationError)
 
 
-# What this worker's model accepts, for the OpenAPI document (filled in by Classifier).
-_ACCEPTED: dict[str, dict[str, frozenset[str]] | list[str]] = {}
-
-
-def _spellings(values: Sequence[str]) -> list[dict[str, Any]]:
-    """JSON spellings of string codes: "21" or 21 (and 1.0 for a class), as schema enums."""
-    whole = sorted({int(v) for v in values if v.lstrip("-").isdigit() and str(int(v)) == v})
-    return [{"type": "string", "enum": sorted(values)}, {"type": "integer", "enum": whole}]
-
-
-def describe_inputs(spec: dict[str, Any]) -> None:
-    """The OpenAPI document names the categories and classes the model takes, as enums: a
-    value outside them is a 400, so the document must not call it valid."""
-    schemas = spec.get("components", {}).get("schemas", {})
-    instance = schemas.get("Instance", {}).get("properties", {})
-    categories = _ACCEPTED.get("categories", {})
-    assert isinstance(categories, dict)
-    for column, values in categories.items():
-        if column in instance:
-            instance[column] = {"anyOf": [*_spellings(sorted(values)), {"type": "null"}]}
-    label = schemas.get("LabelIn", {}).get("properties", {})
-    classes = list(_ACCEPTED.get("classes", []))
-    if "label" in label and classes:
-        numbers = sorted(
-            {float(c) for c in classes if c.lstrip("-").isdigit() and str(int(c)) == c}
-        )
-        label["label"] = {"anyOf": [*_spellings(classes), {"type": "number", "enum": numbers}]}
-
-
-def _accept(served: ServedModel) -> None:
-    """The OpenAPI document follows the model served."""
-    _ACCEPTED["classes"] = served.classes
-    if SETTINGS.serving.reject_unknown_categories:
-        _ACCEPTED["categories"] = served.known
+# What this worker's model accepts, for the OpenAPI document (followed by Classifier).
+ACCEPTED = AcceptedInputs(SETTINGS.serving.reject_unknown_categories)
 
 
 @dataclass(frozen=True)
@@ -226,12 +198,7 @@ class Classifier:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoTracebackForRefusals())
         self.settings = SETTINGS
         self._thread_state = threading.local()
-        # Request ids are signed with a key derived from the feedback token: every worker
-        # and replica that shares the token can check an id without shared state.
-        token = os.environ.get(environment.FEEDBACK_TOKEN)
-        self._id_key = (
-            hashlib.sha256(b"mlstack request ids\0" + token.encode()).digest() if token else None
-        )
+        self.request_ids = RequestIds(os.environ.get(environment.FEEDBACK_TOKEN))
         stored = self.champion
         labels = stored.info.labels
         packed = Champion(
@@ -244,15 +211,15 @@ class Classifier:
             load_model(stored.path_of(MLFLOW_FOLDER)), packed, self.settings, prepare_scorer
         )
         self.follower = ChampionFollower(
-            self.settings, served, on_swap=_accept, prepare=prepare_scorer
+            self.settings, served, on_swap=ACCEPTED.follow, prepare=prepare_scorer
         )
         self.capture: CaptureWriter | None = None
         if self.settings.capture.enabled:
             self.capture = writer_from_settings(
                 self.settings,
-                on_written=lambda kind, n: metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
-                on_dropped=lambda kind, n: metrics.CAPTURE_DROPPED.inc(n),
-                on_queue=metrics.CAPTURE_QUEUE.set,
+                on_written=lambda kind, n: service_metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
+                on_dropped=lambda kind, n: service_metrics.CAPTURE_DROPPED.inc(n),
+                on_queue=service_metrics.CAPTURE_QUEUE.set,
             ).start()
         self._batched = self._dispatcher()
         self.follower.start()
@@ -262,22 +229,6 @@ class Classifier:
         gc.collect()
         gc.freeze()
         logger.info("serving %s version %s (run %s)", packed.name, packed.version, packed.run_id)
-
-    def _request_id(self) -> str:
-        """A fresh id; with a feedback token, signed, so /feedback can tell ids it issued."""
-        request_id = uuid.uuid4().hex
-        return request_id if self._id_key is None else request_id + self._signature(request_id)
-
-    def _signature(self, request_id: str) -> str:
-        assert self._id_key is not None
-        return hmac.new(self._id_key, request_id.encode(), hashlib.sha256).hexdigest()[:16]
-
-    def _issued(self, request_id: str) -> bool:
-        """Whether a server with this token answered ``request_id`` (always true without one)."""
-        if self._id_key is None:
-            return True
-        unsigned, signature = request_id[:32], request_id[32:]
-        return len(request_id) == 48 and hmac.compare_digest(signature, self._signature(unsigned))
 
     def __is_ready__(self) -> bool:
         """``/readyz``: ready while the capture log can be written (checked at start, then
@@ -293,21 +244,22 @@ class Classifier:
             self._predict_batches,
             max_batch_size=batching.max_batch_size,
             max_latency_ms=batching.max_latency_ms,
-            on_batch=metrics.BATCH_ROWS.observe,
+            on_batch=service_metrics.BATCH_ROWS.observe,
         )
 
     def _predict_batches(self, jobs: Sequence[list[dict[str, Any]]]) -> list[Scored]:
         """One model call for many requests: one input matrix (or frame), one ``predict_proba``.
 
-        The batch is handed to the capture log here, as the rows and arrays it already is:
-        no per-row records on the request path (the writer thread builds the frame).
+        The batch is appended to the capture log's write-ahead segment here, before any of
+        its responses leave, as the rows and arrays it already is: one JSON line per batch,
+        no per-row records or frame on the request path (compaction builds the Parquet).
         """
         self._limit_native_threads()
         served = self.follower.served  # read once: the whole batch is this version's
         rows = [row for job in jobs for row in job]
         scorer: Scorer = served.prepared  # the compiled input path, or the pipeline's own
         probabilities = scorer.predict_proba(rows)
-        request_ids = [self._request_id() for _ in rows]
+        request_ids = [self.request_ids.new() for _ in rows]
         labels: list[str] = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
@@ -346,7 +298,7 @@ class Classifier:
     async def _score(self, rows: list[dict[str, Any]]) -> Scored:
         if self._batched is not None:
             return await self._batched(rows)
-        metrics.BATCH_ROWS.observe(len(rows))
+        service_metrics.BATCH_ROWS.observe(len(rows))
         batches = await anyio.to_thread.run_sync(self._predict_batches, [rows])
         return batches[0]
 
@@ -413,7 +365,7 @@ class Classifier:
                         f"{served.classes}",
                     }
                 )
-            if self._issued(item.request_id):
+            if self.request_ids.issued(item.request_id):
                 records.append(
                     {"request_id": item.request_id, "timestamp": timestamp, "label": label}
                 )
@@ -423,7 +375,7 @@ class Classifier:
             refused: dict[str, Any] = _reject(400, "unknown class label", errors[:20])
             return refused
         if unmatched:  # counted and left out of the log: they would join no prediction
-            metrics.FEEDBACK_UNMATCHED.inc(unmatched)
+            service_metrics.FEEDBACK_UNMATCHED.inc(unmatched)
         if self.capture is not None and records:
             self.capture.add(LABELS, records)
         return {
@@ -434,7 +386,9 @@ class Classifier:
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def flush_capture(self) -> None:
-        """A graceful stop (SIGTERM) writes every captured row still in memory."""
+        """A graceful stop (SIGTERM) stops following the champion and compacts every captured
+        row still in a write-ahead segment into Parquet; a segment that cannot be written
+        now stays on disk and is recovered at the next start."""
         self.follower.stop()
         if self.capture is not None:
             self.capture.close()
@@ -447,5 +401,5 @@ cast(Any, Classifier).add_asgi_middleware(
     RequestGuard,
     max_body_bytes=SETTINGS.serving.max_body_bytes,
     feedback_token=os.environ.get(environment.FEEDBACK_TOKEN) or None,
-    describe=describe_inputs,
+    describe=ACCEPTED.describe,
 )

@@ -16,7 +16,7 @@ from pipeline.settings import PROJECT_ROOT
 PROMETHEUS = PROJECT_ROOT / "monitoring" / "prometheus"
 DASHBOARD = PROJECT_ROOT / "monitoring" / "grafana" / "dashboard.json"
 
-# Series the drift job exports, and the service's (BentoML's own plus serving/metrics.py).
+# Series the drift job exports, and the service's (BentoML's own plus serving/service_metrics.py).
 KNOWN_SERIES = {
     *SERIES,
     "bentoml_service_request_total",

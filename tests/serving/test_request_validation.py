@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from pipeline.model import build_model
 from pipeline.settings import DataSettings, Settings, load_settings
 from serving.inputs import as_rows, instance_model, known_categories, unknown_categories
-from serving.metrics import reason_of
 from serving.service import EXAMPLE_INPUT
+from serving.service_metrics import reason_of
 
 ROW: dict[str, Any] = EXAMPLE_INPUT["instances"][0]
 
