@@ -89,7 +89,7 @@ def main() -> None:
             Path(folder) / "capture",
             segments=Path(folder) / "segments",
             numerical=features.numerical,
-            queue_rows=10_000_000,
+            max_pending_rows=10_000_000,
             flush_rows=settings.capture.flush_rows,
             flush_seconds=settings.capture.flush_seconds,
         ).start()
@@ -178,7 +178,7 @@ def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5
             folder,
             segments=folder / "segments",
             numerical=settings.data.features.numerical,
-            queue_rows=10_000_000,
+            max_pending_rows=10_000_000,
         )
         for _ in range(-(-settings.capture.flush_rows // len(batch))):
             writer.add(PREDICTIONS, batch)

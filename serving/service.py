@@ -252,7 +252,7 @@ class Classifier:
                 self.settings,
                 on_written=lambda kind, n: metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
                 on_dropped=lambda kind, n: metrics.CAPTURE_DROPPED.inc(n),
-                on_queue=metrics.CAPTURE_QUEUE.set,
+                on_pending=metrics.CAPTURE_PENDING.set,
             ).start()
         self._batched = self._dispatcher()
         self.follower.start()
