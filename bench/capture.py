@@ -14,7 +14,7 @@ production rows, the median time of
   appended in batches of that size, into Parquet: off the request path, but on the
   worker's CPU;
 - and the Parquet write alone, with pyarrow's defaults against the log's options
-  (``monitoring.capture._parquet_options``), interleaved on one segment's table.
+  (``monitoring.capture.store._parquet_options``), interleaved on one segment's table.
 
 ``bench.serving``'s b/a ratio measures all of it end to end. Needs the champion in the
 project's MLflow store (``dvc repro``). Prints Markdown.
@@ -40,11 +40,11 @@ from monitoring.capture import (
     PREDICTIONS,
     CaptureWriter,
     ScoredBatch,
-    _parquet_options,
     scored_line,
     scored_lines_table,
     storable_table,
 )
+from monitoring.capture.store import _parquet_options
 from pipeline.labels import normalize_label
 from pipeline.schema import proba_column
 from pipeline.settings import load_settings

@@ -63,7 +63,7 @@ CAPTURE_RECORDS = Counter(
 )
 CAPTURE_DROPPED = Counter(
     "mlstack_capture_dropped",
-    "Served rows the capture log dropped: max_pending_rows already pending, or a failed local append.",
+    "Served rows the capture log dropped: max_pending_rows pending already, or a failed append.",
 )
 CAPTURE_PENDING = Gauge(
     "mlstack_capture_pending_rows",

@@ -53,8 +53,11 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from monitoring.capture import (
+    LABEL,
     LABELS,
     PREDICTIONS,
+    REQUEST_ID,
+    TIMESTAMP,
     CaptureWriter,
     ScoredBatch,
     writer_from_settings,
@@ -414,9 +417,7 @@ class Classifier:
                     }
                 )
             if self._issued(item.request_id):
-                records.append(
-                    {"request_id": item.request_id, "timestamp": timestamp, "label": label}
-                )
+                records.append({REQUEST_ID: item.request_id, TIMESTAMP: timestamp, LABEL: label})
             else:
                 unmatched += 1
         if errors:

@@ -41,8 +41,9 @@ class CaptureWriter:
 
     Rows appended but not yet in Parquet are ``pending`` (reported through ``on_pending``);
     beyond ``max_pending_rows`` of them a row is dropped (counted through ``on_dropped``
-    and logged), as is a row whose append fails (a full or unwritable local disk). A failed compaction drops nothing: the
-    segment stays and is retried, and ``healthy`` is false until a write succeeds.
+    and logged), as is a row whose append fails (a full or unwritable local disk). A
+    failed compaction drops nothing: the segment stays and is retried, and ``healthy`` is
+    false until a write succeeds.
     """
 
     def __init__(
