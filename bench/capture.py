@@ -14,7 +14,7 @@ production rows, the median time of
   appended in batches of that size, into Parquet: off the request path, but on the
   worker's CPU;
 - and the Parquet write alone, with pyarrow's defaults against the log's options
-  (``monitoring.capture._parquet_options``), interleaved on one segment's table.
+  (``monitoring.capture.store._parquet_options``), interleaved on one segment's table.
 
 ``bench.serving``'s b/a ratio measures all of it end to end. Needs the champion in the
 project's MLflow store (``dvc repro``). Prints Markdown.
@@ -40,11 +40,11 @@ from monitoring.capture import (
     PREDICTIONS,
     CaptureWriter,
     ScoredBatch,
-    _parquet_options,
     scored_line,
     scored_lines_table,
     storable_table,
 )
+from monitoring.capture.store import _parquet_options
 from pipeline.labels import normalize_label
 from pipeline.schema import proba_column
 from pipeline.settings import load_settings
@@ -89,7 +89,7 @@ def main() -> None:
             Path(folder) / "capture",
             segments=Path(folder) / "segments",
             numerical=features.numerical,
-            queue_rows=10_000_000,
+            max_pending_rows=10_000_000,
             flush_rows=settings.capture.flush_rows,
             flush_seconds=settings.capture.flush_seconds,
         ).start()
@@ -178,7 +178,7 @@ def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int = 5
             folder,
             segments=folder / "segments",
             numerical=settings.data.features.numerical,
-            queue_rows=10_000_000,
+            max_pending_rows=10_000_000,
         )
         for _ in range(-(-settings.capture.flush_rows // len(batch))):
             writer.add(PREDICTIONS, batch)

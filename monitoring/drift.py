@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring import cbpe, concept_drift
+from monitoring.capture.schema import MODEL_NAME, MODEL_VERSION, SERVED_COLUMNS
 from monitoring.drift_summary import (
     ColumnVerdict,
     DataDrift,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from monitoring.capture import WindowTotals
 
 # Columns the capture log adds beside features and predictions; never compared.
-CAPTURE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
+CAPTURE_COLUMNS = SERVED_COLUMNS
 
 
 def _classes(reference: pd.DataFrame, settings: Settings) -> list[str]:
@@ -111,7 +112,7 @@ def _plain(frame: pd.DataFrame, settings: Settings, classes: list[str]) -> pd.Da
 def _model_info(current: pd.DataFrame, settings: Settings) -> ModelInfo:
     names, versions = (
         set(current[c].dropna().astype(str).unique()) if c in current else set()
-        for c in ("model_name", "model_version")
+        for c in (MODEL_NAME, MODEL_VERSION)
     )
     return _model_named(names, versions, settings)
 

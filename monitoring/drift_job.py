@@ -215,16 +215,18 @@ def served_by(
 
     if model is not None:
         return model
+    from monitoring.capture import MODEL_NAME, MODEL_VERSION
+
     current = sample.current
-    if "model_version" not in current.columns:
+    if MODEL_VERSION not in current.columns:
         return None
-    versions = current["model_version"].dropna().astype(str)
+    versions = current[MODEL_VERSION].dropna().astype(str)
     if versions.empty:
         return None
     version = str(versions.value_counts().idxmax())
     name = settings.model.name
-    if "model_name" in current.columns:
-        names = current.loc[versions.index[versions == version], "model_name"].dropna()
+    if MODEL_NAME in current.columns:
+        names = current.loc[versions.index[versions == version], MODEL_NAME].dropna()
         name = str(names.iloc[0]) if len(names) else name
     return ModelInfo(name=name, version=version)
 

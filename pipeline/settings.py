@@ -214,15 +214,15 @@ class CaptureSettings(_Section):
     ``path`` is a local folder (relative to the project root) or an fsspec URL such as
     ``s3://bucket/prefix``. ``segments`` is a local folder for the write-ahead segments,
     which hold each served row before its response leaves until it is in Parquet (local
-    even when ``path`` is on S3; one folder per server). ``queue_rows`` bounds the rows
-    waiting in segments; beyond it rows are dropped (and counted) rather than slowing
+    even when ``path`` is on S3; one folder per server). ``max_pending_rows`` bounds the
+    rows pending in segments; beyond it rows are dropped (and counted) rather than slowing
     requests.
     """
 
     enabled: bool
     path: str
     segments: str
-    queue_rows: Annotated[int, Field(gt=0)]
+    max_pending_rows: Annotated[int, Field(gt=0)]
     flush_rows: Annotated[int, Field(gt=0)]
     flush_seconds: Annotated[float, Field(gt=0)]
 

@@ -55,8 +55,11 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from monitoring.capture import (
+    LABEL,
     LABELS,
     PREDICTIONS,
+    REQUEST_ID,
+    TIMESTAMP,
     CaptureWriter,
     ScoredBatch,
     writer_from_settings,
@@ -219,7 +222,7 @@ class Classifier:
                 self.settings,
                 on_written=lambda kind, n: service_metrics.CAPTURE_RECORDS.labels(kind=kind).inc(n),
                 on_dropped=lambda kind, n: service_metrics.CAPTURE_DROPPED.inc(n),
-                on_queue=service_metrics.CAPTURE_QUEUE.set,
+                on_pending=service_metrics.CAPTURE_PENDING.set,
             ).start()
         self._batched = self._dispatcher()
         self.follower.start()
@@ -366,9 +369,7 @@ class Classifier:
                     }
                 )
             if self.request_ids.issued(item.request_id):
-                records.append(
-                    {"request_id": item.request_id, "timestamp": timestamp, "label": label}
-                )
+                records.append({REQUEST_ID: item.request_id, TIMESTAMP: timestamp, LABEL: label})
             else:
                 unmatched += 1
         if errors:

@@ -63,10 +63,10 @@ CAPTURE_RECORDS = Counter(
 )
 CAPTURE_DROPPED = Counter(
     "mlstack_capture_dropped",
-    "Served rows the capture log dropped: queue_rows already waiting, or a failed local append.",
+    "Served rows the capture log dropped: max_pending_rows pending already, or a failed append.",
 )
-CAPTURE_QUEUE = Gauge(
-    "mlstack_capture_queue_rows",
+CAPTURE_PENDING = Gauge(
+    "mlstack_capture_pending_rows",
     "Rows in write-ahead segments not yet compacted into Parquet, summed over workers.",
     multiprocess_mode="livesum",
 )

@@ -47,7 +47,10 @@ def direct_imports(file: Path) -> frozenset[str]:
         else:
             continue
         for name in names:
-            if module_file(name) is not None and module_file(name).name != "__init__.py":
+            file = module_file(name)
+            # A top-level package's __init__ is empty; a subpackage's (monitoring.capture)
+            # is the face that re-exports its modules, so it counts.
+            if file is not None and (file.name != "__init__.py" or "." in name):
                 found.add(name)
     return frozenset(found)
 
@@ -71,8 +74,8 @@ def all_modules() -> list[str]:
     return sorted(
         module_name(file)
         for package in PACKAGES
-        for file in (ROOT / package).glob("*.py")
-        if file.name != "__init__.py"
+        for file in (ROOT / package).rglob("*.py")
+        if file.name != "__init__.py" or file.parent.parent != ROOT
     )
 
 

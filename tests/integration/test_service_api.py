@@ -51,7 +51,7 @@ def settled_metrics(server: Server) -> dict[str, float]:
     deadline = time.monotonic() + 60
     while True:  # waiting for the writer's flush, not asserting on time
         values = metric_values(server)
-        if values.get("mlstack_capture_queue_rows", 0) == 0 or time.monotonic() > deadline:
+        if values.get("mlstack_capture_pending_rows", 0) == 0 or time.monotonic() > deadline:
             return values
         time.sleep(0.5)
 
@@ -215,7 +215,7 @@ def test_metrics_count_every_prediction_across_two_workers(
     assert len(info) == 1 and after[info[0]] == 1
     assert 'version="' in info[0] and 'run_id="' in info[0]
     assert "mlstack_capture_dropped_total" in after
-    assert "mlstack_capture_queue_rows" in after
+    assert "mlstack_capture_pending_rows" in after
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert "bentoml_service_request_total" in text
     captured = 'mlstack_capture_records_total{kind="predictions"}'

@@ -23,7 +23,6 @@ import yaml
 from typer.testing import CliRunner
 
 from mlstack.drift_command import drift_app
-from monitoring import capture
 from monitoring.capture import (
     LABELS,
     PREDICTIONS,
@@ -34,6 +33,7 @@ from monitoring.capture import (
     smallest,
     write_frame,
 )
+from monitoring.capture import window as capture_window
 from monitoring.drift import compare
 from monitoring.drift_summary import Summary
 from pipeline.environment import TELEMETRY_OFF
@@ -135,12 +135,12 @@ def test_the_same_window_gives_the_same_summary(twice: tuple[dict[str, Any], ...
     assert first == second
 
 
-@pytest.mark.parametrize("scan_rows", [capture.SCAN_ROWS, 700])
+@pytest.mark.parametrize("scan_rows", [capture_window.SCAN_ROWS, 700])
 def test_the_streaming_read_takes_the_rows_the_in_memory_sample_takes(
     project: Path, scan_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In one chunk, and in chunks of 700 rows: the kept rows are pruned between chunks."""
-    monkeypatch.setattr(capture, "SCAN_ROWS", scan_rows)
+    monkeypatch.setattr(capture_window, "SCAN_ROWS", scan_rows)
     settings = load_settings(project / "params.yaml")
     path = settings.path(settings.capture.path)
     until = START + timedelta(days=1)
