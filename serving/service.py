@@ -13,7 +13,7 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 - answers with the model name and version, counts what it served on /metrics
   (serving/service_metrics.py), and appends every served row and feedback label to the
   capture log's local write-ahead segment before the response leaves (compaction into
-  Parquet runs off the request path, monitoring/capture.py);
+  Parquet runs off the request path, monitoring/capture/writer.py);
 - issues a request id per row, signed when a feedback token is set (serving/request_ids.py),
   and shows in the OpenAPI document the categories and classes its model takes
   (serving/openapi.py).
