@@ -71,7 +71,9 @@ class LabelIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    # printable ASCII, as the service issues them: anything else is a 400 naming the row,
+    # never a TypeError in the signature check (hmac.compare_digest takes ASCII text only)
+    request_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
     label: ClassLabel
 
 

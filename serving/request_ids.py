@@ -40,8 +40,10 @@ class RequestIds:
         if self._key is None:
             return True
         unsigned, signature = request_id[:ID_CHARS], request_id[ID_CHARS:]
-        return len(request_id) == ID_CHARS + SIGNATURE_CHARS and hmac.compare_digest(
-            signature, self._signature(unsigned)
+        return (
+            len(request_id) == ID_CHARS + SIGNATURE_CHARS
+            and request_id.isascii()
+            and hmac.compare_digest(signature.encode(), self._signature(unsigned).encode())
         )
 
     def _signature(self, request_id: str) -> str:

@@ -124,6 +124,23 @@ def test_a_label_for_an_id_the_service_never_issued_is_counted_not_captured(
     assert unmatched_total(guarded) - before == 2
 
 
+def test_a_non_ascii_request_id_or_token_is_refused_not_a_500(guarded: Server) -> None:
+    """The probe's case: a request id that is not ASCII with the token set was a 500 with a
+    traceback per request (hmac.compare_digest); a non-ASCII bearer token is a plain 401."""
+    body = json_body({"labels": [{"request_id": "a" * 32 + "é" * 16, "label": 1}]})
+    refused = post(guarded, "/feedback", body, authorization=f"Bearer {TOKEN}")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"][0]["loc"] == ["labels", 0, "request_id"]
+    token = httpx.post(
+        f"{guarded.url}/feedback",
+        content=body,
+        headers={"content-type": "application/json", "authorization": "Bearer é".encode()},
+        timeout=30,
+    )
+    assert token.status_code == 401
+    assert httpx.get(f"{guarded.url}/livez", timeout=10).status_code == 200
+
+
 def unmatched_total(server: Server) -> float:
     for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
         if line.startswith("mlstack_feedback_unmatched_total "):

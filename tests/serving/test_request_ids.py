@@ -40,3 +40,8 @@ def test_every_server_sharing_the_token_recognises_an_id_and_no_other_does() -> 
     request_id = RequestIds("s3cret").new()
     assert RequestIds("s3cret").issued(request_id)  # another worker, another replica
     assert not RequestIds("other").issued(request_id)
+
+
+def test_a_non_ascii_id_is_not_issued_and_raises_nothing() -> None:
+    ids = RequestIds("token")
+    assert not ids.issued("a" * 32 + "é" * 16)
