@@ -87,11 +87,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+# The timestamps a stored row may have: those pandas can hold (nanoseconds in 64 bits,
+# 1677-09-21 to 2262-04-11). A line past them would pass Arrow and fail every reader of
+# the window, so it is refused at write and set aside at recovery like any malformed line.
+MIN_MICROSECONDS = pd.Timestamp.min.value // 1000 + 1
+MAX_MICROSECONDS = pd.Timestamp.max.value // 1000
+
+
+def in_range(stamp: Any) -> bool:
+    """Whether ``stamp`` is a timestamp in microseconds that every reader can hold."""
+    return type(stamp) is int and MIN_MICROSECONDS <= stamp <= MAX_MICROSECONDS
+
+
 def _microseconds(value: Any) -> int:
     """Microseconds since the epoch of a datetime or an ISO string (naive ones are UTC)."""
     if not isinstance(value, datetime):
         value = pd.Timestamp(value).to_pydatetime()
-    return (utc(value) - _EPOCH) // _MICROSECOND
+    stamp = (utc(value) - _EPOCH) // _MICROSECOND
+    if not in_range(stamp):
+        raise ValueError(f"a timestamp outside 1677-09-21..2262-04-11: {value!r}")
+    return stamp
 
 
 def _text(value: Any) -> str | None:
@@ -239,8 +254,8 @@ def _line_values(
         for at, column in enumerate(payload[_PROBA_COLUMNS]):
             got[column] = [p[at] for p in proba]
     for stamp in got.get(TIMESTAMP, ()):
-        if stamp is not None and not (type(stamp) is int and -(2**63) <= stamp < 2**63):
-            raise TypeError(f"a timestamp that is not microseconds: {stamp!r}")
+        if stamp is not None and not in_range(stamp):
+            raise TypeError(f"a timestamp that is not microseconds in range: {stamp!r}")
     return got
 
 
@@ -298,6 +313,9 @@ def scored_lines_table(data: bytes, columns: Sequence[str], numerical: frozenset
             explicit_schema=schema, unexpected_field_behavior="error"
         ),
     )
+    stamps = pc.min_max(lines[_T]).as_py()
+    if len(lines) and not all(in_range(stamps[k]) for k in ("min", "max")):
+        raise ValueError("a timestamp outside the range every reader holds")
     sizes = pc.list_value_length(lines[REQUEST_ID]).to_numpy()
     flat = pc.list_flatten(lines[_ROWS]).combine_chunks()
     proba = pc.list_flatten(pc.list_flatten(lines[_PROBA])).to_numpy()

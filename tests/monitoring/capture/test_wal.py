@@ -159,3 +159,36 @@ def test_a_record_with_text_in_a_numerical_column_is_refused_before_it_is_append
     assert writer.pending == 0
     assert not list((tmp_path / SEGMENTS).glob("*.jsonl"))
     writer.close()
+
+
+def test_a_timestamp_past_2262_is_set_aside_and_compaction_goes_on(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The probe's case: an int64 microsecond timestamp that overflows nanoseconds passed the
+    line check and failed the segment's conversion at every retry and after every restart."""
+    segments = tmp_path / SEGMENTS
+    segments.mkdir()
+    numerical = frozenset(settings.data.features.numerical)
+    good = scored_line(scored_batch(settings, "a", [20.0]))[1]
+    stamp = good.split(b'"t":', 1)[1].split(b",", 1)[0]
+    far = good.replace(stamp, str(2**62).encode()).replace(b'"a0"', b'"z0"')
+    assert far != good
+    labeled = records_line(LABELS, [label("a0", DAY, 1)], numerical)[1]
+    far_label = b'{"records":[{"request_id":"z0","timestamp":%d,"label":"1"}]}\n' % 2**62
+    for kind, lines in {"predictions": [good, far], "labels": [far_label, labeled]}.items():
+        (segments / f"{kind}-{kind[0] * 32}.jsonl").write_bytes(b"".join(lines))
+
+    writer = CaptureWriter(tmp_path / "log", segments=segments, numerical=numerical).start()
+    writer.close()
+
+    assert writer.healthy and writer.pending == 0
+    assert read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist() == ["a0"]
+    assert read_kind(tmp_path / "log", LABELS)["request_id"].tolist() == ["a0"]
+    assert (segments / f"rejected-{'p' * 32}.jsonl").read_bytes() == far
+    assert (segments / f"rejected-{'l' * 32}.jsonl").read_bytes() == far_label
+
+
+def test_a_timestamp_past_2262_is_refused_at_write(tmp_path: Path, settings: Settings) -> None:
+    numerical = frozenset(settings.data.features.numerical)
+    with pytest.raises(ValueError, match="timestamp outside"):
+        records_line(LABELS, [label("x", "2300-01-01T00:00Z", 1)], numerical)  # type: ignore[arg-type]
