@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,99 @@ def verdict(summary: dict[str, Any]) -> str:
     return ", ".join(found) if found else "no drift"
 
 
+@dataclass
+class Loop:
+    """What the served part of the demo saw: each phase's replay and verdict, the retrain's
+    outcome, whether the server switched to its model, and the replay after it."""
+
+    results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    outcome: dict[str, Any] = field(default_factory=dict)
+    switched: bool = False
+    after: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+
+
+def replay_judge_retrain(
+    settings: Settings, url: str, steps: int, rows_at_most: int | None
+) -> Loop:
+    """Steps 3 to the last, against the server at ``url``: replay each phase and judge it,
+    retrain on the flipped traffic, then replay it again to the champion now serving."""
+    loop = Loop()
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for number, phase in enumerate(PHASES, start=3):
+        step(f"{number}/{steps} replay {phase.scenario}, then judge drift")
+        since = datetime.now(UTC)
+        sent = replay(settings, url, phase.scenario, rows_at_most)
+        wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
+        loop.results.append((phase, sent, judge(settings, since, datetime.now(UTC))))
+        windows[phase.scenario] = (since, datetime.now(UTC))
+    step(f"{steps}/{steps} retrain on the flipped, labeled traffic; the gate decides")
+    loop.outcome = outcome = retrain(settings, *windows["concept_flip"])
+    console.print(f"gate: {outcome['decision']} v{outcome['model_version']}: {outcome['reason']}")
+    if outcome["decision"] == "promoted":
+        loop.switched = wait_switch(settings, url, str(outcome["model_version"]))
+    since = datetime.now(UTC)
+    console.print("replaying the same kind of traffic to the champion now serving")
+    sent = replay(settings, url, "concept_flip", rows_at_most)
+    wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
+    loop.after = (sent, judge(settings, since, datetime.now(UTC)))
+    return loop
+
+
+def show_verdicts(settings: Settings, loop: Loop) -> bool:
+    """The table of each phase's verdict against the expected one; true if any differs."""
+    table = Table(title="mlstack demo: what the drift job said")
+    for column in ("replayed", "rows", "expected", "verdict", "report"):
+        table.add_column(column)
+    failed = False
+    for phase, sent, summary in loop.results:
+        said = verdict(summary)
+        matches = (said == "no drift") if phase.expect == "no drift" else phase.expect in said
+        failed |= not matches
+        colour = "green" if matches else "red"
+        report = os.path.relpath(summary["report"], settings.root)
+        table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
+    print_table(console, table)
+    return failed
+
+
+def show_concept_flip(settings: Settings, loop: Loop) -> bool:
+    """The concept flip before and after retraining; true if the loop did not close."""
+    before, after = loop.results[-1][2], loop.after[1]
+    table = Table(title="mlstack demo: the concept flip, before and after retraining")
+    for column in ("concept_flip", "model", "verdict", "realized", "estimated", "report"):
+        table.add_column(column)
+    for name, summary in (("before retraining", before), ("after retraining", after)):
+        concept = summary["concept_drift"]
+        table.add_row(
+            name,
+            f"v{summary['model']['version']}",
+            verdict(summary),
+            f"{concept['current']:.4f}" if concept.get("current") is not None else "n/a",
+            f"{concept['estimated']:.4f}" if concept.get("estimated") is not None else "n/a",
+            os.path.relpath(summary["report"], settings.root),
+        )
+    print_table(console, table)
+    outcome = loop.outcome
+    console.print(
+        f"retrain: {outcome['recent']['labeled_rows']} labeled rows; gate "
+        f"{outcome['decision']} v{outcome['model_version']} ({outcome['reason']})"
+    )
+    realized = [s["concept_drift"].get("current") for s in (before, after)]
+    recovered = None not in realized and realized[1] > realized[0]
+    if outcome["decision"] != "promoted":
+        console.print("[red]the gate kept the old champion: the loop did not close")
+        return True
+    if loop.switched:
+        colour = "green" if recovered else "red"
+        console.print(
+            f"[{colour}]after retraining: {verdict(after)}; realized "
+            f"{settings.drift.performance_metric} on the flipped traffic {realized[0]:.4f} "
+            f"-> {realized[1]:.4f}"
+        )
+        return not recovered
+    return False
+
+
 def main(rows_at_most: int | None = None) -> None:
     """The whole loop; ``rows_at_most`` trims each replay (the end-to-end test uses it)."""
     disable_telemetry()
@@ -231,83 +324,19 @@ def main(rows_at_most: int | None = None) -> None:
 
     step(f"2/{steps} serve the champion: bentoml serve")
     server = start_server(settings, log)
-    results: list[tuple[Phase, dict[str, Any], dict[str, Any]]] = []
-    windows: dict[str, tuple[datetime, datetime]] = {}
-    outcome: dict[str, Any] = {}
-    switched = False
     try:
         try:
             launcher.wait_ready(url, server, log, seconds=READY_SECONDS)
         except launcher.ServerError as error:
             raise SystemExit(f"demo: {error}") from None
         console.print(f"ready at {url}")
-        for number, phase in enumerate(PHASES, start=3):
-            step(f"{number}/{steps} replay {phase.scenario}, then judge drift")
-            since = datetime.now(UTC)
-            sent = replay(settings, url, phase.scenario, rows_at_most)
-            wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
-            results.append((phase, sent, judge(settings, since, datetime.now(UTC))))
-            windows[phase.scenario] = (since, datetime.now(UTC))
-        step(f"{steps}/{steps} retrain on the flipped, labeled traffic; the gate decides")
-        outcome = retrain(settings, *windows["concept_flip"])
-        console.print(
-            f"gate: {outcome['decision']} v{outcome['model_version']}: {outcome['reason']}"
-        )
-        if outcome["decision"] == "promoted":
-            switched = wait_switch(settings, url, str(outcome["model_version"]))
-        since = datetime.now(UTC)
-        console.print("replaying the same kind of traffic to the champion now serving")
-        sent = replay(settings, url, "concept_flip", rows_at_most)
-        wait_captured(settings, since, sent["ok"], sent["labels_accepted"])
-        after = (sent, judge(settings, since, datetime.now(UTC)))
+        loop = replay_judge_retrain(settings, url, steps, rows_at_most)
     finally:
         console.print("[dim]stopping bentoml serve (SIGTERM: the capture log flushes)")
         launcher.stop(server)
 
-    table = Table(title="mlstack demo: what the drift job said")
-    for column in ("replayed", "rows", "expected", "verdict", "report"):
-        table.add_column(column)
-    failed = False
-    for phase, sent, summary in results:
-        said = verdict(summary)
-        matches = (said == "no drift") if phase.expect == "no drift" else phase.expect in said
-        failed |= not matches
-        colour = "green" if matches else "red"
-        report = os.path.relpath(summary["report"], settings.root)
-        table.add_row(phase.scenario, str(sent["ok"]), phase.expect, f"[{colour}]{said}", report)
-    print_table(console, table)
-    before = results[-1][2]
-    loop = Table(title="mlstack demo: the concept flip, before and after retraining")
-    for column in ("concept_flip", "model", "verdict", "realized", "estimated", "report"):
-        loop.add_column(column)
-    for name, summary in (("before retraining", before), ("after retraining", after[1])):
-        concept = summary["concept_drift"]
-        loop.add_row(
-            name,
-            f"v{summary['model']['version']}",
-            verdict(summary),
-            f"{concept['current']:.4f}" if concept.get("current") is not None else "n/a",
-            f"{concept['estimated']:.4f}" if concept.get("estimated") is not None else "n/a",
-            os.path.relpath(summary["report"], settings.root),
-        )
-    print_table(console, loop)
-    console.print(
-        f"retrain: {outcome['recent']['labeled_rows']} labeled rows; gate "
-        f"{outcome['decision']} v{outcome['model_version']} ({outcome['reason']})"
-    )
-    realized = [s["concept_drift"].get("current") for s in (before, after[1])]
-    recovered = None not in realized and realized[1] > realized[0]
-    if outcome["decision"] != "promoted":
-        console.print("[red]the gate kept the old champion: the loop did not close")
-        failed = True
-    elif switched:
-        colour = "green" if recovered else "red"
-        console.print(
-            f"[{colour}]after retraining: {verdict(after[1])}; realized "
-            f"{settings.drift.performance_metric} on the flipped traffic {realized[0]:.4f} "
-            f"-> {realized[1]:.4f}"
-        )
-        failed |= not recovered
+    failed = show_verdicts(settings, loop)
+    failed |= show_concept_flip(settings, loop)
     console.print(f"done in {time.monotonic() - started:.0f}s.")
     console.print(f"runs and registry: mlflow ui --backend-store-uri sqlite:///{MLFLOW_DB}")
     console.print(f"drift history: evidently ui --workspace {settings.drift.workspace}")

@@ -156,15 +156,7 @@ def rollback(
             "package the new champion with `python -m pipeline.package`"
         )
         return
-    try:
-        tag = _package(settings, registry, name, change.version)
-    except Exception as error:
-        typer.echo(
-            f"packaging v{change.version} failed: {error}\nthe {alias} moved all the same; "
-            "package it with `python -m pipeline.package`",
-            err=True,
-        )
-        raise typer.Exit(1) from error
+    tag = _package_or_exit(settings, registry, name, change.version)
     if as_json:
         typer.echo(json.dumps({"change": asdict(change), "packaged": tag}))
         return
@@ -173,6 +165,19 @@ def rollback(
         "a running `bentoml serve` switches to it within serving.reload_seconds; a Bento "
         "built before still packs the old model: `bentoml build` makes a new one"
     )
+
+
+def _package_or_exit(settings: Settings, registry: MlflowClient, name: str, version: str) -> str:
+    """``_package``, or exit 1 saying the alias moved all the same."""
+    try:
+        return _package(settings, registry, name, version)
+    except Exception as error:
+        typer.echo(
+            f"packaging v{version} failed: {error}\nthe {settings.promote.alias} moved all "
+            "the same; package it with `python -m pipeline.package`",
+            err=True,
+        )
+        raise typer.Exit(1) from error
 
 
 def _package(settings: Settings, registry: MlflowClient, name: str, version: str) -> str:

@@ -200,6 +200,50 @@ def replay_frame(
     return result
 
 
+def rows_to_replay(
+    settings: Settings,
+    file: Path | None,
+    scenario: str | None,
+    labels: Path | None,
+    limit: int | None,
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The rows (and their labels, if any) of ``file`` or of ``scenario``, the first ``limit``."""
+    from mlstack import scenarios
+    from pipeline.io import read_table
+
+    if scenario is not None:
+        if labels is not None:
+            raise typer.BadParameter("a scenario brings its own labels: drop --labels")
+        try:
+            frame, truth = scenarios.load(settings, scenario)
+        except scenarios.ScenarioError as error:
+            raise typer.BadParameter(str(error)) from None
+    else:
+        assert file is not None
+        frame = read_table(file)
+        truth = None if labels is None else labels_by_id(frame, read_table(labels), settings)
+    if limit is not None:
+        frame = frame.head(limit)
+        truth = None if truth is None else truth.head(limit)
+    return frame, truth
+
+
+def show_figures(result: ReplayResult, *, labeled: bool) -> None:
+    """Sent, ok, errors, latency and rate for a person (``--json`` prints the summary)."""
+    from mlstack.output import console
+
+    summary = result.summary()
+    out = console()
+    accepted = f"  labels {result.labels_accepted}/{result.labels_sent}"
+    out.print(
+        f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
+        f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
+        f"({summary['requests_per_second']} req/s)" + (accepted if labeled else "")
+    )
+    if result.errors:
+        out.print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
+
+
 def replay(
     file: Annotated[
         Path | None, typer.Argument(help="Parquet or CSV rows with the feature columns.")
@@ -226,28 +270,12 @@ def replay(
 
     Prints sent, ok, errors and p50/p99 latency; exits 1 if any request got a 5xx.
     """
-    from mlstack import scenarios
-    from mlstack.output import console
-    from pipeline.io import read_table
     from pipeline.settings import load_settings_or_exit
 
     if (file is None) == (scenario is None):
         raise typer.BadParameter("give either FILE or --scenario NAME")
     settings = load_settings_or_exit()
-    if scenario is not None:
-        if labels is not None:
-            raise typer.BadParameter("a scenario brings its own labels: drop --labels")
-        try:
-            frame, truth = scenarios.load(settings, scenario)
-        except scenarios.ScenarioError as error:
-            raise typer.BadParameter(str(error)) from None
-    else:
-        assert file is not None
-        frame = read_table(file)
-        truth = None if labels is None else labels_by_id(frame, read_table(labels), settings)
-    if limit is not None:
-        frame = frame.head(limit)
-        truth = None if truth is None else truth.head(limit)
+    frame, truth = rows_to_replay(settings, file, scenario, labels, limit)
     result = replay_frame(
         url,
         frame,
@@ -258,18 +286,9 @@ def replay(
         rate=rate,
         show_progress=not as_json,
     )
-    summary = result.summary()
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(result.summary()))
     else:
-        out = console()
-        labeled = f"  labels {result.labels_accepted}/{result.labels_sent}"
-        out.print(
-            f"sent {summary['sent']}  ok {summary['ok']}  errors {summary['errors']}  "
-            f"p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
-            f"({summary['requests_per_second']} req/s)" + (labeled if truth is not None else "")
-        )
-        if result.errors:
-            out.print(f"errors by status: {dict(result.statuses)} {dict(result.failures)}")
+        show_figures(result, labeled=truth is not None)
     if result.server_errors:
         raise typer.Exit(1)

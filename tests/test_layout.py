@@ -5,11 +5,14 @@
 - ``bentofile.yaml`` packs exactly what the service imports;
 - imports point one way: ``pipeline`` depends on nothing of ours, ``monitoring`` on
   ``pipeline``, ``serving`` on ``pipeline`` and the capture contract, and only the entry
-  points in ``mlstack`` use all three; no stage is imported as a library; no cycles.
+  points in ``mlstack`` use all three; no stage is imported as a library; no cycles;
+- no module of the packages is over 500 lines, no function over 60 without a reason;
+- no test module imports another, and ``bench`` and ``tests`` do not import each other.
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 from pathlib import Path
@@ -145,3 +148,97 @@ def test_editing_a_shared_module_makes_dvc_rerun_the_stages_that_import_it(
         module.write_text(original)
     assert after - before == {"evaluate", "promote"}
     assert stale() == before
+
+
+# Size limits: a module a reader can hold, a function that does one named thing.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "Long because"
+
+
+def package_files() -> list[Path]:
+    return sorted(
+        f
+        for p in ("pipeline", "serving", "monitoring", "mlstack")
+        for f in (ROOT / p).rglob("*.py")
+    )
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {
+        f.relative_to(ROOT).as_posix(): lines
+        for f in package_files()
+        if (lines := len(f.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
+
+
+def long_functions(source: str) -> dict[str, int]:
+    """Functions (methods included) over the limit whose docstring gives no reason."""
+    found = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            reason = LONG_REASON in (ast.get_docstring(node) or "")
+            if lines > MAX_FUNCTION_LINES and not reason:
+                found[f"{node.name} (line {node.lineno})"] = lines
+    return found
+
+
+def test_no_function_is_over_60_lines_without_a_reason() -> None:
+    """Over 60 lines, a function's docstring says why on a line starting "Long because"."""
+    long = {
+        f"{f.relative_to(ROOT).as_posix()}: {name}": lines
+        for f in package_files()
+        for name, lines in long_functions(f.read_text()).items()
+    }
+    assert long == {}, f"split these functions or say why they are long: {long}"
+
+
+def test_the_function_check_sees_a_long_function_and_its_reason() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert list(long_functions(f"def f():\n{body}")) == ["f (line 1)"]
+    assert long_functions(f'def f():\n    """{LONG_REASON} it is a table."""\n{body}') == {}
+
+
+def imported_names(file: Path) -> set[str]:
+    """Every absolute module name ``file`` imports, anywhere in its body, and for
+    ``from a import b`` also ``a.b`` (b may be a module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def python_files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_no_test_module_is_imported_by_another() -> None:
+    """Shared test helpers live in conftest.py or a helper module, never in a test_*.py."""
+    found = {
+        file.relative_to(ROOT).as_posix(): sorted(
+            name for name in imported_names(file) if name.split(".")[-1].startswith("test_")
+        )
+        for folder in ("tests", "bench", "testbeds")
+        for file in python_files(folder)
+    }
+    assert {f: names for f, names in found.items() if names} == {}
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [("bench", ("tests",)), ("tests", ("bench",)), ("testbeds", ("tests", "bench"))],
+)
+def test_bench_and_tests_do_not_import_each_other(folder: str, forbidden: tuple[str, ...]) -> None:
+    """What both need (the drift data, the team stack's servers) lives in ``testbeds``."""
+    found = {
+        file.relative_to(ROOT).as_posix(): sorted(
+            n for n in imported_names(file) if n.split(".")[0] in forbidden
+        )
+        for file in python_files(folder)
+    }
+    assert {f: names for f, names in found.items() if names} == {}
