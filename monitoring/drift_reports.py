@@ -118,63 +118,62 @@ def drift_report(
     )
 
 
-def performance_report(
-    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, classes: list[str]
-) -> Any:
-    """Evidently's classification report and label drift, on the labeled rows only."""
-    from evidently import (
-        BinaryClassification,
-        DataDefinition,
-        Dataset,
-        MulticlassClassification,
-        Report,
-    )
-    from evidently.metrics import ValueDrift
-    from evidently.presets import ClassificationPreset
+def _proba_names(classes: list[str], target: str) -> dict[str, str]:
+    """The probability columns as Evidently's classification must see them.
 
-    target = settings.data.target
-    # Multiclass: Evidently takes the predicted label as the name of the most probable
-    # probability column (``idxmax``) and matches it against the labels, so the columns
-    # must be named by the classes themselves ("gold", not "proba_gold"), or every label
-    # is unknown ("At least one label specified must be in y_true").
-    names = {proba_column(c): proba_column(c) for c in classes}
-    if len(classes) > 2:
-        clash = [c for c in classes if c in (PREDICTION, target)]
-        if clash:
-            raise SchemaError(f"a class is named like a column: {', '.join(clash)}")
-        names = {proba_column(c): c for c in classes}
-    probas = list(names.values())
-    classification: Any
+    Multiclass: Evidently takes the predicted label as the name of the most probable
+    probability column (``idxmax``) and matches it against the labels, so the columns
+    must be named by the classes themselves ("gold", not "proba_gold"), or every label
+    is unknown ("At least one label specified must be in y_true")."""
+    if len(classes) <= 2:
+        return {proba_column(c): proba_column(c) for c in classes}
+    clash = [c for c in classes if c in (PREDICTION, target)]
+    if clash:
+        raise SchemaError(f"a class is named like a column: {', '.join(clash)}")
+    return {proba_column(c): c for c in classes}
+
+
+def _classification(classes: list[str], target: str, probas: list[str]) -> Any:
+    """Evidently's binary (positive class: the last) or multiclass task definition."""
+    from evidently import BinaryClassification, MulticlassClassification
+
     if len(classes) == 2:
-        classification = BinaryClassification(
+        return BinaryClassification(
             target=target,
             prediction_labels=PREDICTION,
             prediction_probas=proba_column(classes[-1]),
             pos_label=classes[-1],
         )
-    else:
-        classification = MulticlassClassification(
-            target=target,
-            prediction_labels=PREDICTION,
-            prediction_probas=probas,
-            labels={c: c for c in classes},
-        )
+    return MulticlassClassification(
+        target=target,
+        prediction_labels=PREDICTION,
+        prediction_probas=probas,
+        labels={c: c for c in classes},
+    )
+
+
+def performance_report(
+    reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings, classes: list[str]
+) -> Any:
+    """Evidently's classification report and label drift, on the labeled rows only."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import ClassificationPreset
+
+    target = settings.data.target
+    names = _proba_names(classes, target)
+    probas = list(names.values())
     definition = DataDefinition(
         numerical_columns=probas,
         categorical_columns=[PREDICTION, target],
-        classification=[classification],
+        classification=[_classification(classes, target, probas)],
     )
     keep = [*names, PREDICTION, target]
     labeled, reference = (f[keep].rename(columns=names) for f in (labeled, reference))
-    report = Report(
-        [
-            ValueDrift(
-                column=target, method=settings.drift.method, threshold=settings.drift.threshold
-            ),
-            ClassificationPreset(),
-        ],
-        include_tests=True,
+    label = ValueDrift(
+        column=target, method=settings.drift.method, threshold=settings.drift.threshold
     )
+    report = Report([label, ClassificationPreset()], include_tests=True)
     return report.run(
         Dataset.from_pandas(labeled, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
