@@ -17,7 +17,7 @@ memory (``ru_maxrss`` of that one child):
 - ``Evidently``: a process that reads the same file, gives it the plain dtypes the job
   gives it, and runs the same two Evidently reports the job runs (data and prediction
   drift; classification quality and label drift on the labeled rows), built by
-  ``monitoring.drift`` so the presets and ``DataDefinition`` are the job's. Its
+  ``monitoring.drift_reports`` so the presets and ``DataDefinition`` are the job's. Its
   ``Report.run`` time (``Dataset.from_pandas`` included) is printed on its own too.
 
 Needs the champion in the project's MLflow store (``uv run dvc repro``). Prints Markdown.
@@ -134,13 +134,8 @@ def evidently_alone(current: Path, reference: Path, out: Path) -> None:
     import evidently.presets  # noqa: F401 - imported before the clock starts
     import pandas as pd
 
-    from monitoring.drift import (
-        _classes,
-        _comparable,
-        _drift_report,
-        _performance_report,
-        _plain,
-    )
+    from monitoring.drift import _classes, _comparable, _plain
+    from monitoring.drift_reports import drift_report, performance_report
     from pipeline.schema import PREDICTION, proba_column
     from pipeline.settings import load_settings
 
@@ -154,8 +149,8 @@ def evidently_alone(current: Path, reference: Path, out: Path) -> None:
     started = time.perf_counter()
     features = settings.data.features.all
     compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
-    _drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
-    _performance_report(ref, labeled, settings, classes)
+    drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
+    performance_report(ref, labeled, settings, classes)
     seconds = time.perf_counter() - started
     out.write_text(json.dumps({"report_seconds": seconds}))
 

@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from croniter import croniter
+from filelock import FileLock, Timeout
 
 from mlstack.output import console
 from mlstack.window import parse_duration, parse_window
+from monitoring.drift_summary import Section
 from pipeline import environment
-from pipeline.settings import load_settings_or_exit
+from pipeline.paths import DRIFT_REPORT_FILE, DRIFT_SUMMARY_FILE
+from pipeline.settings import SettingsError, exit_on_bad_settings, load_settings_or_exit
 
+# The job itself (monitoring.drift_job, and mlstack.retrain_command) is imported inside
+# the functions that run it: it pulls scikit-learn in (about 2 s on 2 cores), which
+# `mlstack --help` and a mistyped option should not wait for.
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -78,8 +85,6 @@ def locked_run(
 ) -> JobResult | None:
     """One run under the job's file lock, and ``then`` (a retrain) under the same lock;
     ``None`` when another run holds it."""
-    from filelock import FileLock, Timeout
-
     from monitoring.drift_job import lock_path, run_once
 
     path = lock_path(settings)
@@ -122,7 +127,20 @@ def _report(result: JobResult) -> None:
             f"{concept.estimated:.4f}, p={concept.p_value:.4f}); "
             f"label drift: {summary.label_drift.detected}"
         )
-    typer.echo(f"report: {result.folder / 'report.html'}")
+    typer.echo(f"report: {result.folder / DRIFT_REPORT_FILE}")
+
+
+def job_settings() -> Settings:
+    """The settings, checked for what the job needs before it reads anything: bad ones
+    end the process with exit 2, naming the key."""
+    from monitoring.drift_job import check_settings
+
+    settings = load_settings_or_exit()
+    try:
+        check_settings(settings)
+    except SettingsError as error:
+        exit_on_bad_settings(error)
+    return settings
 
 
 def result_json(result: JobResult) -> str:
@@ -131,7 +149,7 @@ def result_json(result: JobResult) -> str:
         **result.summary.model_dump(mode="json"),
         "drift_detected": result.summary.drift_detected,
         "folder": str(result.folder),
-        "report": str(result.folder / "report.html"),
+        "report": str(result.folder / DRIFT_REPORT_FILE),
         "window": result.window,
     }
     if result.reference_scored_by is not None:
@@ -194,7 +212,7 @@ def run(
     options = _options(
         current, reference, since, until, last, pushgateway, textfile, mlflow, workspace
     )
-    settings = load_settings_or_exit()
+    settings = job_settings()
     try:
         with console(stderr=True).status(JUDGING):
             result = locked_run(settings, options)
@@ -216,8 +234,6 @@ def run(
 def next_fire(now: datetime, every: timedelta | None, cron: str | None) -> datetime:
     """When the schedule fires next after ``now``."""
     if cron is not None:
-        from croniter import croniter
-
         fire: datetime = croniter(cron, now).get_next(datetime)
         return fire
     assert every is not None
@@ -233,15 +249,19 @@ class RetrainOn(StrEnum):
     any = "any"
 
 
+# The summary section each choice but ``any`` reads.
+RETRAIN_SECTIONS = {
+    RetrainOn.concept: Section.CONCEPT_DRIFT,
+    RetrainOn.performance: Section.PERFORMANCE,
+    RetrainOn.data: Section.DATA_DRIFT,
+}
+
+
 def verdict_matches(result: JobResult, on: RetrainOn) -> bool:
     summary = result.summary
-    found = {
-        RetrainOn.concept: summary.concept_drift.detected,
-        RetrainOn.performance: summary.performance.detected,
-        RetrainOn.data: summary.data_drift.detected,
-        RetrainOn.any: summary.drift_detected,
-    }[on]
-    return found is True
+    if on is RetrainOn.any:
+        return summary.drift_detected
+    return summary.verdicts()[RETRAIN_SECTIONS[on]] is True
 
 
 def retrain_after(settings: Settings, result: JobResult, on: RetrainOn) -> dict[str, Any]:
@@ -290,7 +310,7 @@ def schedule(
         RetrainOn | None,
         typer.Option(
             help="After a run with this verdict, `mlstack retrain` on the window it judged, "
-            "under the same lock; the outcome goes into the run's summary.json."
+            f"under the same lock; the outcome goes into the run's {DRIFT_SUMMARY_FILE}."
         ),
     ] = None,
 ) -> None:
@@ -301,15 +321,8 @@ def schedule(
     that failed (not one the gate rejected or too few labels refused) counts as a failed run.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if (every is None) == (cron is None):
-        raise typer.BadParameter("give exactly one of --every or --cron")
-    interval = parse_duration(every) if every is not None else None
-    if cron is not None:
-        from croniter import croniter
-
-        if not croniter.is_valid(cron):
-            raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
-    settings = load_settings_or_exit()
+    interval = _schedule_interval(every, cron)
+    settings = job_settings()
     runs = failed = 0
     retrained: list[dict[str, Any]] = []  # this run's retrain outcome, if it retrained
 
@@ -325,23 +338,51 @@ def schedule(
         started = datetime.now(UTC)
         options = _options(None, None, None, None, None, pushgateway, textfile, mlflow, workspace)
         retrained.clear()
-        try:
-            result = locked_run(settings, options, then)
-            if result is not None:
-                _report(result)
-            if retrained and retrained[0]["status"] == "failed":
-                failed += 1
-        except Exception:
+        if not _scheduled_run(settings, options, then, retrained, (failed, runs + 1)):
             failed += 1
-            logger.exception(
-                "drift: run failed (%d of %d so far); the schedule goes on", failed, runs + 1
-            )
         runs += 1
         if max_runs is not None and runs >= max_runs:
             break
-        fire = next_fire(max(started, fire), interval, cron)
-        while fire <= datetime.now(UTC):  # a run longer than the interval skips ticks
-            fire = next_fire(fire, interval, cron)
+        fire = _fire_after(max(started, fire), interval, cron)
     if failed:
         logger.error("drift: %d of %d scheduled run(s) failed", failed, runs)
         raise typer.Exit(1)
+
+
+def _schedule_interval(every: str | None, cron: str | None) -> timedelta | None:
+    """``--every`` as an interval (``None`` with ``--cron``); exactly one must be given."""
+    if (every is None) == (cron is None):
+        raise typer.BadParameter("give exactly one of --every or --cron")
+    if cron is not None and not croniter.is_valid(cron):
+        raise typer.BadParameter(f"{cron!r} is not a valid cron expression")
+    return parse_duration(every) if every is not None else None
+
+
+def _scheduled_run(
+    settings: Settings,
+    options: JobOptions,
+    then: Callable[[JobResult], None],
+    retrained: list[dict[str, Any]],
+    counts: tuple[int, int],
+) -> bool:
+    """One scheduled run, reported; ``False`` when it failed (or its retrain did), logged
+    with ``counts`` (failed so far, this run's number), never raised."""
+    try:
+        result = locked_run(settings, options, then)
+        if result is not None:
+            _report(result)
+    except Exception:
+        logger.exception(
+            "drift: run failed (%d of %d so far); the schedule goes on", counts[0] + 1, counts[1]
+        )
+        return False
+    return not (retrained and retrained[0]["status"] == "failed")
+
+
+def _fire_after(last: datetime, interval: timedelta | None, cron: str | None) -> datetime:
+    """The next fire after ``last`` that is still ahead: a run longer than the interval
+    skips the ticks it overran."""
+    fire = next_fire(last, interval, cron)
+    while fire <= datetime.now(UTC):
+        fire = next_fire(fire, interval, cron)
+    return fire

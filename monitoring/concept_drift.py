@@ -123,6 +123,113 @@ def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, Conc
     return performance, concept
 
 
+class Bands:
+    """The reference's bands by window size, each computed once: ``whole`` is the band of
+    the whole reference (its own sampling spread), combined into every threshold."""
+
+    def __init__(self, reference: Window, settings: Settings, rng: np.random.Generator):
+        self.reference, self.rng = reference, rng
+        self.metric = settings.drift.performance_metric
+        self.resamples, self.sigmas = settings.drift.bootstrap, settings.drift.performance_sigmas
+        self._bands: dict[int, Band] = {}
+        self.whole = self.band(len(reference))
+
+    def band(self, size: int) -> Band:
+        if size not in self._bands:
+            self._bands[size] = reference_band(
+                self.reference, self.metric, size, self.resamples, self.rng
+            )
+        return self._bands[size]
+
+    def lower(self, size: int) -> float:
+        """Below this a window of ``size`` rows performs worse than the reference's chunks."""
+        chunk = self.band(size)
+        return chunk.mean - self.sigmas * float(np.hypot(chunk.spread, self.whole.spread))
+
+    def gap_noise(self, size: int) -> float:
+        """How far the estimate may exceed the realized metric on ``size`` rows by noise."""
+        chunk = self.band(size)
+        return chunk.gap_mean + self.sigmas * float(
+            np.hypot(chunk.gap_spread, self.whole.gap_spread)
+        )
+
+
+def _estimated_drop(
+    performance: Performance, bands: Bands, current: Window, settings: Settings
+) -> Performance:
+    """The estimate (CBPE, no labels) on ``current`` against the band for its size."""
+    metric, floor = settings.drift.performance_metric, settings.drift.min_performance_drop
+    reference_value = realized(metric, bands.reference)
+    estimate = estimated(metric, current)
+    threshold = bands.lower(len(current))
+    detected = bool(estimate < threshold and reference_value - estimate >= floor)
+    return performance.model_copy(
+        update={
+            "reference": reference_value,
+            "estimated": estimate,
+            "lower_threshold": threshold,
+            "estimated_drop_detected": detected,
+            "detected": detected,
+        }
+    )
+
+
+def _realized_drop(
+    performance: Performance, bands: Bands, rows: Window, p_drop: float, settings: Settings
+) -> Performance:
+    """The realized metric on the labeled ``rows``: below the band and significantly."""
+    drift = settings.drift
+    value = realized(drift.performance_metric, rows)
+    threshold = bands.lower(len(rows))
+    reference_value = performance.reference
+    assert reference_value is not None  # set by :func:`_estimated_drop`
+    detected = bool(
+        value < threshold
+        and p_drop < drift.alpha
+        and reference_value - value >= drift.min_performance_drop
+    )
+    return performance.model_copy(
+        update={
+            "realized": value,
+            "labeled_lower_threshold": threshold,
+            "p_value": p_drop,
+            "drop_detected": detected,
+            "detected": detected,
+        }
+    )
+
+
+def _concept(
+    concept: ConceptDrift,
+    bands: Bands,
+    rows: Window,
+    slices: list[np.ndarray],
+    p_gap: float,
+    settings: Settings,
+) -> ConceptDrift:
+    """Realized below the estimate on the same ``rows`` by more than CBPE's own error."""
+    drift, metric = settings.drift, settings.drift.performance_metric
+    reference_value = realized(metric, bands.reference)
+    value = realized(metric, rows)
+    estimate = estimated(metric, rows)
+    gap = estimate - value
+    gap_threshold = slice_bias(bands.reference, slices, metric) + bands.gap_noise(len(rows))
+    return concept.model_copy(
+        update={
+            "reference": reference_value,
+            "current": value,
+            "estimated": estimate,
+            "drop": reference_value - value,
+            "gap": gap,
+            "gap_threshold": gap_threshold,
+            "p_value": p_gap,
+            "detected": bool(
+                gap > gap_threshold and p_gap < drift.alpha and gap >= drift.min_performance_drop
+            ),
+        }
+    )
+
+
 def judge(
     reference: Window,
     current: Window,
@@ -135,72 +242,17 @@ def judge(
     ``labeled`` (the rows whose label joined: those of ``current``, or a sample of a larger
     window's); ``labeled_rows`` is how many the window holds (default: ``len(labeled)``).
     ``slices`` are masks of reference rows, see :func:`slice_bias`."""
-    drift, metric = settings.drift, settings.drift.performance_metric
-    sigmas, floor = drift.performance_sigmas, drift.min_performance_drop
+    drift = settings.drift
     rng = np.random.default_rng(settings.data.seed)
     counted = len(labeled) if labeled_rows is None else labeled_rows
     performance, concept = no_verdict(settings, counted)
-    whole = reference_band(reference, metric, len(reference), drift.bootstrap, rng)
-    bands: dict[int, Band] = {}
-
-    def band(size: int) -> Band:
-        if size not in bands:
-            bands[size] = reference_band(reference, metric, size, drift.bootstrap, rng)
-        return bands[size]
-
-    def lower(size: int) -> float:
-        chunk = band(size)
-        return chunk.mean - sigmas * float(np.hypot(chunk.spread, whole.spread))
-
-    reference_value = realized(metric, reference)
-    estimate = estimated(metric, current)
-    threshold = lower(len(current))
-    performance = performance.model_copy(
-        update={
-            "reference": reference_value,
-            "estimated": estimate,
-            "lower_threshold": threshold,
-            "estimated_drop_detected": bool(
-                estimate < threshold and reference_value - estimate >= floor
-            ),
-        }
-    )
-    performance.detected = performance.estimated_drop_detected
+    bands = Bands(reference, settings, rng)
+    performance = _estimated_drop(performance, bands, current, settings)
     if performance.labeled_rows < drift.min_labeled_rows:
         return performance, concept
-
-    rows = labeled
-    value = realized(metric, rows)
-    labeled_threshold = lower(len(rows))
-    p_drop, p_gap = bootstrap_tests(reference, rows, metric, drift.bootstrap, rng)
-    drop_detected = bool(
-        value < labeled_threshold and p_drop < drift.alpha and reference_value - value >= floor
+    bands.band(len(labeled))  # drawn before the tests: the seed's draws stay in order
+    p_drop, p_gap = bootstrap_tests(
+        reference, labeled, drift.performance_metric, drift.bootstrap, rng
     )
-    performance = performance.model_copy(
-        update={
-            "realized": value,
-            "labeled_lower_threshold": labeled_threshold,
-            "p_value": p_drop,
-            "drop_detected": drop_detected,
-            "detected": drop_detected,
-        }
-    )
-
-    estimate_here = estimated(metric, rows)
-    gap = estimate_here - value
-    chunk = band(len(rows))
-    noise = chunk.gap_mean + sigmas * float(np.hypot(chunk.gap_spread, whole.gap_spread))
-    gap_threshold = slice_bias(reference, slices, metric) + noise
-    concept = concept.model_copy(
-        update={
-            "reference": reference_value,
-            "current": value,
-            "estimated": estimate_here,
-            "drop": reference_value - value,
-            "gap": gap,
-            "gap_threshold": gap_threshold,
-            "p_value": p_gap,
-            "detected": bool(gap > gap_threshold and p_gap < drift.alpha and gap >= floor),
-        }
-    )
-    return performance, concept
+    performance = _realized_drop(performance, bands, labeled, p_drop, settings)
+    return performance, _concept(concept, bands, labeled, slices, p_gap, settings)

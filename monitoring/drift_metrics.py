@@ -76,17 +76,9 @@ def registry_for(summary: Summary, finished: float | None = None) -> CollectorRe
     rows = gauge(ROWS, "Rows compared, by kind.", "kind")
     success = gauge(LAST_SUCCESS, "When the drift job last completed.")
 
-    verdicts = {
-        "data": summary.data_drift.detected,
-        "prediction": summary.prediction_drift.detected,
-        "label": summary.label_drift.detected,
-        "performance": summary.performance.detected,
-        "concept": summary.concept_drift.detected,
-        "data_quality": summary.data_quality.detected,
-    }
-    for kind, value in verdicts.items():
+    for section, value in summary.verdicts().items():
         if value is not None:
-            detected.labels(kind=kind, **model).set(int(value))
+            detected.labels(kind=section.kind, **model).set(int(value))
     if summary.data_drift.share is not None:
         share.labels(**model).set(summary.data_drift.share)
     if summary.data_drift.weighted_share is not None:

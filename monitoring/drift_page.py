@@ -9,31 +9,31 @@ from __future__ import annotations
 
 from html import escape
 
-from monitoring.drift_summary import Summary
+from monitoring.drift_summary import Section, Summary
 
-EXPLAIN = {
-    "data_drift": (
+EXPLAIN: dict[Section, str] = {
+    Section.DATA_DRIFT: (
         "Data drift: the features that drifted carry at least drift.drift_share of the "
         "champion's permutation importance, so a shift in the feature the model relies on "
         "counts even when it is one column of many."
     ),
-    "prediction_drift": (
+    Section.PREDICTION_DRIFT: (
         "Prediction drift: the distribution of the model's probabilities or predicted "
         "labels moved away from the reference's."
     ),
-    "performance": (
+    Section.PERFORMANCE: (
         "Performance drop: the metric, estimated from the model's calibrated probabilities "
         "before labels arrive (CBPE) and measured once they do, fell below the lower "
         "threshold (mean minus drift.performance_sigmas standard deviations over reference "
         "chunks of this window's size) and, with labels, significantly (drift.alpha)."
     ),
-    "concept_drift": (
+    Section.CONCEPT_DRIFT: (
         "Concept drift: with labels, the model does significantly and materially worse "
         "than its own estimate on the same rows, which a shift of the inputs alone does "
         "not cause: the relation between inputs and label changed."
     ),
-    "label_drift": "Label drift: the distribution of the labels moved.",
-    "data_quality": (
+    Section.LABEL_DRIFT: "Label drift: the distribution of the labels moved.",
+    Section.DATA_QUALITY: (
         "Missing values: a feature is missing in more rows than in the reference by over "
         "drift.max_missing_increase (an empty column is an upstream break, not drift)."
     ),
@@ -50,17 +50,9 @@ def _verdict(detected: bool | None) -> str:
 
 def section(summary: Summary) -> str:
     """The verdicts, their one-sentence explanations and the per-column table."""
-    sections = {
-        "data_drift": summary.data_drift.detected,
-        "prediction_drift": summary.prediction_drift.detected,
-        "performance": summary.performance.detected,
-        "concept_drift": summary.concept_drift.detected,
-        "label_drift": summary.label_drift.detected,
-        "data_quality": summary.data_quality.detected,
-    }
     items = "".join(
-        f"<li>{_verdict(detected)}. {escape(EXPLAIN[kind])}</li>"
-        for kind, detected in sections.items()
+        f"<li>{_verdict(detected)}. {escape(EXPLAIN[section])}</li>"
+        for section, detected in summary.verdicts().items()
     )
     performance = summary.performance
     figures = (

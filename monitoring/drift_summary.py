@@ -6,9 +6,30 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+
+class Section(StrEnum):
+    """The summary's verdict sections, each named once, in the order people read them.
+
+    The value is the section's key in ``summary.json`` (and in MLflow's
+    ``<section>_detected`` metrics); :attr:`kind` is its ``kind`` label on the Prometheus
+    series (``mlstack_drift_detected{kind="data"}``), which the alert rules use.
+    """
+
+    DATA_DRIFT = "data_drift"
+    PREDICTION_DRIFT = "prediction_drift"
+    PERFORMANCE = "performance"
+    CONCEPT_DRIFT = "concept_drift"
+    LABEL_DRIFT = "label_drift"
+    DATA_QUALITY = "data_quality"
+
+    @property
+    def kind(self) -> str:
+        return self.value.removesuffix("_drift")
 
 
 class _Model(BaseModel):
@@ -162,20 +183,14 @@ class Summary(_Model):
     model: ModelInfo
     _snapshots: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    def verdicts(self) -> dict[Section, bool | None]:
+        """Each section's ``detected``, ``None`` where it was not judged."""
+        return {section: getattr(self, section.value).detected for section in Section}
+
     @property
     def drift_detected(self) -> bool:
         """Any drift at all: what ``--fail-on-drift`` acts on."""
-        return any(
-            section.detected is True
-            for section in (
-                self.data_drift,
-                self.prediction_drift,
-                self.label_drift,
-                self.performance,
-                self.concept_drift,
-                self.data_quality,
-            )
-        )
+        return any(detected is True for detected in self.verdicts().values())
 
     @property
     def snapshots(self) -> dict[str, Any]:

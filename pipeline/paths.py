@@ -33,3 +33,11 @@ BENTOFILE = "bentofile.yaml"
 # The embedded MLflow store, used when MLFLOW_TRACKING_URI is not set.
 MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
+
+# The drift job's files: inside ``drift.reports`` the lock two runs share and the pointer
+# at the newest complete run; inside each run's folder its report and summary.
+DRIFT_LOCK_FILE = ".drift.lock"
+DRIFT_LATEST_FILE = "latest.json"
+DRIFT_REPORT_FILE = "report.html"
+DRIFT_PERFORMANCE_REPORT_FILE = "performance.html"
+DRIFT_SUMMARY_FILE = "summary.json"

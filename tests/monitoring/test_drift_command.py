@@ -445,6 +445,44 @@ def test_a_reference_scored_by_another_version_is_scored_again_by_the_served_one
     assert unnamed["prediction_drift"]["detected"] is True
 
 
+def test_a_window_across_a_champion_switch_is_named_and_rescored_by_one_version(
+    champion: tuple[str, str], project: Path, drift_data: DriftData
+) -> None:
+    """Rows served by an earlier version, then by the champion (most of them): the run
+    names the champion's version in ``model`` and scores the reference with that same
+    version, never a join of both ("997,1") in one place and the other in another."""
+    _, version = champion
+    name = drift_data.settings.model.name
+    reference = scored_by_another_version(project, drift_data, "996")
+    stable = pd.read_parquet(project / "stable.parquet")
+    earlier = len(stable) // 3  # the first third served by version 997, before the switch
+    versions = ["997"] * earlier + [version] * (len(stable) - earlier)
+    switched = project / "switched.parquet"
+    stable.assign(model_name=name, model_version=versions).to_parquet(switched)
+    run = ("run", "--current", str(switched), "--reference", str(reference), "--json")
+
+    result = invoke(*run, *quiet(), params=params(project))
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["model"] == {"name": name, "version": version}
+    assert summary["reference_scored_by"] == {"model_version": version, "rescored_from": "996"}
+    assert summary["prediction_drift"]["detected"] is False, "one model's predictions on both"
+    _, written = latest_summary(project)
+    assert written["model"] == summary["model"]
+
+
+def test_a_drift_column_that_is_no_feature_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """Refused when the settings load, before the reference or the window is read."""
+    write_params(tmp_path, columns={"NOT_A_FEATURE": {"threshold": 0.2}})
+    result = invoke("run", *quiet(), params=str(tmp_path / "params.yaml"))
+    assert result.exit_code == 2, result.output
+    output = result.output + (result.stderr or "")
+    assert "drift.columns" in output and "NOT_A_FEATURE" in output
+    assert "reference set not found" not in output, "refused before any input is read"
+    assert _run_folders(tmp_path) == set()
+
+
 def test_a_served_version_the_registry_lacks_fails_the_run_naming_both_versions(
     champion: tuple[str, str], project: Path, drift_data: DriftData
 ) -> None:

@@ -1,0 +1,107 @@
+"""The run's files: the reports folder and its lock, one folder per run (``report.html``,
+``performance.html``, ``summary.json``), ``latest.json`` and the state file.
+
+Every JSON file is written then renamed, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitoring.drift_page import add_section
+from monitoring.drift_summary import Summary
+from pipeline.paths import (
+    DRIFT_LATEST_FILE,
+    DRIFT_LOCK_FILE,
+    DRIFT_PERFORMANCE_REPORT_FILE,
+    DRIFT_REPORT_FILE,
+    DRIFT_SUMMARY_FILE,
+)
+from pipeline.settings import Settings
+
+INSUFFICIENT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>mlstack drift</title>
+</head><body><h1>Insufficient data</h1><p>{rows} current row(s), fewer than the {needed} needed
+for a verdict (<code>drift.min_rows</code>). No drift was judged.</p></body></html>
+"""
+
+
+def reports_folder(settings: Settings) -> Path:
+    return settings.path(settings.drift.reports)
+
+
+def lock_path(settings: Settings) -> Path:
+    """The file lock two runs (and a run and a retrain) never hold at once."""
+    return reports_folder(settings) / DRIFT_LOCK_FILE
+
+
+def write_json(payload: dict[str, Any], path: Path) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def new_run_folder(settings: Settings, started: datetime) -> Path:
+    """``<drift.reports>/<UTC start>``, with ``-2``, ``-3``... when runs share a second."""
+    base = reports_folder(settings)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
+    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``."""
+    snapshots = summary.snapshots
+    report = folder / DRIFT_REPORT_FILE
+    if "report" in snapshots:
+        snapshots["report"].save_html(str(report))
+        report.write_text(add_section(report.read_text(), summary))
+    else:
+        report.write_text(
+            INSUFFICIENT_HTML.format(rows=summary.rows.current, needed=extra["min_rows"])
+        )
+    if "performance" in snapshots:
+        snapshots["performance"].save_html(str(folder / DRIFT_PERFORMANCE_REPORT_FILE))
+    write_summary(summary, folder, extra)
+
+
+def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
+    payload = {**summary.model_dump(mode="json"), **extra}
+    payload["drift_detected"] = summary.drift_detected
+    write_json(payload, folder / DRIFT_SUMMARY_FILE)
+
+
+def add_to_summary(folder: Path, key: str, value: Any) -> None:
+    """One more key in a written run's ``summary.json`` (the schedule's retrain outcome)."""
+    path = folder / DRIFT_SUMMARY_FILE
+    payload = json.loads(path.read_text())
+    payload[key] = value
+    write_json(payload, path)
+
+
+def write_latest(settings: Settings, folder: Path, summary: Summary) -> None:
+    """``latest.json``: the newest complete run, written after every other output."""
+    write_json(
+        {
+            "folder": folder.name,
+            "summary": f"{folder.name}/{DRIFT_SUMMARY_FILE}",
+            "report": f"{folder.name}/{DRIFT_REPORT_FILE}",
+            "status": summary.status,
+            "drift_detected": summary.drift_detected,
+        },
+        reports_folder(settings) / DRIFT_LATEST_FILE,
+    )
+
+
+def write_state(settings: Settings, until: str, folder: Path) -> None:
+    """The end of the window just judged: where the next default window starts."""
+    write_json({"until": until, "run": folder.name}, settings.path(settings.drift.state))

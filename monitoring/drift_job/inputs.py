@@ -1,0 +1,132 @@
+"""The run's inputs: the settings it may use, the reference set and the champion's feature
+importance, and the current window (a capture window or a ``--current`` file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from monitoring.capture import WindowSample, capture_path, read_window_sample, sample_frame
+from monitoring.drift_job.options import JobOptions
+from monitoring.drift_job.rescore import has_predictions, score_with_champion
+from monitoring.drift_summary import ModelInfo
+from pipeline.io import read_table
+from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
+from pipeline.schema import PREDICTION
+from pipeline.settings import Settings, SettingsError
+
+logger = logging.getLogger("monitoring.drift_job")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_settings(settings: Settings) -> None:
+    """Settings the job cannot judge with, refused before any file is read or scanned.
+
+    Raises :class:`SettingsError` naming the ``params.yaml`` key (the command exits 2)."""
+    features = settings.data.features.all
+    unknown = [c for c in settings.drift.columns if c not in features]
+    if unknown:
+        raise SettingsError(
+            f"drift.columns: {', '.join(unknown)} is not a feature column "
+            f"(data.features lists {', '.join(features)})"
+        )
+
+
+def reference_path(settings: Settings, options: JobOptions) -> Path:
+    if options.reference is not None:
+        return options.reference
+    return settings.path(REFERENCE_FILE)
+
+
+def read_reference(settings: Settings, options: JobOptions) -> pd.DataFrame:
+    """The reference set the pipeline's evaluate stage wrote (or ``--reference``)."""
+    source = reference_path(settings, options)
+    if not source.exists():
+        raise FileNotFoundError(
+            f"reference set not found: {source} (the pipeline's evaluate stage writes it: "
+            "`dvc repro evaluate`)"
+        )
+    return read_table(source)
+
+
+def importance_path(settings: Settings, options: JobOptions) -> Path:
+    """The champion's feature importance, beside the reference set it was computed with."""
+    if options.reference is not None:
+        return options.reference.with_name(Path(IMPORTANCE_FILE).name)
+    return settings.path(IMPORTANCE_FILE)
+
+
+def read_importance(path: Path) -> dict[str, float] | None:
+    """Permutation importance per feature, or ``None`` (every column weighs the same)."""
+    try:
+        payload = json.loads(path.read_text())
+        return {str(c): float(v) for c, v in payload["importance"].items()}
+    except FileNotFoundError:
+        logger.warning("drift: no feature importance at %s; columns weigh the same", path)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        logger.warning("drift: ignoring unreadable importance file %s: %s", path, error)
+    return None
+
+
+def read_state(settings: Settings) -> datetime | None:
+    """End of the last successful capture window, or ``None`` before the first run."""
+    path = settings.path(settings.drift.state)
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text())["until"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        logger.warning("drift: ignoring unreadable state file %s: %s", path, error)
+        return None
+
+
+def _load_file(
+    path: Path, settings: Settings
+) -> tuple[WindowSample, ModelInfo | None, dict[str, Any]]:
+    """A ``--current`` file, read whole then sampled; rows without predictions are scored
+    by the champion (which then is the model that served them)."""
+    rows, seed = settings.drift.sample_rows, settings.data.seed
+    frame = read_table(path)
+    source: dict[str, Any] = {"source": str(path)}
+    if frame.empty:  # nothing to score: too little data, judged as such
+        return sample_frame(frame, settings, rows, seed), None, source
+    if not has_predictions(frame, settings):
+        # The file's own prediction columns (the packager's) are not ours: drop them.
+        frame = frame.drop(columns=[c for c in settings.data.drop if c in frame.columns])
+        sample = sample_frame(frame, settings, rows, seed)
+        sample.current, model = score_with_champion(sample.current, settings)
+        if not sample.labeled.empty:
+            sample.labeled, _ = score_with_champion(sample.labeled, settings)
+        return sample, model, {**source, "scored_by": "champion"}
+    extra = [c for c in settings.data.drop if c in frame.columns and c != PREDICTION]
+    return sample_frame(frame.drop(columns=extra), settings, rows, seed), None, source
+
+
+def load_current(
+    settings: Settings, options: JobOptions
+) -> tuple[WindowSample, ModelInfo | None, dict[str, Any]]:
+    """The current window as a sample (every row when it holds no more than
+    ``drift.sample_rows``) with its whole-window totals, the model that scored it if the
+    job scored it, and a description of the window. A capture window is read in one
+    streaming pass and never held whole; a ``--current`` file is read whole, then sampled
+    the same way."""
+    if options.current is not None:
+        return _load_file(options.current, settings)
+    since = options.since if options.since is not None else read_state(settings)
+    until = options.until if options.until is not None else utc_now()
+    rows, seed = settings.drift.sample_rows, settings.data.seed
+    sample = read_window_sample(capture_path(settings), settings, rows, seed, since, until)
+    window = {
+        "source": capture_path(settings),
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat(),
+    }
+    return sample, None, window

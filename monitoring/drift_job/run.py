@@ -1,0 +1,97 @@
+"""One run of the drift job, in order: refuse what cannot work, read, compare, write.
+
+A run first refuses bad settings and a missing MLflow store (before writing anything),
+then writes, in order: the run folder (``report.html``, ``summary.json``), the MLflow run,
+the Evidently workspace snapshot, the Prometheus series, and last ``latest.json`` and the
+state file. A run that fails half way leaves both where they were: ``latest.json`` points
+at the newest complete run, and the next run retries the same window (see
+:func:`advances_state`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitoring.drift import compare
+from monitoring.drift_job.exports import add_to_workspace, export_metrics, log_to_mlflow
+from monitoring.drift_job.folder import (
+    new_run_folder,
+    write_latest,
+    write_run_folder,
+    write_state,
+    write_summary,
+)
+from monitoring.drift_job.inputs import (
+    check_settings,
+    importance_path,
+    load_current,
+    read_importance,
+    read_reference,
+    utc_now,
+)
+from monitoring.drift_job.options import JobOptions
+from monitoring.drift_job.rescore import reference_for, served_by
+from monitoring.drift_summary import Summary
+from pipeline.settings import Settings
+from pipeline.tracking import client
+
+
+@dataclass
+class JobResult:
+    summary: Summary
+    folder: Path
+    window: dict[str, Any] = field(default_factory=dict)
+    reference_scored_by: dict[str, Any] | None = None  # see :func:`rescore.reference_for`
+
+
+def advances_state(options: JobOptions, summary: Summary) -> bool:
+    """Only a judged default window moves the state on.
+
+    A file or an explicit window is an ad-hoc look and leaves the schedule's place alone;
+    a window too small to judge is kept, so rows pile up until there are enough.
+    """
+    default_window = options.current is None and options.since is None and options.until is None
+    return default_window and summary.status == "ok"
+
+
+def run_once(settings: Settings, options: JobOptions) -> JobResult:
+    """Compare one window and write every output; the state moves on only on success."""
+    check_settings(settings)
+    started = utc_now()
+    registry = client(settings) if options.mlflow else None  # no store: refused, nothing written
+    reference = read_reference(settings, options)
+    importance = read_importance(importance_path(settings, options))
+    sample, model, window = load_current(settings, options)
+    served = served_by(sample, model, settings)  # names the run and re-scores the reference
+    reference, scored_by = reference_for(reference, served, settings)
+    summary = compare(
+        reference,
+        sample.current,
+        settings,
+        model=served,
+        importance=importance,
+        labeled=sample.labeled,
+        totals=sample.totals,
+    )
+    folder = new_run_folder(settings, started)
+    extra: dict[str, Any] = {
+        "window": window,
+        "started": started.isoformat(),
+        "min_rows": settings.drift.min_rows,
+    }
+    if scored_by is not None:
+        extra["reference_scored_by"] = scored_by
+    write_run_folder(summary, folder, extra)
+    if registry is not None:
+        extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
+        write_summary(summary, folder, extra)
+    if options.workspace and summary.snapshots:
+        add_to_workspace(settings, summary, folder)
+    export_metrics(summary, options.pushgateway, options.textfile, time.time())
+    write_latest(settings, folder, summary)
+    if advances_state(options, summary):
+        write_state(settings, window["until"], folder)
+    return JobResult(summary, folder, window, scored_by)
