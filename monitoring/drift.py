@@ -305,6 +305,15 @@ def _unjudged(
     )
 
 
+def _rows(
+    ref: pd.DataFrame, cur: pd.DataFrame, lab: pd.DataFrame, totals: WindowTotals | None
+) -> Rows:
+    """The row counts: the whole window's when it came as a sample (``totals``)."""
+    if totals is None:
+        return Rows(reference=len(ref), current=len(cur), labeled=len(lab))
+    return Rows(reference=len(ref), current=totals.rows, labeled=totals.labeled)
+
+
 def compare(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -325,11 +334,10 @@ def compare(
     ``current``, the rule the job re-scores the reference by).
 
     A window too large to hold comes as a sample (:class:`monitoring.capture.WindowSample`):
-    ``current`` a uniform sample of its rows (data, prediction drift and the performance
-    estimate), ``labeled`` one of its labeled rows (realized performance, concept and label
-    drift; default: the labeled rows of ``current``) and ``totals`` the whole window's row
-    counts, missing values and labels (default: counted on ``current``).
-    Raises :class:`SchemaError` naming the columns when the frames do not match.
+    ``current`` a uniform sample of its rows (data and prediction drift, the estimate),
+    ``labeled`` one of its labeled rows (default: those of ``current``) and ``totals`` the
+    whole window's counts (default: counted on ``current``). Raises :class:`SchemaError`
+    naming the columns when the frames do not match.
     """
     classes = _classes(reference, settings)
     if current.empty:
@@ -341,11 +349,7 @@ def compare(
     target = settings.data.target
     lab = _labeled(reference, cur, labeled, settings, classes)
     _check_classes(totals.labels if totals is not None else set(lab[target]), target, classes)
-    rows = Rows(
-        reference=len(ref),
-        current=totals.rows if totals is not None else len(cur),
-        labeled=totals.labeled if totals is not None else len(lab),
-    )
+    rows = _rows(ref, cur, lab, totals)
     if model is None:
         model = served_model(current, settings.model.name) or ModelInfo(name=settings.model.name)
     summary = _unjudged(rows, len(cur), len(lab), model, settings)

@@ -27,9 +27,17 @@ def stattest(method: str, numerical: bool) -> Any:
 
 
 def check_methods(settings: Settings) -> None:
-    """A drift method Evidently does not know fails now, naming the params.yaml key."""
+    """A ``drift.columns`` key that is no feature, or a drift method Evidently does not
+    know, fails now, naming the params.yaml key."""
     numerical = set(settings.data.features.numerical)
     drift = settings.drift
+    features = settings.data.features.all
+    unknown = [c for c in drift.columns if c not in features]
+    if unknown:
+        raise SchemaError(
+            f"drift.columns: {', '.join(unknown)} is not a feature column "
+            f"(data.features lists {', '.join(features)})"
+        )
     checks = [
         (f"drift.columns.{c}.method", s.method, c in numerical) for c, s in drift.columns.items()
     ]

@@ -81,6 +81,35 @@ def _signed(gain: float, bound: float) -> str:
     return ("+" if gain >= 0 else "") + exact(gain, bound)
 
 
+def _gain(new: float, old: float, higher: bool) -> float:
+    return new - old if higher else old - new
+
+
+def _recent_refusal(
+    candidate_score: float,
+    champion_version: str,
+    champion_score: float,
+    gate: PromoteSettings,
+    recent: RecentScores,
+) -> str | None:
+    """Why the recent rows cannot promote the candidate, or None when they may judge it."""
+    if recent.champion is None:
+        return "the champion has no score on the recent rows"
+    if recent.rows < gate.min_recent_rows:
+        return (
+            f"only {recent.rows} labeled recent rows held out for the gate, fewer than "
+            f"min_recent_rows {gate.min_recent_rows}: too few to judge, nothing promoted"
+        )
+    drop = -_gain(candidate_score, champion_score, HIGHER_IS_BETTER[gate.metric])
+    if drop > gate.max_test_drop:
+        return (
+            f"loses {exact(drop, gate.max_test_drop)} {gate.metric} to champion "
+            f"v{champion_version} on the test split, more than max_test_drop "
+            f"{gate.max_test_drop}"
+        )
+    return None
+
+
 def decide(
     candidate_version: str,
     candidate_score: float,
@@ -113,13 +142,9 @@ def decide(
             recent.champion if recent is not None else None,
         )
 
-    def gain(new: float, old: float) -> float:
-        return new - old if higher else old - new
-
     passes = candidate_score >= gate.min_score if higher else candidate_score <= gate.min_score
     if not passes:
-        bound = "below" if higher else "above"
-        shown = exact(candidate_score, gate.min_score)
+        shown, bound = exact(candidate_score, gate.min_score), "below" if higher else "above"
         reason = f"candidate {gate.metric} {shown} is {bound} min_score {gate.min_score}"
         return verdict("rejected", reason)
     if champion_version is None or champion_score is None:
@@ -128,24 +153,12 @@ def decide(
         return verdict("promoted", "candidate already is the champion")
     new, old, where = candidate_score, champion_score, "the test split"
     if recent is not None:
-        if recent.champion is None:
-            return verdict("rejected", "the champion has no score on the recent rows")
-        if recent.rows < gate.min_recent_rows:
-            reason = (
-                f"only {recent.rows} labeled recent rows held out for the gate, fewer than "
-                f"min_recent_rows {gate.min_recent_rows}: too few to judge, nothing promoted"
-            )
-            return verdict("rejected", reason)
-        drop = -gain(candidate_score, champion_score)
-        if drop > gate.max_test_drop:
-            reason = (
-                f"loses {exact(drop, gate.max_test_drop)} {gate.metric} to champion "
-                f"v{champion_version} on the test split, more than max_test_drop "
-                f"{gate.max_test_drop}"
-            )
-            return verdict("rejected", reason)
+        refusal = _recent_refusal(candidate_score, champion_version, champion_score, gate, recent)
+        if refusal is not None:
+            return verdict("rejected", refusal)
+        assert recent.champion is not None  # a champion without a recent score is refused
         new, old, where = recent.candidate, recent.champion, "recent data"
-    won = gain(new, old)
+    won = _gain(new, old, higher)
     if won > gate.min_delta:
         reason = (
             f"beats champion v{champion_version} on {where} by {_signed(won, gate.min_delta)} "

@@ -42,7 +42,7 @@ REPLAY_ROWS = "1200"  # above drift.min_rows (1000), so the drift run judges
 FEEDBACK_TOKEN_ENV = environment.FEEDBACK_TOKEN  # what the Deployment takes from a Secret
 FEEDBACK_TOKEN = "team-test-feedback-token"
 VENV_BIN = Path(sys.executable).parent
-MLFLOW_MANIFEST = Path(__file__).resolve().parents[2] / "deploy/kubernetes/base/mlflow.yaml"
+MLFLOW_MANIFEST = Path(__file__).resolve().parents[1] / "deploy/kubernetes/base/mlflow.yaml"
 
 
 def manifest_allowed_hosts() -> str:

@@ -11,13 +11,14 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring import drift_reports
 from monitoring.capture import WindowSample, capture_path, read_window_sample, sample_frame
 from monitoring.drift_job.options import JobOptions
 from monitoring.drift_job.rescore import has_predictions, score_with_champion
 from monitoring.drift_summary import ModelInfo
 from pipeline.io import read_table
 from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
-from pipeline.schema import PREDICTION
+from pipeline.schema import PREDICTION, SchemaError
 from pipeline.settings import Settings, SettingsError
 
 logger = logging.getLogger("monitoring.drift_job")
@@ -31,13 +32,10 @@ def check_settings(settings: Settings) -> None:
     """Settings the job cannot judge with, refused before any file is read or scanned.
 
     Raises :class:`SettingsError` naming the ``params.yaml`` key (the command exits 2)."""
-    features = settings.data.features.all
-    unknown = [c for c in settings.drift.columns if c not in features]
-    if unknown:
-        raise SettingsError(
-            f"drift.columns: {', '.join(unknown)} is not a feature column "
-            f"(data.features lists {', '.join(features)})"
-        )
+    try:
+        drift_reports.check_methods(settings)
+    except SchemaError as error:
+        raise SettingsError(str(error)) from None
 
 
 def reference_path(settings: Settings, options: JobOptions) -> Path:
