@@ -219,7 +219,7 @@ def retrain_command(
     """Retrain on the labeled rows of a capture window, then let the gate decide.
 
     Runs `dvc repro` in the project: the new model becomes champion only if it beats the
-    current one on recent rows held out from training and keeps promote.min_score on the
+    current one on recent rows held out from training and keeps promote.threshold on the
     original test split.
     """
     settings = load_settings_or_exit()

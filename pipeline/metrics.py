@@ -18,7 +18,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": False}
+from pipeline.tasks import HIGHER_IS_BETTER, TASK_METRICS
+
+CLASSIFICATION_METRICS = TASK_METRICS["classification"]
 
 
 def score(y_true: pd.Series, proba: np.ndarray, classes: list[str], metric: str) -> float:
@@ -37,7 +39,7 @@ def score(y_true: pd.Series, proba: np.ndarray, classes: list[str], metric: str)
         return float(f1_score(y_true, labels, labels=classes, average="macro"))
     if metric == "log_loss":
         return float(log_loss(y_true, proba, labels=classes))
-    raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(HIGHER_IS_BETTER)}")
+    raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(CLASSIFICATION_METRICS)}")
 
 
 def all_metrics(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def all_metrics(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dic
         c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
     }
-    headline: dict[str, Any] = {m: score(y_true, proba, classes, m) for m in HIGHER_IS_BETTER}
+    headline: dict[str, Any] = {m: score(y_true, proba, classes, m) for m in CLASSIFICATION_METRICS}
     return {**headline, "rows": len(y_true), "per_class": per_class}
 
 

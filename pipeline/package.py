@@ -56,7 +56,7 @@ def _refused(settings: Settings) -> str:
     return (
         f"package: the gate refused the first model{because}; nothing to package: "
         f"{settings.model.name}@{settings.promote.alias} points at no version "
-        "(lower promote.min_score in params.yaml or improve the model, then dvc repro)"
+        "(loosen promote.threshold in params.yaml or improve the model, then dvc repro)"
     )
 
 

@@ -1,6 +1,6 @@
 """Stage 4, promote: the gate between a registered candidate and the ``champion`` alias.
 
-The candidate becomes champion only if it reaches ``promote.min_score`` on the original
+The candidate becomes champion only if it reaches ``promote.threshold`` on the original
 test split and beats the current champion by more than ``promote.min_delta`` (a tie is
 not a win). After a retrain (``mlstack retrain``), "beats" is judged on the recent labeled
 production rows ``prepare`` held out (``data/prepared/recent_holdout.parquet``, never
@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.io import read_json, read_table, write_json
 from pipeline.labels import normalize_label
 from pipeline.lineage import recent_lineage
-from pipeline.metrics import HIGHER_IS_BETTER, score
+from pipeline.metrics import score
 from pipeline.paths import (
     PROMOTION_REPORT,
     RECENT_FILE,
@@ -100,7 +100,7 @@ def _recent_refusal(
             f"only {recent.rows} labeled recent rows held out for the gate, fewer than "
             f"min_recent_rows {gate.min_recent_rows}: too few to judge, nothing promoted"
         )
-    drop = -_gain(candidate_score, champion_score, HIGHER_IS_BETTER[gate.metric])
+    drop = -_gain(candidate_score, champion_score, gate.higher_is_better)
     if drop > gate.max_test_drop:
         return (
             f"loses {exact(drop, gate.max_test_drop)} {gate.metric} to champion "
@@ -120,13 +120,14 @@ def decide(
 ) -> Decision:
     """The gate itself: pure, so every branch is tested without a registry.
 
-    ``min_score`` always applies to the test split. The candidate must beat the champion by
-    more than ``min_delta`` (a tie is not a win): on the recent rows when there are any
-    (``recent``), else on the test split. With recent rows it must also not lose more than
-    ``max_test_drop`` on the test split, and there must be at least ``min_recent_rows`` of
-    them: fewer are too few to tell a better model from luck, and nothing is promoted.
+    ``threshold`` (unless null) always applies to the test split. The candidate must beat
+    the champion by more than ``min_delta`` (a tie is not a win): on the recent rows when
+    there are any (``recent``), else on the test split. With recent rows it must also not
+    lose more than ``max_test_drop`` on the test split, and there must be at least
+    ``min_recent_rows`` of them: fewer are too few to tell a better model from luck, and
+    nothing is promoted.
     """
-    higher = HIGHER_IS_BETTER[gate.metric]
+    higher = gate.higher_is_better
 
     def verdict(decision: str, reason: str) -> Decision:
         return Decision(
@@ -142,11 +143,10 @@ def decide(
             recent.champion if recent is not None else None,
         )
 
-    passes = candidate_score >= gate.min_score if higher else candidate_score <= gate.min_score
-    if not passes:
-        shown, bound = exact(candidate_score, gate.min_score), "below" if higher else "above"
-        reason = f"candidate {gate.metric} {shown} is {bound} min_score {gate.min_score}"
-        return verdict("rejected", reason)
+    bar = gate.threshold
+    if bar is not None and not (candidate_score >= bar if higher else candidate_score <= bar):
+        shown, side = exact(candidate_score, bar), "below" if higher else "above"
+        return verdict("rejected", f"candidate {gate.metric} {shown} is {side} threshold {bar}")
     if champion_version is None or champion_score is None:
         return verdict("promoted", "first model: no champion yet")
     if champion_version == candidate_version:

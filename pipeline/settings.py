@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import environment
 from pipeline.labels import normalize_label
 from pipeline.paths import PARAMS_FILE
+from pipeline.tasks import ESTIMATOR_TASK, HIGHER_IS_BETTER, TASK_METRICS, Task
 
 # The folder that holds the code (and, unless MLSTACK_PARAMS says otherwise, params.yaml).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,7 @@ class Split(_Section):
 
 class DataSettings(_Section):
     path: str
+    task: Task
     target: str
     id: str | None
     timestamp: str | None
@@ -88,6 +90,28 @@ class DataSettings(_Section):
     @classmethod
     def _classes_as_labels(cls, value: Any) -> Any:
         return None if value is None else [normalize_label(v) for v in value]
+
+    @model_validator(mode="after")
+    def _classes_match_the_task(self) -> DataSettings:
+        if self.task == "regression" and self.classes is not None:
+            raise ValueError(
+                "data.classes: a regression task has no classes (remove the key or set it "
+                "to null), or set data.task: classification"
+            )
+        if self.task == "classification" and not self.classes:
+            raise ValueError(
+                "data.classes: a classification task lists its classes (e.g. [0, 1]), "
+                "or set data.task: regression for a numeric target"
+            )
+        if self.task == "regression" and self.split.stratify:
+            raise ValueError(
+                "data.split.stratify: a numeric target cannot be stratified; set it to false"
+            )
+        return self
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
 
     @model_validator(mode="after")
     def _ranges_are_numerical(self) -> DataSettings:
@@ -123,14 +147,21 @@ class RandomForest(_Section):
     n_jobs: int | None
 
 
-Estimator = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
+class Ridge(_Section):
+    alpha: Annotated[float, Field(ge=0)]
+
+
+Estimator = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "ridge"]
 
 
 class TrainSettings(_Section):
+    """The estimator by name: the task (``data.task``) picks its classifier or regressor."""
+
     estimator: Estimator
     hist_gradient_boosting: HistGradientBoosting
     logistic_regression: LogisticRegression
     random_forest: RandomForest
+    ridge: Ridge
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters of the chosen estimator only."""
@@ -143,11 +174,17 @@ class EvaluateSettings(_Section):
 
     importance_repeats: Annotated[int, Field(gt=0)]
     importance_rows: Annotated[int, Field(gt=0)] | None  # None: the whole test split
+    # regression: the nominal coverage of the split-conformal prediction intervals
+    interval_coverage: Annotated[float, Field(gt=0, lt=1)]
 
 
 class PromoteSettings(_Section):
-    metric: Literal["roc_auc", "accuracy", "f1", "log_loss"]
-    min_score: float
+    """The gate. ``threshold`` is the absolute bar on the test split: at least it for a
+    higher-is-better metric, at most it for a lower-is-better one (``None``: no bar, only
+    ``min_delta`` against the champion)."""
+
+    metric: Literal["roc_auc", "accuracy", "f1", "log_loss", "rmse", "mae", "r2", "mape"]
+    threshold: float | None
     min_delta: Annotated[float, Field(ge=0)]
     # after a retrain: the fewest recent rows the gate judges on, and how much the candidate
     # may lose to the champion on the old test split (a concept change costs some:
@@ -155,6 +192,20 @@ class PromoteSettings(_Section):
     min_recent_rows: Annotated[int, Field(ge=1)]
     max_test_drop: Annotated[float, Field(ge=0)]
     alias: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "min_score" in value:
+            raise ValueError(
+                "promote.min_score was renamed promote.threshold (the same bar, read the "
+                "metric's way: at least it for roc_auc, at most it for rmse; null: none)"
+            )
+        return value
+
+    @property
+    def higher_is_better(self) -> bool:
+        return HIGHER_IS_BETTER[self.metric]
 
 
 class RetrainSettings(_Section):
@@ -265,7 +316,7 @@ class DriftSettings(_Section):
     min_performance_drop: Annotated[float, Field(ge=0)]
     performance_sigmas: Annotated[float, Field(gt=0)]
     slices: Annotated[int, Field(ge=2)]
-    performance_metric: Literal["roc_auc", "accuracy", "f1"]
+    performance_metric: Literal["roc_auc", "accuracy", "f1", "rmse", "mae"]
     max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
     bootstrap: Annotated[int, Field(ge=100)]
     sample_rows: Annotated[int, Field(gt=0)]
@@ -335,6 +386,23 @@ class Settings(_Section):
     drift: DriftSettings
     scenarios: dict[str, Scenario] = Field(default_factory=dict)  # traffic to replay, optional
 
+    @model_validator(mode="after")
+    def _sections_match_the_task(self) -> Settings:
+        task = self.data.task
+        estimator = self.train.estimator
+        if ESTIMATOR_TASK.get(estimator, task) != task:
+            raise ValueError(f"train.estimator: {estimator!r} has no {task} model")
+        for key, metric in (
+            ("promote.metric", self.promote.metric),
+            ("drift.performance_metric", self.drift.performance_metric),
+        ):
+            if metric not in TASK_METRICS[task]:
+                raise ValueError(
+                    f"{key}: {metric!r} does not score a {task} model "
+                    f"(use one of {', '.join(TASK_METRICS[task])})"
+                )
+        return self
+
     def path(self, relative: str | Path) -> Path:
         """A project path: absolute paths stay as they are, relative ones hang off ``root``."""
         candidate = Path(relative)
@@ -349,6 +417,10 @@ def _describe(error: ValidationError) -> str:
             lines.append(f"{key}: unknown key")
         elif item["type"] == "missing":
             lines.append(f"{key}: missing key")
+        elif item["type"] == "value_error":  # a validator's own message, which names its key
+            message = str(item["msg"]).removeprefix("Value error, ")
+            named = message.startswith(key) or key == "(top level)"
+            lines.append(message if named else f"{key}: {message}")
         else:
             lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return "; ".join(lines)

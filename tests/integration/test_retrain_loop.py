@@ -85,7 +85,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         # a model fitted to the flipped concept scores lower on the old test split: the
         # bar is lowered so that these tests are about the mechanics, the rejection below
         # and tests/pipeline/test_promotion_gate.py about the rule
-        params["promote"]["min_score"] = 0.75
+        params["promote"]["threshold"] = 0.75
         # a smaller model and one importance shuffle: each retrain runs the whole pipeline
         params["train"]["hist_gradient_boosting"]["max_iter"] = 50
         params["evaluate"]["importance_repeats"] = 1

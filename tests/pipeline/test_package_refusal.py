@@ -14,7 +14,7 @@ from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import PROJECT_ROOT
 
 NAME = "refused-classifier"
-REASON = "candidate roc_auc 0.84998 is below min_score 0.85"
+REASON = "candidate roc_auc 0.84998 is below threshold 0.85"
 
 
 def test_package_without_a_champion_names_the_gates_refusal(tmp_path: Path) -> None:

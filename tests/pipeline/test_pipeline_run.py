@@ -106,17 +106,17 @@ def test_hyperparameter_change_reruns_train_not_prepare(changing_project: Projec
     changing_project.run("git", "commit", "-qm", "lower learning rate")
 
 
-def test_experiment_below_min_score_is_rejected(changing_project: Project) -> None:
+def test_experiment_below_the_threshold_is_rejected(changing_project: Project) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(
         tracking_uri=changing_project.tracking_uri, registry_uri=changing_project.tracking_uri
     )
     before = client.get_model_version_by_alias("employment-classifier", "champion").version
-    changing_project.dvc("exp", "run", "-S", "promote.min_score=0.99")
+    changing_project.dvc("exp", "run", "-S", "promote.threshold=0.99")
     promotion = report(changing_project, "promotion.json")
     assert promotion["decision"] == "rejected"
-    assert "below min_score 0.99" in promotion["reason"]
+    assert "below threshold 0.99" in promotion["reason"]
     after = client.get_model_version_by_alias("employment-classifier", "champion").version
     assert after == before
 
@@ -145,7 +145,7 @@ def test_second_dataset_is_a_params_change(tmp_path: Path) -> None:
         }
         params["model"]["name"] = "wine-classifier"
         params["train"]["estimator"] = "logistic_regression"
-        params["promote"]["min_score"] = 0.9
+        params["promote"]["threshold"] = 0.9
 
     project.edit_params(change)
     project.dvc("repro", "promote")

@@ -5,13 +5,13 @@ from pipeline.settings import PromoteSettings
 
 GATE = PromoteSettings(
     metric="roc_auc",
-    min_score=0.85,
+    threshold=0.85,
     min_delta=0.005,
     min_recent_rows=100,
     max_test_drop=0.05,
     alias="champion",
 )
-LOG_LOSS = GATE.model_copy(update={"metric": "log_loss", "min_score": 0.5, "min_delta": 0.01})
+LOG_LOSS = GATE.model_copy(update={"metric": "log_loss", "threshold": 0.5, "min_delta": 0.01})
 ROWS = 500  # recent rows held out, above min_recent_rows
 
 
@@ -37,10 +37,10 @@ def test_gain_below_min_delta_is_rejected() -> None:
     assert decide("2", 0.903, "1", 0.90, GATE).decision == "rejected"
 
 
-def test_below_min_score_is_rejected_even_without_champion() -> None:
+def test_below_the_threshold_is_rejected_even_without_champion() -> None:
     decision = decide("1", 0.80, None, None, GATE)
     assert decision.decision == "rejected"
-    assert "below min_score 0.85" in decision.reason
+    assert "below threshold 0.85" in decision.reason
 
 
 def test_lower_is_better_for_log_loss() -> None:
@@ -50,7 +50,7 @@ def test_lower_is_better_for_log_loss() -> None:
     assert decide("1", 0.60, None, None, gate).decision == "rejected"
 
 
-# With recent rows (after `mlstack retrain`): min_score on the test split, min_delta on recent.
+# With recent rows (after `mlstack retrain`): the threshold on the test split, min_delta on recent.
 
 
 def test_better_on_recent_rows_is_promoted_though_worse_on_the_test_split() -> None:
@@ -75,12 +75,12 @@ def test_not_better_on_recent_rows_by_min_delta_is_rejected() -> None:
     )
 
 
-def test_better_on_recent_rows_but_below_min_score_on_the_test_split_is_rejected() -> None:
+def test_better_on_recent_rows_but_below_the_threshold_on_the_test_split_is_rejected() -> None:
     decision = decide(
         "2", 0.84, "1", 0.90, GATE, RecentScores(candidate=0.95, champion=0.70, rows=ROWS)
     )
     assert decision.decision == "rejected"
-    assert "below min_score 0.85" in decision.reason
+    assert "below threshold 0.85" in decision.reason
     assert decision.judged_on == "recent"
 
 
@@ -129,10 +129,10 @@ def test_a_tie_is_not_a_win() -> None:
     assert decide("2", 0.9001, "1", 0.90, gate).decision == "promoted"
 
 
-def test_a_score_just_below_min_score_is_not_printed_as_equal() -> None:
+def test_a_score_just_below_the_threshold_is_not_printed_as_equal() -> None:
     decision = decide("1", 0.84998, None, None, GATE)
     assert decision.decision == "rejected"
-    assert "0.84998 is below min_score 0.85" in decision.reason
+    assert "0.84998 is below threshold 0.85" in decision.reason
     assert "0.8500 " not in decision.reason
 
 
