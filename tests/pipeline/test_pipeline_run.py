@@ -133,6 +133,7 @@ def test_second_dataset_is_a_params_change(tmp_path: Path) -> None:
     def change(params: dict[str, Any]) -> None:
         params["data"] = {
             "path": "data/raw/wine.csv",
+            "task": "classification",
             "target": "cultivar",
             "id": None,
             "timestamp": None,

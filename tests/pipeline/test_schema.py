@@ -13,6 +13,7 @@ from pipeline.settings import DataSettings, Features, Split
 def data() -> DataSettings:
     return DataSettings(
         path="unused.parquet",
+        task="classification",
         target="y",
         id=None,
         timestamp=None,

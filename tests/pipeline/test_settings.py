@@ -186,3 +186,58 @@ def test_bad_settings_end_a_command_with_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not valid YAML" in err
+
+
+def _regression(raw: dict[str, Any]) -> None:
+    raw["data"].update(task="regression", classes=None)
+    raw["data"]["split"]["stratify"] = False
+    raw["promote"].update(metric="rmse", threshold=None)
+    raw["drift"]["performance_metric"] = "rmse"
+
+
+def test_a_regression_task_loads_with_its_own_metrics() -> None:
+    raw = params()
+    _regression(raw)
+    raw["train"]["estimator"] = "ridge"
+    settings = parse_settings(raw)
+    assert settings.data.is_regression
+    assert not settings.promote.higher_is_better
+    assert settings.promote.threshold is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            lambda r: r["data"].update(task="regression"),
+            r"^invalid .*: data\.classes: a regression",
+        ),
+        (lambda r: r["data"].update(classes=None), r"data\.classes: a classification task"),
+        (lambda r: r["data"].update(task="forecast"), r"data\.task"),
+        (lambda r: r["train"].update(estimator="ridge"), r"train\.estimator: 'ridge' has no"),
+        (lambda r: r["promote"].update(metric="rmse"), r"promote\.metric: 'rmse' does not"),
+        (lambda r: r["drift"].update(performance_metric="mae"), r"drift\.performance_metric"),
+        (lambda r: r["promote"].update(min_score=0.8), r"promote\.min_score was renamed"),
+    ],
+)
+def test_a_key_that_does_not_fit_the_task_is_named(change: Any, named: str) -> None:
+    raw = params()
+    change(raw)
+    with pytest.raises(SettingsError, match=named):
+        parse_settings(raw)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda r: r["data"]["split"].update(stratify=True), r"data\.split\.stratify"),
+        (lambda r: r["train"].update(estimator="logistic_regression"), r"train\.estimator"),
+        (lambda r: r["promote"].update(metric="roc_auc"), r"promote\.metric: 'roc_auc'"),
+    ],
+)
+def test_a_regression_key_that_does_not_fit_is_named(change: Any, named: str) -> None:
+    raw = params()
+    _regression(raw)
+    change(raw)
+    with pytest.raises(SettingsError, match=named):
+        parse_settings(raw)
