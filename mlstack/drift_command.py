@@ -4,7 +4,8 @@ Exit status of ``run``: 0 when the run completed (drift or not, or too little da
 with ``--fail-on-drift`` when any drift was detected, 1 when the run failed (the message
 names the cause: a column mismatch, a missing reference set, no champion to score with),
 2 when the command line or the params file is wrong (the message names the key).
-``--json`` prints the run's summary as one JSON object on stdout, for scripts and tests.
+``--json`` prints the run's summary as one JSON object on stdout, for scripts and tests;
+a failed run (exit 1 or 2) prints ``{"status": "failed", "error", "type", "exit_code"}``.
 Two runs never overlap, across processes too: a run that finds the lock taken is
 skipped with a warning and exits 0, so cron does not pile runs up behind a slow one.
 """
@@ -28,7 +29,7 @@ from mlstack.window import parse_duration, parse_window
 from monitoring.drift_summary import Section
 from pipeline import environment
 from pipeline.paths import DRIFT_REPORT_FILE, DRIFT_SUMMARY_FILE
-from pipeline.settings import SettingsError, exit_on_bad_settings, load_settings_or_exit
+from pipeline.settings import SettingsError, exit_on_bad_settings, load_settings
 
 # The job itself (monitoring.drift_job, and mlstack.retrain_command) is imported inside
 # the functions that run it: it pulls scikit-learn in (about 2 s on 2 cores), which
@@ -130,17 +131,25 @@ def _report(result: JobResult) -> None:
     typer.echo(f"report: {result.folder / DRIFT_REPORT_FILE}")
 
 
-def job_settings() -> Settings:
+def job_settings(as_json: bool = False) -> Settings:
     """The settings, checked for what the job needs before it reads anything: bad ones
-    end the process with exit 2, naming the key."""
+    end the process with exit 2, naming the key; with ``--json`` also as one JSON object on
+    stdout, so a script reading stdout never gets nothing back."""
     from monitoring.drift_job import check_settings
 
-    settings = load_settings_or_exit()
     try:
+        settings = load_settings()
         check_settings(settings)
     except SettingsError as error:
+        if as_json:
+            typer.echo(failure_json(" ".join(str(error).split()), "SettingsError", 2))
         exit_on_bad_settings(error)
     return settings
+
+
+def failure_json(message: str, kind: str, code: int) -> str:
+    """A run that could not finish, as one JSON object: ``status`` is ``"failed"``."""
+    return json.dumps({"status": "failed", "error": message, "type": kind, "exit_code": code})
 
 
 def result_json(result: JobResult) -> str:
@@ -212,12 +221,15 @@ def run(
     options = _options(
         current, reference, since, until, last, pushgateway, textfile, mlflow, workspace
     )
-    settings = job_settings()
+    settings = job_settings(as_json)
     try:
         with console(stderr=True).status(JUDGING):
             result = locked_run(settings, options)
     except Exception as error:
-        typer.echo(f"drift run failed: {error}", err=True)
+        message = " ".join(str(error).split()) or type(error).__name__
+        typer.echo(f"drift run failed: {message}", err=True)
+        if as_json:
+            typer.echo(failure_json(message, type(error).__name__, 1))
         raise typer.Exit(1) from error
     if result is None:
         if as_json:

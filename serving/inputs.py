@@ -96,6 +96,20 @@ def instance_model(data: DataSettings) -> type[BaseModel]:
     return model
 
 
+def body_model(name: str, key: str, item: Any, max_rows: int) -> type[BaseModel]:
+    """The request body: ``{key: [item, ...]}`` and no other top-level key.
+
+    An unknown top-level key is refused as an unknown key inside a row is: a 400 of type
+    ``extra_forbidden`` naming the key (``loc: [key]``), never silently ignored: a client
+    that misspells ``instances`` or sends ``{"instances": ..., "model": "v2"}`` learns that
+    the field does nothing. (BentoML's own body model ignores extra keys.)
+    """
+    rows: Any = Annotated[list[item], Field(min_length=1, max_length=max_rows)]
+    fields: dict[str, Any] = {key: (rows, ...)}
+    model: type[BaseModel] = _create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    return model
+
+
 def as_rows(instances: Sequence[BaseModel], data: DataSettings) -> list[dict[str, Any]]:
     """Validated instances as plain dicts keyed by column: floats and category strings."""
     numerical = [(f"n{i}", c) for i, c in enumerate(data.features.numerical)]

@@ -76,6 +76,7 @@ from serving.guard import RequestGuard
 from serving.inputs import (
     LabelIn,
     as_rows,
+    body_model,
     error_body,
     instance_model,
     shown,
@@ -121,6 +122,9 @@ if TYPE_CHECKING:
     Instance = BaseModel
 else:
     Instance = instance_model(SETTINGS.data)
+# The bodies, with no top-level key but the one each route reads (serving/inputs.py).
+PREDICT_BODY = body_model("PredictRequest", "instances", Instance, MAX_ROWS)
+FEEDBACK_BODY = body_model("FeedbackRequest", "labels", LabelIn, MAX_ROWS)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -305,7 +309,7 @@ class Classifier:
         batches = await anyio.to_thread.run_sync(self._predict_batches, [rows])
         return batches[0]
 
-    @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]
+    @bentoml.api(route="/predict", input_spec=PREDICT_BODY)  # type: ignore[untyped-decorator]
     async def predict(
         self,
         instances: Annotated[list[Instance], Field(min_length=1, max_length=MAX_ROWS)],
@@ -346,7 +350,7 @@ class Classifier:
         )
         return answer
 
-    @bentoml.api(route="/feedback")  # type: ignore[untyped-decorator]
+    @bentoml.api(route="/feedback", input_spec=FEEDBACK_BODY)  # type: ignore[untyped-decorator]
     async def feedback(
         self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
     ) -> dict[str, Any]:

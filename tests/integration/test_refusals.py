@@ -1,6 +1,7 @@
 """Refusals a hostile or careless client meets on a real server, and what the log says.
 
 - a NaN label is a 400 naming its row (it was a 500);
+- an unknown top-level key is a 400, as an unknown key inside a row is;
 - one WARNING line per refused request, without the body, and no traceback;
 - a refused value is echoed back cut short, never whole;
 - with ``MLSTACK_FEEDBACK_TOKEN`` set, ``/feedback`` without the bearer token is a 401;
@@ -44,6 +45,29 @@ def test_a_boolean_label_is_refused_as_the_schema_says(server: Server) -> None:
     response = post(server, "/feedback", b'{"labels": [{"request_id": "a", "label": true}]}')
     assert response.status_code == 400
     assert response.json()["detail"][0]["loc"] == ["labels", 0, "label"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", {"instances": [ROW], "model": "v2"}),
+        ("/predict", {"instance": [ROW]}),
+        ("/feedback", {"labels": [{"request_id": "a", "label": 1}], "force": True}),
+    ],
+)
+def test_an_unknown_top_level_key_is_a_400_like_an_unknown_row_key(
+    server: Server, path: str, body: dict[str, Any]
+) -> None:
+    """The probe's case: ``{"instances": [...], "model": "v2"}`` was answered (the key did
+    nothing, silently) while an unknown key inside a row was a 400."""
+    response = post(server, path, json_body(body))
+    assert response.status_code == 400, response.text
+    locs = [error["loc"] for error in response.json()["detail"]]
+    unknown = next(k for k in body if k not in ("instances", "labels"))
+    assert [unknown] in locs
+    inside = post(server, "/predict", json_body({"instances": [{**ROW, "colour": "red"}]}))
+    assert inside.status_code == 400
+    assert inside.json()["detail"][0]["loc"] == ["instances", 0, "colour"]
 
 
 def test_a_refused_request_logs_one_warning_line_without_its_body(server: Server) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from filelock import FileLock
 from typer.testing import CliRunner
 
@@ -179,6 +180,31 @@ def test_column_mismatch_fails_naming_the_column(project: Path) -> None:
     assert "income" in result.output + (result.stderr or "")
     after = json.loads((project / "reports" / "drift" / "latest.json").read_text())
     assert after == before, "a failed run does not move latest.json"
+
+
+def test_a_failed_run_with_json_prints_one_json_error(project: Path, tmp_path: Path) -> None:
+    """The probe's case: ``drift run --json`` printed nothing on stdout when the run failed."""
+    args = ("run", "--current", str(project / "extra.parquet"), "--json", *quiet())
+    result = invoke(*args, params=params(project))
+    assert result.exit_code == 1
+    failure = json.loads(result.stdout.strip().splitlines()[-1])
+    assert failure["status"] == "failed" and failure["exit_code"] == 1
+    assert "income" in failure["error"]
+    bad = yaml.safe_load(Path(params(project)).read_text())
+    bad["drift"]["columns"] = {"no_such_feature": {"method": "wasserstein"}}
+    bad_file = Path(params(project)).parent / "bad-drift-params.yaml"
+    bad_file.write_text(yaml.safe_dump(bad))
+    refused = invoke(
+        "run", "--current", str(project / "tiny.parquet"), "--json", params=str(bad_file)
+    )
+    assert refused.exit_code == 2
+    failure = json.loads(refused.stdout.strip().splitlines()[-1])
+    assert (failure["status"], failure["type"], failure["exit_code"]) == (
+        "failed",
+        "SettingsError",
+        2,
+    )
+    assert "no_such_feature" in failure["error"]
 
 
 def test_window_options_are_checked(project: Path) -> None:
