@@ -256,6 +256,9 @@ class ServingSettings(_Section):
     # Each worker asks the registry every this many seconds where the champion alias
     # points, and swaps in a new champion between batches (serving/champion.py); 0: never.
     reload_seconds: Annotated[float, Field(ge=0)]
+    # Without MLSTACK_FEEDBACK_TOKEN, /feedback takes labels from loopback clients only
+    # (serving/guard.py); true takes them from anywhere, unauthenticated, on purpose.
+    open_feedback: bool
     batching: BatchingSettings
 
 

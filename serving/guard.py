@@ -30,8 +30,14 @@ GUARDED = ("/predict", "/feedback")
 
 
 class RequestGuard:
-    """Refuses ``/feedback`` without the bearer token (401, when a token is set) and bodies
-    over ``max_body_bytes`` (413); counts and logs every 4xx by reason."""
+    """Refuses ``/feedback`` without the bearer token (401, when a token is set), or, with
+    no token set, from a client that is not on loopback (403, unless ``open_feedback``);
+    and bodies over ``max_body_bytes`` (413); counts and logs every 4xx by reason.
+
+    Without a token anyone who reaches ``/feedback`` can label any request id, so an
+    unauthenticated server takes labels only from its own machine (a sidecar, a job on the
+    host, the tests) unless the operator opens it on purpose.
+    """
 
     def __init__(
         self,
@@ -39,9 +45,11 @@ class RequestGuard:
         max_body_bytes: int,
         feedback_token: str | None = None,
         describe: Callable[[dict[str, Any]], None] | None = None,
+        open_feedback: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.open_feedback = open_feedback
         self._describe = describe  # adds what the model accepts to the OpenAPI document
         self._expected = f"Bearer {feedback_token}".encode() if feedback_token else None
 
@@ -56,6 +64,9 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         if path == FEEDBACK and not self._authorized(headers.get(b"authorization")):
             await self._refuse(send, path, 401, UNAUTHORIZED)
+            return
+        if path == FEEDBACK and not self._may_label_without_token(scope):
+            await self._refuse(send, path, 403, NOT_LOCAL)
             return
         media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if media != b"application/json":
@@ -145,6 +156,12 @@ class RequestGuard:
             return True
         return header is not None and hmac.compare_digest(header, self._expected)
 
+    def _may_label_without_token(self, scope: Scope) -> bool:
+        if self._expected is not None or self.open_feedback:
+            return True
+        client = scope.get("client")
+        return client is not None and is_loopback(str(client[0]))
+
     async def _too_large(self, send: Send, path: str) -> None:
         detail = {
             "type": "body_too_large",
@@ -190,7 +207,26 @@ NOT_JSON = (
         "msg": "send Content-Type: application/json",
     },
 )
+NOT_LOCAL = (
+    "feedback from another host needs a token",
+    {
+        "type": "feedback_not_local",
+        "loc": ["client"],
+        "msg": "the server has no MLSTACK_FEEDBACK_TOKEN: it takes labels from loopback "
+        "clients only (set the token, or serving.open_feedback: true)",
+    },
+)
 LOGGED_LOC_CHARS = 80  # a field name comes from the client: bounded in the log too
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an ASGI client address) is this machine's loopback interface."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback
+    except ValueError:
+        return False
 
 
 def _described(body: bytes) -> tuple[str, str, int]:

@@ -236,6 +236,15 @@ class Classifier:
         gc.collect()
         gc.freeze()
         logger.info("serving %s version %s (run %s)", packed.name, packed.version, packed.run_id)
+        if not self.request_ids.signed:
+            logger.warning(
+                "no %s: /feedback takes labels for any request id, from %s; set the token "
+                "to accept only ids this service issued",
+                environment.FEEDBACK_TOKEN,
+                "anyone (serving.open_feedback)"
+                if self.settings.serving.open_feedback
+                else "loopback clients only",
+            )
 
     def __is_ready__(self) -> bool:
         """``/readyz``: ready while the capture log can be written (checked at start, then
@@ -407,4 +416,5 @@ cast(Any, Classifier).add_asgi_middleware(
     max_body_bytes=SETTINGS.serving.max_body_bytes,
     feedback_token=os.environ.get(environment.FEEDBACK_TOKEN) or None,
     describe=ACCEPTED.describe,
+    open_feedback=SETTINGS.serving.open_feedback,
 )

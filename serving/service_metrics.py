@@ -85,6 +85,7 @@ REASONS = {
     "unknown_class": "unknown_class",
     "body_too_large": "body_too_large",
     "unauthorized": "unauthorized",
+    "feedback_not_local": "feedback_not_local",
     "unsupported_media_type": "not_json",
     "unmatched_request": "unmatched_request",
 }

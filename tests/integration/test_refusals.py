@@ -95,6 +95,19 @@ def test_a_refused_value_is_echoed_back_cut_short(server: Server) -> None:
     assert len(response.content) < 1_000
 
 
+def test_without_a_token_the_server_warns_at_start_and_takes_local_labels(
+    server: Server, guarded: Server
+) -> None:
+    """No token: one warning at start saying who may label; the tests' client is on loopback
+    (a client on another host gets 403: tests/serving/test_guard.py)."""
+    warned = [line for line in server.log.read_text().splitlines() if "no MLSTACK_FEEDBACK" in line]
+    assert warned and "loopback clients only" in warned[0]
+    assert "no MLSTACK_FEEDBACK" not in guarded.log.read_text()
+    served = post(server, "/predict", json_body(EXAMPLE_INPUT)).json()
+    label = {"request_id": served["predictions"][0]["request_id"], "label": 1}
+    assert post(server, "/feedback", json_body({"labels": [label]})).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def guarded(
     packaged: str, base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
