@@ -98,14 +98,24 @@ class CaptureWriter:
         return self
 
     def _check_path(self) -> None:
-        try:
-            probe(self.path)
-        except Exception as error:  # noqa: BLE001 - any failure means "cannot write"
-            if self.healthy:
-                logger.error("capture: %s cannot be written: %s", self.path, error)
-            self.healthy = False
-        else:
-            self.healthy = True
+        """Probe both folders a served row goes through: the local write-ahead segments
+        (checked at start, not found at the first request) and the capture path. Healthy
+        only when both can be written, so a request whose append failed cannot make a
+        probe of the path alone report ready again."""
+        for folder in (self.segments, self.path):
+            try:
+                probe(folder)
+            except Exception as error:  # noqa: BLE001 - any failure means "cannot write"
+                if self.healthy:
+                    logger.error(
+                        "capture: %s cannot be written (%s); not ready until it can: %s",
+                        folder,
+                        "the write-ahead segments" if folder == self.segments else "the log",
+                        error,
+                    )
+                self.healthy = False
+                return
+        self.healthy = True
 
     def recover(self) -> int:
         """Compact the segments that processes which died left behind; return their rows."""
@@ -231,7 +241,8 @@ class CaptureWriter:
                         error,
                     )
                     break  # the others would fail the same way
-                self.healthy = True
+                if not self.healthy:  # the path takes rows again: are the segments fine too?
+                    self._check_path()
                 written += rows
                 with self._condition:
                     self._sealed.remove(segment)

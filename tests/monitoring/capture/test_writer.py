@@ -122,3 +122,31 @@ def test_health_comes_back_when_the_path_does_even_with_nothing_to_write(
     writer.flush()
     assert writer.healthy
     writer.close()
+
+
+def test_unwritable_segments_are_seen_at_start_and_health_does_not_flap(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's case: a segments folder that cannot be written was found only at the
+    first request, and the next flush, probing the capture path alone, reported healthy
+    again: ``/readyz`` flapped while every row was dropped."""
+    blocker = tmp_path / "segments-not-a-folder"
+    blocker.write_text("a file where the segments folder should be")
+    dropped: list[int] = []
+    with caplog.at_level(logging.ERROR, logger="monitoring.capture"):
+        writer = CaptureWriter(
+            tmp_path / "capture", segments=blocker, on_dropped=lambda kind, n: dropped.append(n)
+        ).start()
+    assert not writer.healthy, "seen at start, before any request"
+    assert str(blocker) in caplog.text and "write-ahead segments" in caplog.text
+    assert writer.add(PREDICTIONS, scored_batch(settings, "w", [40.0, 41.0])) == 0
+    assert dropped == [2], "a row that cannot be written ahead is counted as dropped"
+    for _ in range(3):
+        writer.flush()
+        assert not writer.healthy, "the capture path is fine, the segments are not"
+    blocker.unlink()  # the folder can be made again
+    writer.flush()
+    assert writer.healthy
+    assert writer.add(PREDICTIONS, scored_batch(settings, "x", [42.0])) == 1
+    writer.close()
+    assert read_kind(tmp_path / "capture", PREDICTIONS)["request_id"].tolist() == ["x0"]
