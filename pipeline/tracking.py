@@ -50,6 +50,10 @@ class UnsafeModel(ValueError):
     """A model folder that is not skops with the reviewed trusted types; nothing was loaded."""
 
 
+class ForeignModel(ValueError):
+    """A model folder logged by another run than the one the registry names for it."""
+
+
 @dataclass(frozen=True)
 class Champion:
     """The registered model version the champion alias points at."""
@@ -172,6 +176,16 @@ def find_champion(registry: MlflowClient, settings: Settings) -> Champion:
     return Champion(name=found.name, version=str(found.version), run_id=str(found.run_id or ""))
 
 
+def logging_run(folder: Path) -> str:
+    """The run that logged the MLflow model in ``folder``, as its ``MLmodel`` says ("" if none)."""
+    import yaml
+
+    try:
+        return str(yaml.safe_load((folder / "MLmodel").read_text()).get("run_id") or "")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return ""
+
+
 def model_file(folder: Path) -> Path:
     """The skops file of an MLflow model folder, after checking what its ``MLmodel`` says.
 
@@ -230,13 +244,15 @@ def download_model(source: str, store: str | None, destination: str) -> Path:
     )
 
 
-def load_model(source: str | Path, store: str | None = None) -> Any:
+def load_model(source: str | Path, store: str | None = None, run_id: str = "") -> Any:
     """The one way a model is loaded: a local MLflow model folder, or a ``models:/`` or
     ``runs:/`` URI downloaded first from ``store`` (a tracking URI, such as
     :func:`tracking_uri` of the settings).
 
     Refuses, with :class:`UnsafeModel`, a folder whose ``MLmodel`` asks for another format
-    and a skops file holding types outside :data:`SKOPS_TRUSTED_TYPES`.
+    and a skops file holding types outside :data:`SKOPS_TRUSTED_TYPES`; with ``run_id``,
+    refuses with :class:`ForeignModel` a folder that run did not log (its ``MLmodel``
+    names another run), before reading the model file.
     """
     import skops.io
 
@@ -245,6 +261,13 @@ def load_model(source: str | Path, store: str | None = None) -> Any:
         if not folder.is_dir():
             folder = download_model(str(source), store, scratch)
         file = model_file(folder)
+        if run_id:
+            logged_by = logging_run(folder)
+            if logged_by != run_id:
+                raise ForeignModel(
+                    f"{source}: the registry names run {run_id} but the model folder was "
+                    f"logged by run {logged_by or '(none)'}: another store's artifacts?"
+                )
         untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(SKOPS_TRUSTED_TYPES))
         if untrusted:
             raise UnsafeModel(f"{source}: the model holds unreviewed types: {', '.join(untrusted)}")

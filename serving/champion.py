@@ -8,15 +8,17 @@ swapping the champion is replacing that one reference: no lock, no failed reques
 
 With ``serving.reload_seconds`` > 0, a thread in each worker asks the registry that often
 where ``promote.alias`` of ``model.name`` points (``pipeline.tracking.client``: the
-project's store, or ``MLFLOW_TRACKING_URI``). When it names another version than the one
-served, that version is downloaded, loaded by ``pipeline.tracking.load_model`` (skops with
+project's store, or ``MLFLOW_TRACKING_URI``). When it names another model than the one
+served (another version, or the same number from another run: :func:`same_model`), that
+version is downloaded, loaded by ``pipeline.tracking.load_model`` (skops with
 the reviewed types only), checked against the feature schema by one prediction, and only
 then swapped in. The promote stage, ``mlstack retrain`` and ``mlstack model rollback`` all
 move the alias, so a running server follows all three the same way.
 
 What can go wrong leaves the served model in place and is reported, once per cause:
 
-- the new version does not load (download error, refused as unsafe, wrong features):
+- the new version does not load (download error, refused as unsafe, wrong features, a
+  model folder another run logged than the one the registry names: ``foreign``):
   one WARNING line naming the version and why, ``mlstack_model_reload_failures_total``
   by reason; the same version is tried again after a back-off that doubles per failure
   (``reload_seconds`` x 2, 4, ... up to x :data:`MAX_BACKOFF`), at once if the alias moves;
@@ -44,6 +46,7 @@ from pipeline.schema import proba_column
 from pipeline.settings import Settings
 from pipeline.tracking import (
     Champion,
+    ForeignModel,
     StoreNotFound,
     UnsafeModel,
     client,
@@ -158,7 +161,18 @@ def _failure_reason(error: Exception) -> str:
         return "unsafe"
     if isinstance(error, IncompatibleModel):
         return "incompatible"
+    if isinstance(error, ForeignModel):
+        return "foreign"
     return "load"
+
+
+def same_model(found: Champion, served: ServedModel) -> bool:
+    """Whether the registry's champion is the model served: the same version number AND,
+    where both are known, the same run. A version number alone is not an identity: a Bento
+    packed by another project (a shared BentoML home) or another store also has a "v2"."""
+    if found.version != served.version:
+        return False
+    return not (found.run_id and served.run_id) or found.run_id == served.run_id
 
 
 class ChampionFollower:
@@ -180,6 +194,7 @@ class ChampionFollower:
         self._registry: MlflowClient | None = None
         self._condition: str | None = None  # the trouble last logged, logged once
         self._failing: tuple[str, int, float] | None = None  # version, failures, retry time
+        self._noted_run = ""  # the registry run last said to differ from the served one
         _show(served, None)
         if on_swap is not None:
             on_swap(served)
@@ -261,9 +276,21 @@ class ChampionFollower:
         if self._condition is not None:
             logger.info("the registry answers again: %s@%s is v%s", name, alias, found.version)
             self._condition = None
-        if found.version == self.served.version:
+        if same_model(found, self.served):
             self._failing = None  # the alias came back: a version it moves to next is tried
         else:
+            if found.version == self.served.version and self._noted_run != found.run_id:
+                self._noted_run = found.run_id  # said once, not at every poll of a back-off
+                logger.warning(
+                    "the served v%s (run %s) is not %s@%s v%s (run %s): a model of another "
+                    "project or store; loading this registry's",
+                    self.served.version,
+                    self.served.run_id,
+                    name,
+                    alias,
+                    found.version,
+                    found.run_id,
+                )
             self._swap(found)
         return True
 
@@ -276,7 +303,9 @@ class ChampionFollower:
         settings = self.settings
         try:
             model = load_model(
-                f"models:/{found.name}/{found.version}", store=tracking_uri(settings)
+                f"models:/{found.name}/{found.version}",
+                store=tracking_uri(settings),
+                run_id=found.run_id,
             )
             served = serve_model(model, found, settings, self._prepare)
             if served.classes != self.served.classes:  # the capture log keeps one column set

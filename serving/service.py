@@ -213,6 +213,16 @@ class Classifier:
             version=labels.get("version", str(stored.tag.version)),
             run_id=labels.get("run_id", ""),
         )
+        if packed.name != self.settings.model.name:
+            logger.warning(
+                "the packed model is %s v%s, not a version of %s (model.name): a Bento of "
+                "another project? the follower swaps in %s@%s when the registry names one",
+                packed.name,
+                packed.version,
+                self.settings.model.name,
+                self.settings.model.name,
+                self.settings.promote.alias,
+            )
         # The packed model serves first; the follower swaps in whatever the alias names.
         served = serve_model(
             load_model(stored.path_of(MLFLOW_FOLDER)), packed, self.settings, prepare_scorer

@@ -130,3 +130,52 @@ def test_a_registry_that_does_not_answer_is_counted_and_logged_once(
     assert sample("mlstack_registry_poll_failures_total") == before + 2
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert len(warnings) == 1 and "does not answer" in warnings[0], warnings
+
+
+def test_the_same_version_number_from_another_run_is_replaced_by_the_registrys(
+    pipeline_project: Project, registry: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's case: two projects sharing ``~/bentoml``; the worker started on the other
+    project's packed "v2" (its labels name another run) and, since the registry's champion
+    was also "v2", served it indefinitely. The run id tells them apart."""
+    settings = pipeline_project.settings
+    name = settings.model.name
+    version = champion_version(registry, name)
+    mine = client(settings).get_model_version(name, version).run_id
+    model = load_model(f"models:/{name}/{version}", registry)
+    other = Champion(name, version, "0" * 32)  # the other project's run, same number
+    following = ChampionFollower(settings, serve_model(model, other, settings))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert following.poll()
+        assert following.poll()
+    assert following.served.run_id == mine and following.served.version == version
+    said = [
+        r.getMessage() for r in caplog.records if "a model of another project" in r.getMessage()
+    ]
+    assert len(said) == 1, said
+
+
+def test_a_version_whose_model_folder_another_run_logged_is_refused_and_counted(
+    pipeline_project: Project, registry: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A registry version that points at a model folder logged by another run (artifacts
+    of another store: a copied project reading the original's) is not swapped in."""
+    settings = pipeline_project.settings
+    name = settings.model.name
+    following = follower(settings, registry)
+    served = following.served
+    store = client(settings)
+    champion = store.get_model_version_by_alias(name, "champion")
+    experiment = store.get_run(champion.run_id).info.experiment_id
+    stranger = store.create_run(experiment).info.run_id
+    location = store.get_model_version_download_uri(name, str(champion.version))
+    foreign = str(store.create_model_version(name, location, run_id=stranger).version)
+    before = sample("mlstack_model_reload_failures_total", reason="foreign")
+    move(settings, foreign)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert following.poll()
+    assert following.served is served, "the served model stays"
+    assert sample("mlstack_model_reload_failures_total", reason="foreign") == before + 1
+    assert any(
+        "ForeignModel" in r.getMessage() and stranger in r.getMessage() for r in caplog.records
+    )
