@@ -24,6 +24,8 @@ from pipeline.environment import TELEMETRY_OFF
 from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB
 from pipeline.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -120,6 +122,99 @@ def artifact_location(settings: Settings) -> str:
     return settings.path(MLFLOW_ARTIFACTS).resolve().as_uri()
 
 
+# Where the embedded store records a location on disk, per MLflow table; tables or
+# columns an MLflow version lacks are skipped.
+LOCATED_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"),
+    ("datasets", "dataset_source"),
+)
+
+
+_shared_stores: set[Path] = set()  # stores found using another project's artifacts
+
+
+def _recorded_root(locations: list[str], root: Path) -> Path | None:
+    """The project root the store's mlstack-made experiments live under, when not ``root``."""
+    for location in locations:
+        path = Path(location.removeprefix("file://"))
+        if path.parent.name == MLFLOW_ARTIFACTS and path.is_absolute():
+            recorded = path.parent.parent
+            if recorded != root:
+                return recorded
+    return None
+
+
+def relocate_store(settings: Settings) -> int:
+    """Make the embedded store's recorded locations point into this project; return the
+    values changed (0 when nothing was recorded elsewhere).
+
+    MLflow records absolute paths (experiments' artifact folders, runs', model versions',
+    training datasets'). A project copied or moved with its ``mlflow.db`` would otherwise go
+    on reading, and writing, the first folder's ``mlartifacts``. Every :func:`client` and
+    :func:`configure` of the embedded store calls this: one query when nothing moved; after
+    a move one transaction rewrites the old root to the new one, and says so. A copy of
+    ``mlflow.db`` alone (no ``mlartifacts/`` here) is left pointing at the original's
+    artifacts, with a warning: they are the only copy. (The
+    ``artifact_path`` inside each ``MLmodel`` is informational: nothing loads by it.)
+    """
+    import sqlite3
+    from contextlib import closing
+
+    db = embedded_store(settings)
+    if not db.is_file() or db.stat().st_size == 0:
+        return 0
+    root = settings.root.resolve()
+    with closing(sqlite3.connect(db, timeout=30)) as connection:
+        try:
+            locations = [
+                r[0] for r in connection.execute("SELECT artifact_location FROM experiments")
+            ]
+        except sqlite3.Error:
+            return 0  # not an MLflow store yet (or not one this knows)
+        recorded = _recorded_root([str(x) for x in locations if x], root)
+        if recorded is None:
+            return 0
+        if not settings.path(MLFLOW_ARTIFACTS).is_dir():
+            if db in _shared_stores:
+                return 0
+            _shared_stores.add(db)  # said once per process, not at every client
+            logger.warning(
+                "the MLflow store %s records its artifacts under %s and this project has no "
+                "%s/ of its own: it reads and writes those; copy %s/ along to keep them apart",
+                db,
+                recorded,
+                MLFLOW_ARTIFACTS,
+                MLFLOW_ARTIFACTS,
+            )
+            return 0
+        old, new = f"{recorded}/", f"{root}/"
+        changed = 0
+        with connection:  # one transaction: all of it or nothing
+            for table, column in LOCATED_COLUMNS:
+                try:
+                    cursor = connection.execute(
+                        f"UPDATE {table} SET {column} = replace({column}, ?, ?) "  # noqa: S608
+                        f"WHERE instr({column}, ?) > 0",
+                        (old, new, old),
+                    )
+                except sqlite3.OperationalError:
+                    continue  # this MLflow version has no such table or column
+                changed += cursor.rowcount
+    logger.warning(
+        "the MLflow store %s recorded its artifacts under %s: this project moved or was copied; "
+        "%d location(s) now point under %s",
+        db,
+        recorded,
+        changed,
+        root,
+    )
+    return changed
+
+
 def client(settings: Settings) -> MlflowClient:
     """A client on the project's store; refuses to create an empty embedded store.
 
@@ -135,17 +230,31 @@ def client(settings: Settings) -> MlflowClient:
             f"no MLflow store at {embedded_store(settings)}: run `dvc repro` first, or set "
             "MLFLOW_TRACKING_URI to your tracking server"
         )
+    if _user_uri() is None:
+        relocate_store(settings)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment_id(registry: MlflowClient, settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created if needed (artifacts inside the project when
-    the store is embedded, the server's default location otherwise)."""
+    """The id of experiment ``name``, created if needed (artifacts: :func:`_new_location`)."""
     existing = registry.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    location = f"{artifact_location(settings)}/{name}" if _user_uri() is None else None
-    return str(registry.create_experiment(name, artifact_location=location))
+    return str(registry.create_experiment(name, artifact_location=_new_location(settings, name)))
+
+
+def _new_location(settings: Settings, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: inside the project for the embedded
+    store; beside the database for a ``sqlite:///`` store named by ``MLFLOW_TRACKING_URI``
+    (MLflow's default, ``./mlruns``, depends on the folder the first command ran in); the
+    server's default for a tracking server."""
+    uri = _user_uri()
+    if uri is None:
+        return f"{artifact_location(settings)}/{experiment}"
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        return (database.parent / MLFLOW_ARTIFACTS / experiment).as_uri()
+    return None
 
 
 def configure(settings: Settings, experiment: str = TRAINING_EXPERIMENT) -> Any:
@@ -162,6 +271,8 @@ def configure(settings: Settings, experiment: str = TRAINING_EXPERIMENT) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _configured_uri = uri if embedded else None
+    if embedded:
+        relocate_store(settings)
     experiment_id(MlflowClient(tracking_uri=uri, registry_uri=uri), settings, experiment)
     return mlflow.set_experiment(experiment)
 

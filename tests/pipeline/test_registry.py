@@ -349,7 +349,7 @@ result = CliRunner().invoke(app, ["model", "rollback", "--json"])
 latest = bentoml.models.get(f"{settings.model.name}:latest")
 print(json.dumps({
     "exit_code": result.exit_code,
-    "output": result.output,
+    "output": result.stdout,  # --json: one object on stdout (warnings go to stderr)
     "labels": latest.info.labels,
     "models": len(bentoml.models.list(settings.model.name)),
 }))

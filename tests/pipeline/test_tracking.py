@@ -48,7 +48,7 @@ def test_two_projects_in_one_process_get_their_own_store_and_artifact_folder(
 
 
 @pytest.mark.usefixtures("no_user_uri")
-def test_a_tracking_uri_set_by_the_user_wins_and_keeps_the_servers_artifact_root(
+def test_a_tracking_uri_set_by_the_user_wins_and_keeps_artifacts_beside_its_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tracking.configure(project(tmp_path / "embedded"))  # MLflow now holds that URI
@@ -61,7 +61,9 @@ def test_a_tracking_uri_set_by_the_user_wins_and_keeps_the_servers_artifact_root
 
     assert mlflow.get_tracking_uri() == elsewhere
     assert not (tmp_path / "user" / "mlflow.db").exists()
-    assert "mlartifacts" not in experiment.artifact_location  # the store's own default
+    # Beside shared.db, not in the project and not in the folder the test ran from
+    # (MLflow's ./mlruns default); a tracking server keeps its own default.
+    assert experiment.artifact_location == (tmp_path / "mlartifacts" / "another").as_uri()
 
 
 def tampered_folder(folder: Path, marker: Path, form: str) -> Path:
