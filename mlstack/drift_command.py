@@ -181,7 +181,14 @@ ReferenceOpt = Annotated[
     typer.Option(help="Reference set (default: the one the pipeline's evaluate stage wrote)."),
 ]
 SinceOpt = Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone).")]
-UntilOpt = Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Window end, ISO 8601 (default: now; with neither --since nor --until, now "
+        "less capture.flush_seconds and 30 s, so rows still in write-ahead segments wait "
+        "for the next window)."
+    ),
+]
 LastOpt = Annotated[str | None, typer.Option(help="Window length back from --until, e.g. 24h.")]
 GatewayOpt = Annotated[
     str | None,
@@ -215,7 +222,10 @@ def run(
 ) -> None:
     """Compare a window of served rows (or a file) with the reference set, once.
 
-    By default the window is everything captured since the last successful run.
+    By default the window is everything captured since the last successful run, up to
+    shortly before now (rows still on their way into the store wait for the next run).
+    Unreadable capture files are moved to the store's quarantine/ and named in the
+    summary's window.skipped_files; the rest of the window is judged.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = _options(

@@ -29,6 +29,7 @@ PERFORMANCE = "mlstack_performance"
 PERFORMANCE_THRESHOLD = "mlstack_performance_lower_threshold"
 ROWS = "mlstack_drift_rows"
 LAST_SUCCESS = "mlstack_drift_last_success_timestamp_seconds"
+SKIPPED_FILES = "mlstack_drift_skipped_files"  # capture files unreadable, quarantined
 # Every series a run exports: the alert rules, the dashboard and the tests use these names.
 SERIES = (
     DETECTED,
@@ -42,11 +43,14 @@ SERIES = (
     PERFORMANCE_THRESHOLD,
     ROWS,
     LAST_SUCCESS,
+    SKIPPED_FILES,
 )
 
 
-def registry_for(summary: Summary, finished: float | None = None) -> CollectorRegistry:
-    """Every series of one run in a registry of its own."""
+def registry_for(
+    summary: Summary, finished: float | None = None, skipped_files: int = 0
+) -> CollectorRegistry:
+    """Every series of one run in a registry of its own (with :data:`SKIPPED_FILES`)."""
     registry = CollectorRegistry()
     model = {"model_name": summary.model.name, "model_version": summary.model.version}
 
@@ -101,15 +105,21 @@ def registry_for(summary: Summary, finished: float | None = None) -> CollectorRe
     for kind, count in summary.rows.model_dump().items():
         rows.labels(kind=kind, **model).set(count)
     success.labels(**model).set(time.time() if finished is None else finished)
+    gauge(SKIPPED_FILES, "Unreadable capture files quarantined.").labels(**model).set(skipped_files)
     return registry
 
 
-def push(summary: Summary, gateway: str, finished: float | None = None) -> None:
+def push(
+    summary: Summary, gateway: str, finished: float | None = None, skipped_files: int = 0
+) -> None:
     """Replace the job's group on the Pushgateway with this run's series."""
-    push_to_gateway(gateway, job=JOB, registry=registry_for(summary, finished), timeout=10)
+    registry = registry_for(summary, finished, skipped_files)
+    push_to_gateway(gateway, job=JOB, registry=registry, timeout=10)
 
 
-def write_textfile(summary: Summary, path: Path, finished: float | None = None) -> None:
+def write_textfile(
+    summary: Summary, path: Path, finished: float | None = None, skipped_files: int = 0
+) -> None:
     """node_exporter textfile format; written to a temporary file then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry_for(summary, finished))
+    write_to_textfile(str(path), registry_for(summary, finished, skipped_files))

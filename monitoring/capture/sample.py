@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitoring.capture.schema import MODEL_NAME, MODEL_VERSION
+from monitoring.capture.store import SkippedFile
 from pipeline.labels import normalize_labels
 from pipeline.settings import Settings
 
@@ -60,11 +61,14 @@ class WindowTotals:
 class WindowSample:
     """A window as the drift job judges it: a uniform sample of its rows and one of its
     labeled rows (each every row when there are no more than the sample's size), both
-    shaped like ``read_window``'s frame, and the totals of the whole window."""
+    shaped like ``read_window``'s frame, and the totals of the whole window; ``skipped``
+    are the store files that could not be read, moved to the quarantine, none of their
+    rows counted."""
 
     current: pd.DataFrame
     labeled: pd.DataFrame
     totals: WindowTotals
+    skipped: list[SkippedFile] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:

@@ -21,6 +21,8 @@ from pipeline.schema import PREDICTION, PROBA_PREFIX
 PREDICTIONS = "predictions"  # the served rows
 LABELS = "labels"  # the labels that came back later through /feedback
 KINDS = (PREDICTIONS, LABELS)
+# Files the drift job could not read, moved aside under their partition path (never read).
+QUARANTINE = "quarantine"
 REQUEST_ID = "request_id"
 TIMESTAMP = "timestamp"
 MODEL_NAME = "model_name"

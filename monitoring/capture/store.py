@@ -3,6 +3,7 @@
 
     predictions/date=YYYY-MM-DD/<segment>.parquet
     labels/date=YYYY-MM-DD/<segment>.parquet
+    quarantine/<kind>/date=YYYY-MM-DD/<segment>.parquet   unreadable, moved aside
 
 Files are written under a hidden temporary name, then renamed, so a visible file is
 complete; a file named after its segment is written once, however often it is compacted.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from monitoring.capture.schema import (
     MODEL_NAME,
     MODEL_VERSION,
+    QUARANTINE,
     REQUEST_ID,
     TIMESTAMP,
     check_kind,
@@ -161,6 +164,47 @@ def files(
             if not file.rsplit("/", 1)[-1].startswith(".")
         ]
     return found
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A store file a window read could not read, and where it was moved (``None``: the
+    move failed too, and the file stays where it was)."""
+
+    path: str
+    error: str
+    moved_to: str | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"path": self.path, "error": self.error, "moved_to": self.moved_to}
+
+
+def quarantine(fs: Any, root: str, file: str, error: BaseException) -> SkippedFile:
+    """Move an unreadable ``file`` of the store under ``root`` to
+    ``<root>/quarantine/<its partition path>``, out of every later window, and log one
+    line naming it and ``error``. The move is a rename on a local folder; an object store
+    has none, so there it is fsspec's copy then delete. A name taken already gets a
+    suffix; a failed move leaves the file in place (the next read skips it again)."""
+    relative = file[len(root) + 1 :] if file.startswith(f"{root}/") else file.rsplit("/", 1)[-1]
+    target = f"{root}/{QUARANTINE}/{relative}"
+    reason = f"{type(error).__name__}: {error}"
+    try:
+        if fs.exists(target):
+            target = f"{target.removesuffix('.parquet')}-{uuid.uuid4().hex[:8]}.parquet"
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(file, target)
+    except Exception as failed:  # noqa: BLE001 - the read goes on; the log says both
+        logger.error(
+            "capture: skipping unreadable file %s (%s); it could not be moved to %s: %s",
+            file,
+            reason,
+            target,
+            failed,
+        )
+        return SkippedFile(file, reason, None)
+    logger.error("capture: quarantined unreadable file %s (%s): moved to %s", file, reason, target)
+    return SkippedFile(file, reason, target)
 
 
 def read_kind(

@@ -34,7 +34,14 @@ from monitoring.capture.schema import (
     TIMESTAMP_TYPE,
     utc,
 )
-from monitoring.capture.store import files, filesystem, plain, read_kind
+from monitoring.capture.store import (
+    SkippedFile,
+    files,
+    filesystem,
+    plain,
+    quarantine,
+    read_kind,
+)
 from pipeline.schema import PREDICTION
 from pipeline.settings import Settings
 
@@ -123,21 +130,33 @@ def _finish(predictions: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return predictions.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
 
 
-def _schema(fs: Any, file: str) -> pa.Schema | None:
+def _schema(fs: Any, root: str, file: str, skipped: list[SkippedFile]) -> pa.Schema | None:
+    """The file's schema from its footer; ``None`` (the file quarantined) if unreadable."""
     try:
         with fs.open(file, "rb") as handle:
             return pq.read_schema(handle)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is skipped
-        logger.warning("capture: skipping unreadable file %s: %s", file, error)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is set aside
+        skipped.append(quarantine(fs, root, file, error))
         return None
 
 
 def _scan(
-    fs: Any, found: list[str], since: datetime | None, until: datetime | None
+    fs: Any,
+    root: str,
+    found: list[str],
+    window: tuple[datetime | None, datetime | None],
+    skipped: list[SkippedFile],
 ) -> Iterator[pa.Table]:
-    """The rows of ``found`` in [since, until) as tables of about :data:`SCAN_ROWS` rows,
-    in file order, with only the log's columns and row groups pruned by their timestamp
-    statistics; consecutive files with one schema are read as one dataset."""
+    """The rows of ``found`` in the window [since, until) as tables of about
+    :data:`SCAN_ROWS` rows, in file order, with only the log's columns and row groups
+    pruned by their timestamp statistics; consecutive files with one schema are read as
+    one dataset, each file whole before any of its rows is handed on.
+
+    A file that cannot be read, its footer or any page of it, is moved to the store's
+    quarantine (:func:`~monitoring.capture.store.quarantine`) and added to ``skipped``,
+    none of its rows judged; the rest of the window is read: one corrupt file must not
+    fail every run, nor be half counted."""
+    since, until = window
     where = None
     if since is not None:
         where = ds.field(TIMESTAMP) >= pa.scalar(utc(since), TIMESTAMP_TYPE)
@@ -147,48 +166,64 @@ def _scan(
     filesystem = None if isinstance(fs, LocalFileSystem) else fs
     groups: list[tuple[pa.Schema, list[str]]] = []
     for file in found:
-        schema = _schema(fs, file)
+        schema = _schema(fs, root, file, skipped)
         if schema is None:
             continue
         if groups and groups[-1][0].equals(schema):
             groups[-1][1].append(file)
         else:
             groups.append((schema, [file]))
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     for schema, group in groups:
         dataset = ds.dataset(group, schema=schema, format="parquet", filesystem=filesystem)
-        # No read-ahead, one thread: with its defaults the scanner decoded files faster than
-        # the loop below consumes them and buffered them (Arrow held 1.5 GB on a 10M-row
-        # window); read in step, the job's peak was 1.2 GB instead of 2.2 GB, in about the
-        # same time (the loop's own work, not the decoding, is the cost). Both settings are
-        # needed: the read-ahead runs on I/O threads, apart from ``use_threads``.
-        scanner = dataset.scanner(
+        for fragment in dataset.get_fragments():
+            try:
+                batches = [b for b in _file_batches(fragment, schema, where) if b.num_rows]
+            except Exception as error:  # noqa: BLE001 - any unreadable file is set aside
+                skipped.append(quarantine(fs, root, fragment.path, error))
+                continue
+            pending += batches
+            rows += sum(b.num_rows for b in batches)
+            if rows >= SCAN_ROWS:
+                yield pa.Table.from_batches(pending, schema=schema)
+                pending, rows = [], 0
+        if pending:  # the next group has another schema
+            yield pa.Table.from_batches(pending, schema=schema)
+            pending, rows = [], 0
+
+
+def _file_batches(fragment: Any, schema: pa.Schema, where: Any) -> Iterator[pa.RecordBatch]:
+    """One file's rows in the window, decoded in step with the caller.
+
+    No read-ahead, one thread: with its defaults the scanner decoded files faster than the
+    loop consumes them and buffered them (Arrow held 1.5 GB on a 10M-row window); read in
+    step, the job's peak was 1.2 GB instead of 2.2 GB, in about the same time (the loop's
+    own work, not the decoding, is the cost). Both settings are needed: the read-ahead
+    runs on I/O threads, apart from ``use_threads``."""
+    return iter(
+        fragment.to_batches(
+            schema=schema,
             filter=where,
             batch_size=min(SCAN_ROWS, 1 << 17),
             batch_readahead=0,
             fragment_readahead=0,
             use_threads=False,
         )
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in scanner.to_batches():
-            if batch.num_rows:
-                pending.append(batch)
-                rows += batch.num_rows
-            if rows >= SCAN_ROWS:
-                yield pa.Table.from_batches(pending, schema=scanner.projected_schema)
-                pending, rows = [], 0
-        if pending:
-            yield pa.Table.from_batches(pending, schema=scanner.projected_schema)
+    )
 
 
-def _streamed_labels(fs: Any, root: str, since: datetime | None) -> LatestLabels:
+def _streamed_labels(
+    fs: Any, root: str, since: datetime | None, skipped: list[SkippedFile]
+) -> LatestLabels:
     """The latest labels from ``since`` on, read by the scan (files of any schema)."""
     stored = pa.schema(
         [(REQUEST_ID, pa.string()), (TIMESTAMP, TIMESTAMP_TYPE), (LABEL, pa.string())]
     )
+    found = files(fs, root, LABELS, since, None)
     tables = [
         table.select([REQUEST_ID, TIMESTAMP, LABEL]).cast(stored)
-        for table in _scan(fs, files(fs, root, LABELS, since, None), None, None)
+        for table in _scan(fs, root, found, (None, None), skipped)
     ]
     return LatestLabels.of(pa.concat_tables(tables)) if tables else LatestLabels.none()
 
@@ -206,11 +241,13 @@ def read_window_sample(
     streaming pass (memory bounded by the sample and :data:`SCAN_ROWS`, not the window)."""
     data = settings.data
     fs, root = filesystem(path)
-    latest = _streamed_labels(fs, root, since)
+    skipped: list[SkippedFile] = []
+    latest = _streamed_labels(fs, root, since, skipped)
     rng = np.random.default_rng(seed)
     totals = WindowTotals(missing=dict.fromkeys(data.features.all, 0))
     current, labeled = Smallest(rows), Smallest(rows)
-    for table in _scan(fs, files(fs, root, PREDICTIONS, since, until), since, until):
+    found = files(fs, root, PREDICTIONS, since, until)
+    for table in _scan(fs, root, found, (since, until), skipped):
         keys = rng.random(table.num_rows)
         index = latest.index(table[REQUEST_ID])
         has_label = np.flatnonzero(index >= 0)
@@ -225,4 +262,4 @@ def read_window_sample(
             into.add(taken.append_column(SAMPLE_KEY, pa.array(keys[keep])))
     frames = [part.frame() for part in (current, labeled)]
     shaped = [empty_window(settings) if f is None else _finish(plain(f), settings) for f in frames]
-    return WindowSample(current=shaped[0], labeled=shaped[1], totals=totals)
+    return WindowSample(current=shaped[0], labeled=shaped[1], totals=totals, skipped=skipped)

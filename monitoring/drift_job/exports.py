@@ -79,6 +79,12 @@ def mlflow_metrics(summary: Summary) -> dict[str, float]:
     }
 
 
+def _param(value: Any) -> str:
+    """A window's value as an MLflow parameter; a list (the skipped files, any number of
+    them, named in the run's ``summary.json``) by its length, within MLflow's limit."""
+    return str(len(value)) if isinstance(value, list) else str(value)
+
+
 def log_to_mlflow(
     registry: MlflowClient,
     settings: Settings,
@@ -110,7 +116,7 @@ def log_to_mlflow(
         registry.log_batch(
             run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in mlflow_metrics(summary).items()],
-            params=[Param(f"window_{k}", str(v)) for k, v in window.items()],
+            params=[Param(f"window_{k}", _param(v)) for k, v in window.items()],
         )
         registry.log_artifacts(run_id, str(folder), artifact_path="drift")
     except Exception:
@@ -162,13 +168,18 @@ def add_to_workspace(settings: Settings, summary: Summary, folder: Path) -> None
 
 
 def export_metrics(
-    summary: Summary, pushgateway: str | None, textfile: Path | None, finished: float
+    summary: Summary,
+    pushgateway: str | None,
+    textfile: Path | None,
+    finished: float,
+    skipped_files: int = 0,
 ) -> None:
-    """The series to the Pushgateway (``pushgateway`` or the environment's) and/or a file."""
+    """The series to the Pushgateway (``pushgateway`` or the environment's) and/or a file;
+    ``skipped_files`` counts the capture files the window's read quarantined."""
     gateway = pushgateway or os.environ.get(environment.PUSHGATEWAY_URL)
     if gateway:
         try:
-            push(summary, gateway, finished)
+            push(summary, gateway, finished, skipped_files)
         except OSError as error:
             # The run's files are written; failing keeps the window for the next run and
             # lets the stale-job alert speak for a Pushgateway that stays away.
@@ -176,4 +187,4 @@ def export_metrics(
                 f"could not push to the Pushgateway at {gateway}: {error}"
             ) from error
     if textfile is not None:
-        write_textfile(summary, textfile, finished)
+        write_textfile(summary, textfile, finished, skipped_files)

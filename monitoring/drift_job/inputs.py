@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,26 @@ def read_importance(path: Path) -> dict[str, float] | None:
     return None
 
 
+COMPACTION_SECONDS = 30.0  # allowed for a sealed segment's write into the store (S3 too)
+
+
+def settled_until(settings: Settings, now: datetime) -> datetime:
+    """Where a default window ends: ``now`` less the longest a served row waits outside
+    the store, ``capture.flush_seconds`` in its write-ahead segment (the writer seals
+    every open segment that often) and :data:`COMPACTION_SECONDS` for the write.
+
+    The window is half-open, [since, until), and the next one starts at its ``until``,
+    so a row stamped before ``until`` but not yet compacted would fall between the two
+    and never be judged; ending at ``now`` lost the rows answered in the last
+    ``flush_seconds``. The latest timestamp already in the store is no safe end either:
+    each worker flushes its own segments, so a row compacted later can carry an earlier
+    timestamp than another worker's row compacted before it. Rows that wait longer (a
+    store that refuses writes for longer, a dead worker's segments recovered at its next
+    start) still land before the window; ``--since``/``--until`` judge them on purpose.
+    """
+    return now - timedelta(seconds=settings.capture.flush_seconds + COMPACTION_SECONDS)
+
+
 def read_state(settings: Settings) -> datetime | None:
     """End of the last successful capture window, or ``None`` before the first run."""
     path = settings.path(settings.drift.state)
@@ -115,16 +135,20 @@ def load_current(
     ``drift.sample_rows``) with its whole-window totals, the model that scored it if the
     job scored it, and a description of the window. A capture window is read in one
     streaming pass and never held whole; a ``--current`` file is read whole, then sampled
-    the same way."""
+    the same way. The default window (no ``--since``, no ``--until``) ends at
+    :func:`settled_until`, an explicit one at ``--until`` or now."""
     if options.current is not None:
         return _load_file(options.current, settings)
     since = options.since if options.since is not None else read_state(settings)
-    until = options.until if options.until is not None else utc_now()
+    until = options.until
+    if until is None:  # the default window settles; one with --since alone ends now
+        until = settled_until(settings, utc_now()) if options.since is None else utc_now()
     rows, seed = settings.drift.sample_rows, settings.data.seed
     sample = read_window_sample(capture_path(settings), settings, rows, seed, since, until)
     window = {
         "source": capture_path(settings),
         "since": since.isoformat() if since else None,
         "until": until.isoformat(),
+        "skipped_files": [skipped.as_dict() for skipped in sample.skipped],
     }
     return sample, None, window

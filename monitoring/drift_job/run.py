@@ -90,7 +90,8 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         write_summary(summary, folder, extra)
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary, folder)
-    export_metrics(summary, options.pushgateway, options.textfile, time.time())
+    skipped = len(window.get("skipped_files", []))
+    export_metrics(summary, options.pushgateway, options.textfile, time.time(), skipped)
     write_latest(settings, folder, summary)
     if advances_state(options, summary):
         write_state(settings, window["until"], folder)

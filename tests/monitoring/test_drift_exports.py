@@ -155,7 +155,7 @@ def value(
 
 def test_textfile_holds_every_series(tmp_path: Path) -> None:
     path = tmp_path / "textfile" / "mlstack_drift.prom"
-    write_textfile(judged(), path, finished=1_700_000_000.0)
+    write_textfile(judged(), path, finished=1_700_000_000.0, skipped_files=2)
     found = samples(path.read_text())
     assert value(found, "mlstack_drift_detected", kind="data") == 1
     assert value(found, "mlstack_drift_detected", kind="prediction") == 0
@@ -177,6 +177,7 @@ def test_textfile_holds_every_series(tmp_path: Path) -> None:
     assert value(found, "mlstack_performance_lower_threshold", metric="roc_auc") == 0.87
     assert value(found, "mlstack_drift_rows", kind="labeled") == 300
     assert value(found, "mlstack_drift_last_success_timestamp_seconds") == 1_700_000_000.0
+    assert value(found, "mlstack_drift_skipped_files") == 2
     assert not list(path.parent.glob("*.tmp*")), "the textfile is written then renamed"
 
 
@@ -190,6 +191,7 @@ def test_no_verdict_means_no_detected_series(tmp_path: Path) -> None:
     assert "mlstack_performance" not in names
     assert "mlstack_drift_weighted_share" not in names
     assert {"mlstack_drift_rows", "mlstack_drift_last_success_timestamp_seconds"} <= names
+    assert value(samples(path.read_text()), "mlstack_drift_skipped_files") == 0
 
 
 def test_each_run_gets_a_fresh_registry() -> None:

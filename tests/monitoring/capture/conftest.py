@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from monitoring.capture import ScoredBatch
@@ -55,3 +58,32 @@ def scored_batch(settings: Settings, prefix: str, ages: list[float]) -> ScoredBa
         probabilities=np.array([[0.25, 0.75]] * len(ages)),
         proba_columns=["proba_0", "proba_1"],
     )
+
+
+def corrupt_mid_file(file: Path) -> int:
+    """Garble the data pages of the last row group of a Parquet ``file``, its footer intact:
+    the file is rewritten in row groups of a quarter of its rows, then the last group's
+    first column chunk overwritten. Checked: the schema and the first group still read,
+    the whole file does not. Returns the rows of the groups that still read."""
+    table = pq.read_table(file)
+    pq.write_table(table, file, row_group_size=max(table.num_rows // 4, 1))
+    metadata = pq.ParquetFile(file).metadata
+    last = metadata.row_group(metadata.num_row_groups - 1)
+    chunk = last.column(0)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    data = bytearray(file.read_bytes())
+    data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    file.write_bytes(bytes(data))
+    assert pq.read_schema(file).names == table.column_names, "the footer still reads"
+    assert pq.ParquetFile(file).read_row_group(0).num_rows > 0, "so do the first pages"
+    with pytest.raises(OSError):
+        pq.read_table(file)
+    return table.num_rows - last.num_rows
+
+
+def truncate(file: Path) -> None:
+    """Cut a Parquet ``file`` in half: its footer is gone (a copy that stopped half way)."""
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(pa.ArrowInvalid):
+        pq.read_schema(file)
