@@ -148,6 +148,25 @@ def _recorded_root(locations: list[str], root: Path) -> Path | None:
     return None
 
 
+def _rewrite_locations(connection: Any, old: str, new: str) -> int:
+    """Replace the ``old`` root by ``new`` in every located column, in one transaction."""
+    import sqlite3
+
+    changed = 0
+    with connection:  # one transaction: all of it or nothing
+        for table, column in LOCATED_COLUMNS:
+            try:
+                cursor = connection.execute(
+                    f"UPDATE {table} SET {column} = replace({column}, ?, ?) "  # noqa: S608
+                    f"WHERE instr({column}, ?) > 0",
+                    (old, new, old),
+                )
+            except sqlite3.OperationalError:
+                continue  # this MLflow version has no such table or column
+            changed += cursor.rowcount
+    return changed
+
+
 def relocate_store(settings: Settings) -> int:
     """Make the embedded store's recorded locations point into this project; return the
     values changed (0 when nothing was recorded elsewhere).
@@ -191,19 +210,7 @@ def relocate_store(settings: Settings) -> int:
                 MLFLOW_ARTIFACTS,
             )
             return 0
-        old, new = f"{recorded}/", f"{root}/"
-        changed = 0
-        with connection:  # one transaction: all of it or nothing
-            for table, column in LOCATED_COLUMNS:
-                try:
-                    cursor = connection.execute(
-                        f"UPDATE {table} SET {column} = replace({column}, ?, ?) "  # noqa: S608
-                        f"WHERE instr({column}, ?) > 0",
-                        (old, new, old),
-                    )
-                except sqlite3.OperationalError:
-                    continue  # this MLflow version has no such table or column
-                changed += cursor.rowcount
+        changed = _rewrite_locations(connection, f"{recorded}/", f"{root}/")
     logger.warning(
         "the MLflow store %s recorded its artifacts under %s: this project moved or was copied; "
         "%d location(s) now point under %s",

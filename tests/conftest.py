@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,15 @@ def make_project(
     project.run("git", "add", "-A")
     project.run("git", "commit", "-qm", "test project")
     return project
+
+
+def wait_settled(settings: Settings) -> None:
+    """Sleep until what was captured by now is inside a default drift window, which ends
+    ``capture.flush_seconds`` + 30 s before its run so that rows still in a write-ahead
+    segment wait for the next one (issue 26, defect 5)."""
+    from monitoring.drift_job.inputs import COMPACTION_SECONDS
+
+    time.sleep(settings.capture.flush_seconds + COMPACTION_SECONDS + 1)
 
 
 def employment_sample(rows: int = SAMPLE_ROWS, seed: int = 0) -> pd.DataFrame:

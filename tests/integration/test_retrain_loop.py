@@ -23,7 +23,7 @@ import yaml
 from serving_harness import Server, run_in_project, start_server
 
 from pipeline.environment import TELEMETRY_OFF
-from tests.conftest import Project, employment_sample, make_project
+from tests.conftest import Project, employment_sample, make_project, wait_settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,6 +68,7 @@ def wait_captured(project: Project, predictions: int, labels: int) -> None:
     while time.monotonic() < deadline:
         window = read_window(capture_path(settings), settings)
         if len(window) >= predictions and window[settings.data.target].notna().sum() >= labels:
+            wait_settled(settings)  # and inside the drift job's default window
             return
         time.sleep(1)
     raise AssertionError(f"the capture log never held {predictions} predictions")

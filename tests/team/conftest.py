@@ -36,7 +36,7 @@ from testbeds.team_servers import (
     json_out,
     start_team_stack,
 )
-from tests.conftest import Project, employment_sample, make_project
+from tests.conftest import Project, employment_sample, make_project, wait_settled
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +106,7 @@ def served(team_project: Project, tmp_path_factory: pytest.TempPathFactory) -> S
         )
     finally:
         code = launcher.stop(process, timeout=60)
+    wait_settled(team_project.settings)  # the default window of drift_run holds every row
     return Served(json_out(replay), code, log, tokenless.status_code)
 
 
