@@ -63,12 +63,14 @@ class WindowSample:
     labeled rows (each every row when there are no more than the sample's size), both
     shaped like ``read_window``'s frame, and the totals of the whole window; ``skipped``
     are the store files that could not be read, moved to the quarantine, none of their
-    rows counted."""
+    rows counted; ``labels_unjoined`` the label rows whose request id the window did not
+    serve, dropped."""
 
     current: pd.DataFrame
     labeled: pd.DataFrame
     totals: WindowTotals
     skipped: list[SkippedFile] = field(default_factory=list)
+    labels_unjoined: int = 0
 
     @property
     def complete(self) -> bool:

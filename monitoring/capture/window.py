@@ -3,7 +3,13 @@ labels that came back for them, whole (:func:`read_window`) or, for a window too
 hold, as a seeded sample with the whole window's totals (:func:`read_window_sample`).
 
 Both join labels the one way, :class:`LatestLabels`: a request id labeled twice keeps its
-last label, by timestamp and, within one feedback request, in the order sent.
+last label, by timestamp and, within one feedback request, in the order sent. A label
+whose request id was not served in the window (a late label for an earlier window, or an
+id never served: feedback is open without a token) joins nothing; such labels are counted
+(``labels_unjoined``) and dropped. When the log holds more label rows than the window has
+predictions, the window's request ids are read first and each chunk of labels is cut to
+them as it is read, so the join holds no more ids than the smaller side: a flood of labels
+for unknown ids cannot grow the drift job's memory past its window's.
 """
 
 from __future__ import annotations
@@ -57,9 +63,11 @@ class LatestLabels:
 
     ids: pa.Array
     values: pa.Array
+    rows: np.ndarray  # per id: the label rows stored for it
+    dropped: int = 0  # label rows cut before the join: their ids were not served
 
     @classmethod
-    def of(cls, labels: pa.Table) -> LatestLabels:
+    def of(cls, labels: pa.Table, dropped: int = 0) -> LatestLabels:
         """The last label of each request id among ``labels`` (rows in the log's order)."""
         table = labels.select([REQUEST_ID, TIMESTAMP, LABEL])
         table = table.set_column(0, REQUEST_ID, table[REQUEST_ID].cast(pa.string()))
@@ -67,12 +75,23 @@ class LatestLabels:
         table = table.append_column("__order", pa.array(np.arange(table.num_rows)))
         table = table.sort_by([(TIMESTAMP, "ascending"), ("__order", "ascending")])
         last = pc.ScalarAggregateOptions(skip_nulls=False)
-        latest = table.group_by(REQUEST_ID, use_threads=False).aggregate([(LABEL, "last", last)])
-        return cls(latest[REQUEST_ID].combine_chunks(), latest[f"{LABEL}_last"].combine_chunks())
+        every = pc.CountOptions(mode="all")
+        latest = table.group_by(REQUEST_ID, use_threads=False).aggregate(
+            [(LABEL, "last", last), ("__order", "count", every)]
+        )
+        rows = np.asarray(latest["__order_count"].to_numpy(), dtype="int64")
+        ids, values = latest[REQUEST_ID].combine_chunks(), latest[f"{LABEL}_last"]
+        return cls(ids, values.combine_chunks(), rows, dropped)
 
     @classmethod
-    def none(cls) -> LatestLabels:
-        return cls(pa.array([], pa.string()), pa.array([], pa.string()))
+    def none(cls, dropped: int = 0) -> LatestLabels:
+        empty = np.zeros(0, dtype="int64")
+        return cls(pa.array([], pa.string()), pa.array([], pa.string()), empty, dropped)
+
+    def unjoined(self, joined: np.ndarray) -> int:
+        """The label rows that joined no prediction: those cut before the join and those of
+        every id not marked in ``joined`` (one flag per :attr:`ids`)."""
+        return self.dropped + int(self.rows[~joined].sum())
 
     def index(self, request_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Each request id's position among :attr:`ids`, -1 where no label came back."""
@@ -112,9 +131,22 @@ def read_window(
         stored = labels[[REQUEST_ID, TIMESTAMP, LABEL]]
         latest = LatestLabels.of(pa.Table.from_pandas(stored, preserve_index=False))
     ids = pa.array(predictions[REQUEST_ID], pa.string(), from_pandas=True)
-    joined = latest.take(latest.index(ids)).to_pylist()
-    predictions[settings.data.target] = pd.Series(joined, index=predictions.index, dtype=object)
+    index = latest.index(ids)
+    joined = np.zeros(len(latest.ids), dtype=bool)
+    joined[index[index >= 0]] = True
+    _warn_unjoined(latest.unjoined(joined))
+    labeled = latest.take(index).to_pylist()
+    predictions[settings.data.target] = pd.Series(labeled, index=predictions.index, dtype=object)
     return _finish(predictions, settings)
+
+
+def _warn_unjoined(count: int) -> None:
+    if count:
+        logger.warning(
+            "capture: %d label(s) joined no prediction of the window (late labels for an "
+            "earlier window, or request ids never served) and were dropped",
+            count,
+        )
 
 
 def empty_window(settings: Settings) -> pd.DataFrame:
@@ -146,6 +178,7 @@ def _scan(
     found: list[str],
     window: tuple[datetime | None, datetime | None],
     skipped: list[SkippedFile],
+    columns: list[str] | None = None,
 ) -> Iterator[pa.Table]:
     """The rows of ``found`` in the window [since, until) as tables of about
     :data:`SCAN_ROWS` rows, in file order, with only the log's columns and row groups
@@ -155,7 +188,7 @@ def _scan(
     A file that cannot be read, its footer or any page of it, is moved to the store's
     quarantine (:func:`~monitoring.capture.store.quarantine`) and added to ``skipped``,
     none of its rows judged; the rest of the window is read: one corrupt file must not
-    fail every run, nor be half counted."""
+    fail every run, nor be half counted. ``columns`` reads only those (the window's ids)."""
     since, until = window
     where = None
     if since is not None:
@@ -179,21 +212,24 @@ def _scan(
         dataset = ds.dataset(group, schema=schema, format="parquet", filesystem=filesystem)
         for fragment in dataset.get_fragments():
             try:
-                batches = [b for b in _file_batches(fragment, schema, where) if b.num_rows]
+                decoded = _file_batches(fragment, schema, where, columns)
+                batches = [b for b in decoded if b.num_rows]
             except Exception as error:  # noqa: BLE001 - any unreadable file is set aside
                 skipped.append(quarantine(fs, root, fragment.path, error))
                 continue
             pending += batches
             rows += sum(b.num_rows for b in batches)
             if rows >= SCAN_ROWS:
-                yield pa.Table.from_batches(pending, schema=schema)
+                yield pa.Table.from_batches(pending)
                 pending, rows = [], 0
         if pending:  # the next group has another schema
-            yield pa.Table.from_batches(pending, schema=schema)
+            yield pa.Table.from_batches(pending)
             pending, rows = [], 0
 
 
-def _file_batches(fragment: Any, schema: pa.Schema, where: Any) -> Iterator[pa.RecordBatch]:
+def _file_batches(
+    fragment: Any, schema: pa.Schema, where: Any, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """One file's rows in the window, decoded in step with the caller.
 
     No read-ahead, one thread: with its defaults the scanner decoded files faster than the
@@ -204,6 +240,7 @@ def _file_batches(fragment: Any, schema: pa.Schema, where: Any) -> Iterator[pa.R
     return iter(
         fragment.to_batches(
             schema=schema,
+            columns=columns,
             filter=where,
             batch_size=min(SCAN_ROWS, 1 << 17),
             batch_readahead=0,
@@ -213,19 +250,63 @@ def _file_batches(fragment: Any, schema: pa.Schema, where: Any) -> Iterator[pa.R
     )
 
 
+def _stored_rows(fs: Any, found: list[str]) -> int:
+    """The rows ``found`` hold by their footers (an unreadable one counts none: the scan
+    quarantines it)."""
+    total = 0
+    for file in found:
+        try:
+            with fs.open(file, "rb") as handle:
+                total += pq.read_metadata(handle).num_rows
+        except Exception:  # noqa: BLE001, S112 - the scan that reads it sets it aside
+            continue
+    return total
+
+
+def _served_ids(
+    fs: Any,
+    root: str,
+    found: list[str],
+    window: tuple[datetime | None, datetime | None],
+    skipped: list[SkippedFile],
+) -> pa.Array | None:
+    """The request ids served in the window, read only when the log holds more label rows
+    than ``found`` (the window's prediction files) hold rows; ``None`` otherwise. A file
+    unreadable here is set aside as the window's scan would (added to ``skipped``)."""
+    since = window[0]
+    if _stored_rows(fs, files(fs, root, LABELS, since, None)) <= _stored_rows(fs, found):
+        return None
+    chunks = [
+        table[REQUEST_ID].cast(pa.string())
+        for table in _scan(fs, root, found, window, skipped, [REQUEST_ID])
+    ]
+    return pa.chunked_array(chunks, pa.string()).combine_chunks()
+
+
 def _streamed_labels(
-    fs: Any, root: str, since: datetime | None, skipped: list[SkippedFile]
+    fs: Any,
+    root: str,
+    since: datetime | None,
+    skipped: list[SkippedFile],
+    served: pa.Array | None = None,
 ) -> LatestLabels:
-    """The latest labels from ``since`` on, read by the scan (files of any schema)."""
+    """The latest labels from ``since`` on, read by the scan (files of any schema); with
+    ``served``, each chunk is cut to those ids as it is read and the rest counted."""
     stored = pa.schema(
         [(REQUEST_ID, pa.string()), (TIMESTAMP, TIMESTAMP_TYPE), (LABEL, pa.string())]
     )
     found = files(fs, root, LABELS, since, None)
-    tables = [
-        table.select([REQUEST_ID, TIMESTAMP, LABEL]).cast(stored)
-        for table in _scan(fs, root, found, (None, None), skipped)
-    ]
-    return LatestLabels.of(pa.concat_tables(tables)) if tables else LatestLabels.none()
+    tables, dropped = [], 0
+    for table in _scan(fs, root, found, (None, None), skipped):
+        chunk = table.select([REQUEST_ID, TIMESTAMP, LABEL]).cast(stored)
+        if served is not None:
+            kept = chunk.filter(pc.is_in(chunk[REQUEST_ID], value_set=served))
+            dropped += chunk.num_rows - kept.num_rows
+            chunk = kept
+        tables.append(chunk)
+    if not tables:
+        return LatestLabels.none(dropped)
+    return LatestLabels.of(pa.concat_tables(tables), dropped)
 
 
 def read_window_sample(
@@ -242,15 +323,19 @@ def read_window_sample(
     data = settings.data
     fs, root = filesystem(path)
     skipped: list[SkippedFile] = []
-    latest = _streamed_labels(fs, root, since, skipped)
+    found = files(fs, root, PREDICTIONS, since, until)
+    served = _served_ids(fs, root, found, (since, until), skipped)
+    latest = _streamed_labels(fs, root, since, skipped, served)
+    found = [file for file in found if file not in {gone.path for gone in skipped}]
+    joined = np.zeros(len(latest.ids), dtype=bool)
     rng = np.random.default_rng(seed)
     totals = WindowTotals(missing=dict.fromkeys(data.features.all, 0))
     current, labeled = Smallest(rows), Smallest(rows)
-    found = files(fs, root, PREDICTIONS, since, until)
     for table in _scan(fs, root, found, (since, until), skipped):
         keys = rng.random(table.num_rows)
         index = latest.index(table[REQUEST_ID])
         has_label = np.flatnonzero(index >= 0)
+        joined[index[has_label]] = True
         totals.add(table, data.features.all, latest.take(index), has_label)
         if data.target in table.column_names:
             table = table.drop_columns([data.target])
@@ -262,4 +347,6 @@ def read_window_sample(
             into.add(taken.append_column(SAMPLE_KEY, pa.array(keys[keep])))
     frames = [part.frame() for part in (current, labeled)]
     shaped = [empty_window(settings) if f is None else _finish(plain(f), settings) for f in frames]
-    return WindowSample(current=shaped[0], labeled=shaped[1], totals=totals, skipped=skipped)
+    unjoined = latest.unjoined(joined)
+    _warn_unjoined(unjoined)
+    return WindowSample(shaped[0], shaped[1], totals, skipped, labels_unjoined=unjoined)

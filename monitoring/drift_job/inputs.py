@@ -150,5 +150,6 @@ def load_current(
         "since": since.isoformat() if since else None,
         "until": until.isoformat(),
         "skipped_files": [skipped.as_dict() for skipped in sample.skipped],
+        "labels_unjoined": sample.labels_unjoined,
     }
     return sample, None, window

@@ -79,12 +79,17 @@ def _log(drift_data: DriftData, root: Path, rows: int, settings: Settings) -> pd
 def project(drift_data: DriftData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("drift-sample")
     write_params(root, sample_rows=SAMPLE)
+    _reference(drift_data, root)
+    _log(drift_data, root, ROWS, load_settings(root / "params.yaml"))
+    return root
+
+
+def _reference(drift_data: DriftData, root: Path) -> None:
+    """What the evaluate stage leaves for the drift job: a reference set and importances."""
     reference = root / REFERENCE_FILE
     reference.parent.mkdir(parents=True)
     drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
     write_json({"metric": "roc_auc", "importance": drift_data.importance}, root / IMPORTANCE_FILE)
-    _log(drift_data, root, ROWS, load_settings(root / "params.yaml"))
-    return root
 
 
 def run_json(project: Path) -> dict[str, Any]:
@@ -304,3 +309,58 @@ def test_an_s3_capture_log_is_streamed_too(
         pd.testing.assert_frame_equal(streamed.current, in_memory.current.reset_index(drop=True))
     finally:
         launcher.stop(moto)
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [50, 5000],  # fewer label rows than the window's predictions: joined, then counted;
+    # more: the window's ids are read first and every chunk of labels is cut to them
+)
+def test_labels_the_window_did_not_serve_are_counted_and_dropped(
+    drift_data: DriftData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flood: int
+) -> None:
+    """Feedback open without a token takes labels for any id (defect 11): the join keeps
+    only the window's, counts the rest (one late label for an earlier window among them),
+    and never holds more label ids than the smaller side."""
+    write_params(tmp_path)
+    _reference(drift_data, tmp_path)
+    settings = load_settings(tmp_path / "params.yaml")
+    served = _log(drift_data, tmp_path, 1500, settings)
+    path = capture_path(settings)
+    value = served[settings.data.target].iloc[0]
+    earlier = START - timedelta(hours=1)
+    early = served.head(1).assign(request_id="early", timestamp=earlier)
+    write_frame(path, PREDICTIONS, early.drop(columns=[settings.data.target, settings.data.id]))
+    stray = pd.DataFrame(
+        {
+            "request_id": ["early", *(f"never-{i}" for i in range(flood))],
+            "timestamp": START + timedelta(hours=2),
+            "label": value,
+        }
+    )
+    write_frame(path, LABELS, stray)
+    held: list[int] = []
+    streamed_labels = capture_window._streamed_labels
+
+    def spy(*args: Any) -> capture_window.LatestLabels:
+        latest = streamed_labels(*args)
+        held.append(len(latest.ids))
+        return latest
+
+    monkeypatch.setattr(capture_window, "_streamed_labels", spy)
+    until = START + timedelta(days=1)
+    sample = read_window_sample(path, settings, settings.drift.sample_rows, 42, START, until)
+    assert sample.labels_unjoined == flood + 1
+    assert len(sample.labeled) == sample.totals.labeled == LABELED
+    assert sample.labeled["request_id"].str.startswith("r").all()
+    label_rows = LABELED + flood + 1
+    # held: every label when they are fewer than the window's 1,500 predictions; else only
+    # the labels of served ids, never more ids than the smaller side
+    assert held == [label_rows if label_rows <= 1500 else LABELED]
+    whole = read_window(path, settings, START, until)
+    assert whole[settings.data.target].notna().sum() == LABELED
+
+    env = {"MLSTACK_PARAMS": str(tmp_path / "params.yaml")}
+    result = runner.invoke(drift_app, ["run", *WINDOW, *QUIET], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["window"]["labels_unjoined"] == flood + 1
