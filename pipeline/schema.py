@@ -17,6 +17,10 @@ from pipeline.settings import DataSettings
 
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
+# Regression: the served interval's bounds (pipeline/interval.py), beside the prediction.
+INTERVAL_LOWER = "interval_lower"
+INTERVAL_UPPER = "interval_upper"
+INTERVAL_COLUMNS = (INTERVAL_LOWER, INTERVAL_UPPER)
 
 
 class SchemaError(ValueError):
