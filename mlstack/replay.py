@@ -146,12 +146,12 @@ async def send_labels(
 ) -> tuple[int, int]:
     """POST ``(request_id, label)`` pairs to ``{url}/feedback``; return (sent, accepted).
 
-    With ``MLSTACK_FEEDBACK_TOKEN`` in the environment, it is sent as the bearer token.
+    A class label goes as its one spelling (``"1"``), a numeric target (a float) as a JSON
+    number. With ``MLSTACK_FEEDBACK_TOKEN`` in the environment, it is sent as the bearer
+    token.
     """
 
     import httpx
-
-    from pipeline.labels import normalize_label
 
     token = os.environ.get(environment.FEEDBACK_TOKEN)
     headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -159,12 +159,19 @@ async def send_labels(
     async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         for start in range(0, len(labels), batch):
             chunk = labels[start : start + batch]
-            body = {"labels": [{"request_id": r, "label": normalize_label(v)} for r, v in chunk]}
+            body = {"labels": [{"request_id": r, "label": _wire(v)} for r, v in chunk]}
             response = await client.post("/feedback", json=body)
             sent += len(chunk)
             if response.status_code == 200:
                 accepted += int(response.json()["accepted"])
     return sent, accepted
+
+
+def _wire(label: Any) -> Any:
+    """A label as ``/feedback`` takes it: a number stays a number, a class its spelling."""
+    from pipeline.labels import normalize_label
+
+    return label if isinstance(label, float) else normalize_label(label)
 
 
 def labels_by_id(frame: pd.DataFrame, labels: pd.DataFrame, settings: Settings) -> pd.Series:
@@ -176,6 +183,11 @@ def labels_by_id(frame: pd.DataFrame, labels: pd.DataFrame, settings: Settings) 
         raise typer.BadParameter(f"joining labels needs the id column {data.id!r} in both files")
     by_id = labels.drop_duplicates(data.id).set_index(data.id)[data.target]
     return pd.Series(by_id.reindex(frame[data.id].to_numpy()).to_numpy())
+
+
+def _labels(labels: pd.Series, settings: Settings) -> list[Any]:
+    """Labels to send: floats for a numeric target (sent as JSON numbers), else as read."""
+    return labels.astype("float64").tolist() if settings.data.is_regression else labels.tolist()
 
 
 def replay_frame(
@@ -193,7 +205,7 @@ def replay_frame(
     if labels is not None:
         pairs = [
             (request_id, label)
-            for request_id, label in zip(result.request_ids, labels.tolist(), strict=True)
+            for request_id, label in zip(result.request_ids, _labels(labels, settings), strict=True)
             if request_id is not None and label is not None and label == label
         ]
         result.labels_sent, result.labels_accepted = asyncio.run(send_labels(url, pairs))

@@ -355,23 +355,35 @@ class Reassign(_Section):
     share: Annotated[float, Field(gt=0, le=1)]
 
 
+class ScaleLabels(_Section):
+    """Regression: multiply the labels of the rows whose numerical columns fall in
+    ``ranges`` (all rows when empty) by ``factor``."""
+
+    factor: float
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+
 class Scenario(_Section):
     """Traffic to replay: production rows, filtered and sampled, with shifts injected.
 
-    ``add`` shifts numerical columns (covariate shift), ``reassign`` changes a category's
-    share (covariate shift), ``flip_labels`` gives another class to the rows whose
-    numerical columns fall in the given ranges (concept drift: inputs stay as they were).
+    ``where`` keeps rows whose column holds one of the listed values, ``between`` rows whose
+    numerical column lies in ``[low, high]``. ``add`` shifts numerical columns (covariate
+    shift), ``reassign`` changes a category's share (covariate shift), ``flip_labels`` gives
+    another class to the rows whose numerical columns fall in the given ranges, and
+    ``scale_labels`` multiplies a numeric target (concept drift: inputs stay as they were).
     """
 
     description: str = ""
     rows: str
     labels: str | None = None
     where: dict[str, list[Any]] = Field(default_factory=dict)
+    between: dict[str, tuple[float, float]] = Field(default_factory=dict)
     sample: Annotated[int, Field(gt=0)] | None = None
     seed: int = 0
     add: dict[str, float] = Field(default_factory=dict)
     reassign: dict[str, Reassign] = Field(default_factory=dict)
     flip_labels: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    scale_labels: ScaleLabels | None = None
 
 
 class Settings(_Section):

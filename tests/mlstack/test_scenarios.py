@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mlstack.cli import app
 from mlstack.scenarios import ScenarioError, inject, load
-from pipeline.settings import Reassign, Scenario, load_settings
+from pipeline.settings import Reassign, ScaleLabels, Scenario, load_settings, parse_settings
 
 
 @pytest.fixture
@@ -70,3 +73,31 @@ def test_replay_needs_a_file_or_a_scenario() -> None:
     result = CliRunner().invoke(app, ["replay"])
     assert result.exit_code == 2
     assert "FILE or --scenario" in result.output
+
+
+def test_scale_labels_multiplies_a_numeric_target_in_its_ranges(rows: pd.DataFrame) -> None:
+    labels = pd.Series([100.0, 200.0, 300.0, 400.0])
+    scenario = Scenario(rows="x", scale_labels=ScaleLabels(factor=0.5, ranges={"AGEP": (40, 59)}))
+    same, scaled = inject(rows, labels, scenario, None)
+    assert scaled is not None and scaled.tolist() == [100.0, 100.0, 150.0, 400.0]
+    pd.testing.assert_frame_equal(same, rows)
+
+
+def test_label_changes_that_do_not_fit_the_task_are_refused(rows: pd.DataFrame) -> None:
+    numbers, classes = pd.Series([1.0, 2.0, 3.0, 4.0]), pd.Series(["0", "1", "0", "1"])
+    with pytest.raises(ScenarioError, match="scale_labels needs a labels file and a numeric"):
+        inject(rows, classes, Scenario(rows="x", scale_labels=ScaleLabels(factor=2)), ["0", "1"])
+    with pytest.raises(ScenarioError, match="flip_labels needs a labels file and classes"):
+        inject(rows, numbers, Scenario(rows="x", flip_labels={"AGEP": (0, 99)}), None)
+
+
+def test_the_regression_example_scenarios_load_numeric_labels() -> None:
+    # the example is copied over params.yaml at the project's root: its paths hang off it
+    raw = yaml.safe_load(Path("examples/regression/params.yaml").read_text())
+    settings = parse_settings(raw, root=Path.cwd())
+    early, prices = load(settings, "production_early")
+    assert prices is not None and prices.dtype == "float64" and len(early) == len(prices)
+    assert early["id"].between(60000, 89999).all()
+    _, lowered = load(settings, "price_drop")
+    assert lowered is not None
+    assert lowered.sum() == pytest.approx(0.7 * prices.sum())
