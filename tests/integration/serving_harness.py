@@ -42,9 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_params(folder: Path, **sections: dict[str, Any]) -> Path:
-    """The project's params.yaml with some sections merged over, in ``folder``."""
-    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+def write_params(folder: Path, base: Path | None = None, **sections: dict[str, Any]) -> Path:
+    """The project's params.yaml (or ``base``) with some sections merged over, in ``folder``."""
+    raw = yaml.safe_load((base or PROJECT_ROOT / "params.yaml").read_text())
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,10 +58,11 @@ def launch(
     env: dict[str, str],
     target: str = "serving.service:Classifier",
     port: int | None = None,
+    base: Path | None = None,
     **sections: dict[str, Any],
 ) -> Server:
-    """``bentoml serve`` started with the project's params and ``sections`` merged over,
-    not yet waited for."""
+    """``bentoml serve`` started with the project's params (or ``base``) and ``sections``
+    merged over, not yet waited for."""
     capture = folder / "capture"
     sections.setdefault("capture", {})
     sections["capture"] = {"path": str(capture), "flush_seconds": 1.0, **sections["capture"]}
@@ -71,7 +72,7 @@ def launch(
     # worker unless the test is about several (each one more costs ~7 s of CPU to start,
     # and the suite is CPU-bound on 2 cores).
     sections["serving"] = {"workers": 1, "reload_seconds": 0, **sections["serving"]}
-    params = write_params(folder, **sections)
+    params = write_params(folder, base, **sections)
     port = port or free_port()
     log = folder / "server.log"
     command = [sys.executable, "-m", "bentoml", "serve", target]
@@ -91,9 +92,10 @@ def start_server(
     port: int | None = None,
     ready_seconds: float = 90,
     wait_for: str = "/readyz",
+    base: Path | None = None,
     **sections: dict[str, Any],
 ) -> Server:
-    server = launch(folder, env, target, port, **sections)
+    server = launch(folder, env, target, port, base, **sections)
     launcher.wait_ready(
         server.url, server.process, server.log, seconds=ready_seconds, endpoint=wait_for
     )
