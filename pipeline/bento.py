@@ -4,7 +4,8 @@ Shared by the package stage, ``mlstack model rollback`` and the service (which d
 the model by :func:`bento_model_name`). The model is imported in MLflow's own folder
 format (``bentoml.mlflow.import_model``), so the service loads the very skops file the
 train stage logged; nothing is re-pickled. The registry's name, version and run id
-travel as model labels: every response and metric names them.
+travel as model labels: every response and metric names them; so does a regressor's
+interval (its version's tags).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from pipeline.paths import BENTOFILE
 from pipeline.settings import Settings
-from pipeline.tracking import Champion, download_model, tracking_uri
+from pipeline.interval import Interval
+from pipeline.tracking import Champion, client, download_model, tracking_uri
 
 
 def bento_model_name(settings: Settings) -> str:
@@ -37,6 +39,12 @@ def import_champion(settings: Settings, champion: Champion) -> Any:
         "version": champion.version,
         "run_id": champion.run_id,
     }
+    # A regressor's interval travels with its version (pipeline/interval.py): the service
+    # reads it from these labels.
+    tags = client(settings).get_model_version(champion.name, champion.version).tags
+    interval = Interval.from_tags(tags)
+    if interval is not None:
+        labels.update(interval.tags())
     with tempfile.TemporaryDirectory(prefix="mlstack-package-") as scratch:
         folder = download_model(
             f"models:/{champion.name}/{champion.version}", tracking_uri(settings), scratch

@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_regressor
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
+from pipeline.interval import Interval, IntervalError, calibrate
 from pipeline.io import read_json, read_table, write_json, write_parquet
 from pipeline.labels import normalize_label
-from pipeline.metrics import all_metrics, permutation_importance
+from pipeline.metrics import all_metrics, permutation_importance, regression_metrics
 from pipeline.model import predict_frame
 from pipeline.paths import (
     IMPORTANCE_FILE,
@@ -42,9 +44,15 @@ from pipeline.paths import (
     TEST_FILE,
     TRAIN_REPORT,
 )
-from pipeline.schema import proba_columns
-from pipeline.settings import DataSettings, Settings, load_settings_or_exit
-from pipeline.tracking import configure, load_model, tracking_uri
+from pipeline.schema import PREDICTION, proba_columns
+from pipeline.settings import (
+    DataSettings,
+    Settings,
+    SettingsError,
+    exit_on_bad_settings,
+    load_settings_or_exit,
+)
+from pipeline.tracking import client, configure, load_model, tracking_uri
 
 
 def reference_set(
@@ -80,6 +88,31 @@ def thin(points: pd.DataFrame, most: int = 500) -> pd.DataFrame:
     return points.iloc[:: max(1, len(points) // most)]
 
 
+def draw_regression(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    """Predicted against actual (with the diagonal) and residuals against predicted, PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    points = tables["predicted_actual"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(points["actual"], points["predicted"], s=6, alpha=0.5)
+    edges = [points.to_numpy().min(), points.to_numpy().max()]
+    ax.plot(edges, edges, color="grey", linewidth=1)
+    ax.set(xlabel="actual", ylabel="predicted", title="predicted against actual")
+    fig.savefig(folder / "predicted_actual.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    residuals = tables["residuals"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(residuals["predicted"], residuals["residual"], s=6, alpha=0.5)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set(xlabel="predicted", ylabel="actual - predicted", title="residuals")
+    fig.savefig(folder / "residuals.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> None:
     """PNG plots: they render offline, unlike DVC's Vega HTML (which loads Vega from a CDN)."""
     import matplotlib
@@ -87,6 +120,9 @@ def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not classes:
+        draw_regression(tables, folder)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     for name, (x, y) in {
         "roc": ("fpr", "tpr"),
@@ -119,7 +155,8 @@ def draw(tables: dict[str, pd.DataFrame], classes: list[str], folder: Path) -> N
 @dataclass(frozen=True)
 class Evaluation:
     """What the stage writes: the test split's metrics and plot points, the recent hold-out's
-    metrics (empty without recent rows), the reference set and the permutation importance."""
+    metrics (empty without recent rows), the reference set and the permutation importance;
+    for a regressor also its split-conformal interval (``classes`` is then empty)."""
 
     classes: list[str]
     metrics: dict[str, Any]
@@ -127,6 +164,65 @@ class Evaluation:
     curves: dict[str, pd.DataFrame]
     reference: pd.DataFrame
     importance: dict[str, float]
+    interval: Interval | None = None
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """The test split scored by one task's rules."""
+
+    classes: list[str]
+    metrics: dict[str, Any]
+    curves: dict[str, pd.DataFrame]
+    predictions: pd.DataFrame
+    interval: Interval | None
+
+
+def _classified(model: Any, test: pd.DataFrame, data: DataSettings) -> _Scored:
+    classes = [normalize_label(c) for c in model.classes_]
+    y_true = test[data.target].astype(str)
+    predictions = predict_frame(model, test[data.features.all])
+    proba = predictions[proba_columns(classes)].to_numpy()
+    metrics = all_metrics(y_true, proba, classes)
+    return _Scored(classes, metrics, curves(y_true, proba, classes), predictions, None)
+
+
+def _regressed(model: Any, test: pd.DataFrame, settings: Settings) -> _Scored:
+    """Metrics, plot points and the interval: calibrated on a seeded half of the test split,
+    its coverage measured on the other half (rows the calibration never saw)."""
+    data = settings.data
+    y_true = test[data.target].astype("float64").to_numpy()
+    predicted = np.asarray(model.predict(test[data.features.all]), dtype="float64")
+    calibration = np.random.default_rng(data.seed).random(len(test)) < 0.5
+    residuals = y_true - predicted
+    interval = calibrate(residuals[calibration], settings.evaluate.interval_coverage)
+    inside = np.abs(residuals[~calibration]) <= interval.half_width
+    metrics = {
+        **regression_metrics(y_true, predicted),
+        "interval_coverage": float(inside.mean()) if len(inside) else float("nan"),
+        "interval_half_width": interval.half_width,
+    }
+    points = pd.DataFrame({"actual": y_true, "predicted": predicted, "residual": residuals})
+    points = points.sample(n=min(len(points), 500), random_state=data.seed)
+    tables = {
+        "predicted_actual": points[["actual", "predicted"]],
+        "residuals": points[["predicted", "residual"]],
+    }
+    predictions = predict_frame(model, test[data.features.all], interval)
+    return _Scored([], metrics, tables, predictions, interval)
+
+
+def _recent_metrics(
+    model: Any, holdout: pd.DataFrame, scored: pd.DataFrame, data: DataSettings
+) -> dict[str, float]:
+    """The recent hold-out's metrics, named ``recent_<metric>``."""
+    if is_regressor(model):
+        recent = regression_metrics(holdout[data.target].astype("float64"), scored[PREDICTION])
+    else:
+        classes = [normalize_label(c) for c in model.classes_]
+        proba = scored[proba_columns(classes)].to_numpy()
+        recent = all_metrics(holdout[data.target].astype(str), proba, classes)
+    return {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
 
 
 def evaluate(
@@ -150,20 +246,15 @@ def evaluate(
         missing = [c for c in (*data.features.all, data.target) if c not in frame.columns]
         if missing:
             raise ValueError(f"evaluate: the {name} has no column(s) {', '.join(missing)}")
-    classes = [normalize_label(c) for c in model.classes_]
-    y_true = test[data.target].astype(str)
-    predictions = predict_frame(model, test[data.features.all])
-    proba = predictions[proba_columns(classes)].to_numpy()
-    metrics = all_metrics(y_true, proba, classes)
-    reference = reference_set(test, predictions, data)
+    tested = (
+        _regressed(model, test, settings) if is_regressor(model) else _classified(model, test, data)
+    )
+    reference = reference_set(test, tested.predictions, data)
     recent_metrics: dict[str, float] = {}
     if not holdout.empty:
-        scored = predict_frame(model, holdout[data.features.all])
+        scored = predict_frame(model, holdout[data.features.all], tested.interval)
         reference = pd.concat([reference, reference_set(holdout, scored, data)], ignore_index=True)
-        recent = all_metrics(
-            holdout[data.target].astype(str), scored[proba_columns(classes)].to_numpy(), classes
-        )
-        recent_metrics = {f"recent_{k}": v for k, v in recent.items() if isinstance(v, float)}
+        recent_metrics = _recent_metrics(model, holdout, scored, data)
     # What scored it: the drift job scores it again when another version serves (a
     # rejected candidate, a rollback), instead of comparing two models' predictions.
     reference["model_name"] = model_name
@@ -171,15 +262,20 @@ def evaluate(
     importance = permutation_importance(
         model,
         test[data.features.all],
-        y_true,
-        classes,
+        test[data.target],
         settings.promote.metric,
         settings.evaluate.importance_repeats,
         data.seed,
         settings.evaluate.importance_rows,
     )
     return Evaluation(
-        classes, metrics, recent_metrics, curves(y_true, proba, classes), reference, importance
+        tested.classes,
+        tested.metrics,
+        recent_metrics,
+        tested.curves,
+        reference,
+        importance,
+        tested.interval,
     )
 
 
@@ -209,23 +305,38 @@ def main() -> None:
     configure(settings)
     model = load_model(trained["model_uri"], tracking_uri(settings))
     test = read_table(settings.path(TEST_FILE))
-    evaluation = evaluate(
-        model,
-        test,
-        read_table(settings.path(RECENT_HOLDOUT_FILE)),
-        settings,
-        model_name=trained["model_name"],
-        model_version=str(trained["model_version"]),
-    )
+    try:
+        evaluation = evaluate(
+            model,
+            test,
+            read_table(settings.path(RECENT_HOLDOUT_FILE)),
+            settings,
+            model_name=trained["model_name"],
+            model_version=str(trained["model_version"]),
+        )
+    except IntervalError as error:
+        exit_on_bad_settings(SettingsError(f"evaluate.interval_coverage: {error}"))
     folder = write(evaluation, settings)
     metrics = evaluation.metrics
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         mlflow.log_metrics(evaluation.recent_metrics)
-        for label, values in metrics["per_class"].items():
+        for label, values in metrics.get("per_class", {}).items():
             mlflow.log_metrics({f"test_{k}_class_{label}": float(v) for k, v in values.items()})
         mlflow.log_artifacts(str(folder), artifact_path="plots")
-    headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in ("roc_auc", "accuracy", "f1"))
+        if evaluation.interval is not None:
+            # The interval travels with the version: the package stage and the service read it.
+            mlflow.log_params(evaluation.interval.tags())
+            for key, value in evaluation.interval.tags().items():
+                client(settings).set_model_version_tag(
+                    trained["model_name"], str(trained["model_version"]), key, value
+                )
+    shown = (
+        ("rmse", "mae", "r2", "interval_coverage")
+        if evaluation.interval
+        else ("roc_auc", "accuracy", "f1")
+    )
+    headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in shown)
     print(f"evaluate: {headline} on {len(test)} test rows")
 
 

@@ -1,7 +1,9 @@
-"""Classification metrics with one meaning across the pipeline, the gate and the drift job.
+"""Metrics with one meaning across the pipeline, the gate and the drift job.
 
-Binary problems score the second class of the model (``classes_[1]``) as positive;
-multiclass problems use one-vs-rest ROC AUC and macro F1, weighted by nothing.
+Classification: binary problems score the second class of the model (``classes_[1]``) as
+positive; multiclass problems use one-vs-rest ROC AUC and macro F1, weighted by nothing.
+Regression: RMSE, MAE, R² and MAPE (only where no true value is zero: a zero makes the
+percentage error infinite). :func:`model_score` scores a fitted model of either task.
 """
 
 from __future__ import annotations
@@ -10,17 +12,63 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_regressor
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
     log_loss,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
     precision_recall_fscore_support,
+    r2_score,
     roc_auc_score,
+    root_mean_squared_error,
 )
 
+from pipeline.labels import normalize_label
 from pipeline.tasks import HIGHER_IS_BETTER, TASK_METRICS
 
 CLASSIFICATION_METRICS = TASK_METRICS["classification"]
+REGRESSION_METRICS = TASK_METRICS["regression"]
+
+
+class MetricUndefined(ValueError):
+    """A metric the data cannot give (MAPE with a true value of zero)."""
+
+
+def regression_score(y_true: Any, predicted: Any, metric: str) -> float:
+    """One regression metric of true values ``y_true`` and predictions ``predicted``."""
+    y, p = np.asarray(y_true, dtype="float64"), np.asarray(predicted, dtype="float64")
+    if metric == "rmse":
+        return float(root_mean_squared_error(y, p))
+    if metric == "mae":
+        return float(mean_absolute_error(y, p))
+    if metric == "r2":
+        return float(r2_score(y, p))
+    if metric == "mape":
+        if (y == 0).any():
+            raise MetricUndefined(f"mape: {int((y == 0).sum())} true value(s) are zero")
+        return float(mean_absolute_percentage_error(y, p))
+    raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(REGRESSION_METRICS)}")
+
+
+def regression_metrics(y_true: Any, predicted: Any) -> dict[str, Any]:
+    """Every regression metric the data defines (MAPE left out where a true value is 0)."""
+    out: dict[str, Any] = {}
+    for metric in REGRESSION_METRICS:
+        try:
+            out[metric] = regression_score(y_true, predicted, metric)
+        except MetricUndefined:
+            continue
+    return {**out, "rows": len(np.asarray(y_true))}
+
+
+def model_score(model: Any, X: pd.DataFrame, y_true: pd.Series, metric: str) -> float:
+    """``metric`` of a fitted model of either task on features ``X`` and targets ``y_true``."""
+    if is_regressor(model):
+        return regression_score(y_true.astype("float64"), model.predict(X), metric)
+    classes = [normalize_label(c) for c in model.classes_]
+    return score(y_true.astype(str), model.predict_proba(X), classes, metric)
 
 
 def score(y_true: pd.Series, proba: np.ndarray, classes: list[str], metric: str) -> float:
@@ -60,7 +108,6 @@ def permutation_importance(
     model: Any,
     X: pd.DataFrame,
     y_true: pd.Series,
-    classes: list[str],
     metric: str,
     repeats: int,
     seed: int,
@@ -79,7 +126,7 @@ def permutation_importance(
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def scorer(estimator: Any, X_: pd.DataFrame, y_: pd.Series) -> float:
-        return sign * score(y_, estimator.predict_proba(X_), classes, metric)
+        return sign * model_score(estimator, X_, y_, metric)
 
     sample = 1.0 if rows is None or rows >= len(X) else rows
     result = permute(

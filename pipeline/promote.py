@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipeline.io import read_json, read_table, write_json
-from pipeline.labels import normalize_label
 from pipeline.lineage import recent_lineage
-from pipeline.metrics import score
+from pipeline.metrics import model_score
 from pipeline.paths import (
     PROMOTION_REPORT,
     RECENT_FILE,
@@ -193,11 +192,9 @@ def main() -> None:
     def evaluate(uri: str) -> tuple[float, float | None]:
         """The model's score on the test split and (if any) on the recent holdout."""
         model = load_model(uri, tracking_uri(settings))
-        classes = [normalize_label(c) for c in model.classes_]
 
         def on(frame: pd.DataFrame) -> float:
-            proba = model.predict_proba(frame[features])
-            return score(frame[target].astype(str), proba, classes, gate.metric)
+            return model_score(model, frame[features], frame[target], gate.metric)
 
         return on(test), (on(holdout) if not holdout.empty else None)
 

@@ -65,6 +65,32 @@ def coerce_features(frame: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def numeric_target(values: pd.Series, name: str) -> pd.Series:
+    """A regression target as float64: numbers only (no strings, no booleans), every value
+    present and finite, and not all the same. Each failure names the column and a value."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values[numbers.isna() & values.notna()]
+        example = repr(bad.iloc[0]) if len(bad) else repr(values.dropna().iloc[0])
+        raise SchemaError(
+            f"target column {name!r} must be numeric for a regression task (data.task), "
+            f"got dtype {values.dtype}, for example {example}"
+        )
+    numbers = values.astype("float64")
+    missing = int(numbers.isna().sum())
+    if missing:
+        raise SchemaError(f"target column {name!r} has {missing} null(s)")
+    infinite = numbers[~np.isfinite(numbers)]
+    if len(infinite):
+        raise SchemaError(
+            f"target column {name!r} has {len(infinite)} infinite value(s), "
+            f"for example {infinite.iloc[0]!r}"
+        )
+    if numbers.nunique() < 2:
+        raise SchemaError(f"target column {name!r} has a single value: {numbers.iloc[0]!r}")
+    return numbers
+
+
 def validate(frame: pd.DataFrame, data: DataSettings, *, labeled: bool = True) -> pd.DataFrame:
     """Check a raw frame against the schema and return features (+ label) with plain dtypes.
 
@@ -91,6 +117,9 @@ def validate(frame: pd.DataFrame, data: DataSettings, *, labeled: bool = True) -
     if data.target not in frame.columns:
         raise SchemaError(f"missing target column: {data.target}")
     target = frame[data.target]
+    if data.is_regression:
+        features[data.target] = numeric_target(target, data.target)
+        return features
     if target.isna().any():
         raise SchemaError(f"target column {data.target!r} has {int(target.isna().sum())} null(s)")
     labels = normalize_labels(target)

@@ -356,22 +356,17 @@ class Reassign(_Section):
 
 
 class ScaleLabels(_Section):
-    """Regression: multiply the labels of the rows whose numerical columns fall in
-    ``ranges`` (all rows when empty) by ``factor``."""
+    """Regression: multiply by ``factor`` the labels of the rows inside ``ranges`` (or all)."""
 
     factor: float
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 
 class Scenario(_Section):
-    """Traffic to replay: production rows, filtered and sampled, with shifts injected.
-
-    ``where`` keeps rows whose column holds one of the listed values, ``between`` rows whose
-    numerical column lies in ``[low, high]``. ``add`` shifts numerical columns (covariate
-    shift), ``reassign`` changes a category's share (covariate shift), ``flip_labels`` gives
-    another class to the rows whose numerical columns fall in the given ranges, and
-    ``scale_labels`` multiplies a numeric target (concept drift: inputs stay as they were).
-    """
+    """Traffic to replay: production rows, filtered (``where``: listed values, ``between``:
+    numbers in ``[low, high]``) and sampled, with shifts injected. ``add`` and ``reassign``
+    shift numbers and category shares (covariate shift); ``flip_labels`` and ``scale_labels``
+    change the labels of rows in ranges (concept drift: inputs stay as they were)."""
 
     description: str = ""
     rows: str

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pandas as pd
+from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
 from pipeline.io import read_table, write_json
@@ -21,14 +22,20 @@ from pipeline.lineage import lineage_tags, recent_lineage
 from pipeline.model import build_model
 from pipeline.paths import RECENT_FILE, TRAIN_FILE, TRAIN_REPORT
 from pipeline.settings import Features, Settings, TrainSettings, load_settings_or_exit
+from pipeline.tasks import Task
 from pipeline.tracking import SKOPS_FORMAT, SKOPS_TRUSTED_TYPES, configure
 
 
 def train(
-    X: pd.DataFrame, y: pd.Series, features: Features, settings: TrainSettings, seed: int
+    X: pd.DataFrame,
+    y: pd.Series,
+    features: Features,
+    settings: TrainSettings,
+    seed: int,
+    task: Task = "classification",
 ) -> Pipeline:
-    """Fit the factory's pipeline on ``X``, ``y``."""
-    return build_model(features, settings, seed).fit(X[features.all], y)
+    """Fit the factory's pipeline (the classifier or the regressor of ``task``) on ``X``, ``y``."""
+    return build_model(features, settings, seed, task).fit(X[features.all], y)
 
 
 def requirements() -> list[str]:
@@ -76,7 +83,9 @@ def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -
         )
         mlflow.log_input(dataset, context="training")
         example = X.head(5)
-        signature = infer_signature(example, model.predict_proba(example))
+        regressor = is_regressor(model)
+        outputs = model.predict(example) if regressor else model.predict_proba(example)
+        signature = infer_signature(example, outputs)
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -93,7 +102,7 @@ def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -
         "model_version": version,
         "model_uri": f"models:/{settings.model.name}/{version}",
         "run_id": run.info.run_id,
-        "classes": [str(c) for c in model.classes_],
+        "classes": [] if regressor else [str(c) for c in model.classes_],
     }
 
 
@@ -106,6 +115,7 @@ def main() -> None:
         settings.data.features,
         settings.train,
         settings.data.seed,
+        settings.data.task,
     )
     report = log_and_register(model, frame, settings)
     write_json(report, settings.path(TRAIN_REPORT))

@@ -84,7 +84,6 @@ def build(
         model,
         reference[data.features.all],
         reference[data.target],
-        [str(c) for c in model.classes_],
         settings.promote.metric,
         importance_repeats or settings.evaluate.importance_repeats,
         data.seed,

@@ -48,7 +48,7 @@ from monitoring.capture.store import (
     quarantine,
     read_kind,
 )
-from pipeline.schema import PREDICTION
+from pipeline.schema import INTERVAL_COLUMNS, PREDICTION
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -156,9 +156,16 @@ def empty_window(settings: Settings) -> pd.DataFrame:
 
 
 def _finish(predictions: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    for column in settings.data.features.numerical:
+    """Plain dtypes: numerical features float64; for a regression task the prediction, its
+    interval and the label (stored as its one spelling, ``"4277.5"``) float64 too."""
+    numbers = list(settings.data.features.numerical)
+    if settings.data.is_regression:
+        numbers += [PREDICTION, *INTERVAL_COLUMNS, settings.data.target]
+    for column in numbers:
         if column in predictions:
-            predictions[column] = predictions[column].astype("float64")
+            predictions[column] = pd.to_numeric(predictions[column], errors="coerce").astype(
+                "float64"
+            )
     return predictions.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
 
 

@@ -74,10 +74,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reference = root / REFERENCE_FILE
     reference.parent.mkdir(parents=True)
     scored.to_parquet(reference)
-    classes = [str(c) for c in model.classes_]
-    importance = permutation_importance(
-        model, test[features], test[TARGET], classes, "roc_auc", 2, 0
-    )
+    importance = permutation_importance(model, test[features], test[TARGET], "roc_auc", 2, 0)
     write_json({"metric": "roc_auc", "importance": importance}, root / IMPORTANCE_FILE)
 
     current = wine_rows(1500, 2)

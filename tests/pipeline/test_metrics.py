@@ -9,8 +9,6 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.metrics import permutation_importance
 
-CLASSES = ["0", "1"]
-
 
 def fitted(rows: int = 3000) -> tuple[LogisticRegression, pd.DataFrame, pd.Series]:
     """One informative feature (``signal``) and two that are noise."""
@@ -22,10 +20,10 @@ def fitted(rows: int = 3000) -> tuple[LogisticRegression, pd.DataFrame, pd.Serie
 
 def test_a_sample_ranks_like_the_whole_split_and_is_seeded() -> None:
     model, X, y = fitted()
-    whole = permutation_importance(model, X, y, CLASSES, "roc_auc", 3, 42)
-    sampled = permutation_importance(model, X, y, CLASSES, "roc_auc", 3, 42, rows=500)
-    again = permutation_importance(model, X, y, CLASSES, "roc_auc", 3, 42, rows=500)
-    other = permutation_importance(model, X, y, CLASSES, "roc_auc", 3, 43, rows=500)
+    whole = permutation_importance(model, X, y, "roc_auc", 3, 42)
+    sampled = permutation_importance(model, X, y, "roc_auc", 3, 42, rows=500)
+    again = permutation_importance(model, X, y, "roc_auc", 3, 42, rows=500)
+    other = permutation_importance(model, X, y, "roc_auc", 3, 43, rows=500)
     assert max(whole, key=whole.__getitem__) == max(sampled, key=sampled.__getitem__) == "signal"
     assert sampled == again  # the same seed draws the same rows and shuffles
     assert sampled != other and sampled != whole  # a sample, not the whole split
@@ -35,6 +33,6 @@ def test_a_sample_ranks_like_the_whole_split_and_is_seeded() -> None:
 
 def test_more_rows_than_the_split_has_scores_them_all() -> None:
     model, X, y = fitted(400)
-    whole = permutation_importance(model, X, y, CLASSES, "roc_auc", 2, 42)
-    assert permutation_importance(model, X, y, CLASSES, "roc_auc", 2, 42, rows=400) == whole
-    assert permutation_importance(model, X, y, CLASSES, "roc_auc", 2, 42, rows=10_000) == whole
+    whole = permutation_importance(model, X, y, "roc_auc", 2, 42)
+    assert permutation_importance(model, X, y, "roc_auc", 2, 42, rows=400) == whole
+    assert permutation_importance(model, X, y, "roc_auc", 2, 42, rows=10_000) == whole
