@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.interval import Interval
 from pipeline.paths import BENTOFILE
 from pipeline.settings import Settings
-from pipeline.interval import Interval
 from pipeline.tracking import Champion, client, download_model, tracking_uri
 
 
