@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +59,13 @@ class ForeignModel(ValueError):
 
 @dataclass(frozen=True)
 class Champion:
-    """The registered model version the champion alias points at."""
+    """The registered model version the champion alias points at, and its tags (a
+    regressor's interval among them: pipeline/interval.py)."""
 
     name: str
     version: str
     run_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 # MLflow output nobody can act on, turned off at its cause:
@@ -291,7 +294,12 @@ def champion_uri(settings: Settings) -> str:
 def find_champion(registry: MlflowClient, settings: Settings) -> Champion:
     """The version the champion alias points at (MLflow's error if there is none)."""
     found = registry.get_model_version_by_alias(settings.model.name, settings.promote.alias)
-    return Champion(name=found.name, version=str(found.version), run_id=str(found.run_id or ""))
+    return Champion(
+        name=found.name,
+        version=str(found.version),
+        run_id=str(found.run_id or ""),
+        tags=dict(found.tags or {}),
+    )
 
 
 def logging_run(folder: Path) -> str:

@@ -41,6 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sklearn.base import is_regressor
+
+from pipeline.interval import HALF_WIDTH_TAG, Interval
 from pipeline.labels import normalize_label
 from pipeline.schema import proba_column
 from pipeline.settings import Settings
@@ -92,6 +95,13 @@ class ServedModel:
     predicted: dict[str, Any]  # mlstack_predictions series per class, of this version
     probability: dict[str, Any]  # mlstack_prediction_probability series per class
     prepared: Any = None  # what the service's Prepare hook built for this model, if any
+    # A regressor (``classes`` empty): its interval and mlstack_predicted_value series.
+    interval: Interval | None = None
+    value: Any = None
+
+    @property
+    def regressor(self) -> bool:
+        return self.interval is not None
 
 
 def _probe(model: Any, settings: Settings) -> Any:
@@ -103,7 +113,42 @@ def _probe(model: Any, settings: Settings) -> Any:
     frame = pd.DataFrame.from_records([dict.fromkeys(features.all)], columns=features.all)
     for column in features.numerical:
         frame[column] = frame[column].astype("float64")
-    return model.predict_proba(frame)
+    return model.predict(frame) if is_regressor(model) else model.predict_proba(frame)
+
+
+def _regressor(
+    model: Any, champion: Champion, settings: Settings, prepare: Prepare | None
+) -> ServedModel:
+    """A regressor and its interval (the version's tags, or the packed model's labels): one
+    without the interval is refused, since every answer carries it."""
+    try:
+        interval = Interval.from_tags(champion.tags)
+        known = known_categories(model, settings.data.features.categorical)
+        shape = getattr(_probe(model, settings), "shape", None)
+    except (AttributeError, ValueError, TypeError, KeyError) as error:
+        raise IncompatibleModel(f"cannot score this schema's rows: {error}") from None
+    if interval is None:
+        raise IncompatibleModel(
+            f"a regressor without its interval (no {HALF_WIDTH_TAG} tag on the version): "
+            "the evaluate stage sets it; run `dvc repro`"
+        )
+    if shape != (1,):
+        raise IncompatibleModel(f"predict gave shape {shape}, not one number per row")
+    version = champion.version
+    return ServedModel(
+        name=champion.name,
+        version=version,
+        run_id=champion.run_id,
+        model=model,
+        classes=[],
+        proba_columns=[],
+        known=known,
+        predicted={},
+        probability={},
+        prepared=prepare(model, settings) if prepare is not None else None,
+        interval=interval,
+        value=service_metrics.PREDICTED_VALUE.labels(model_version=version),
+    )
 
 
 def serve_model(
@@ -118,6 +163,13 @@ def serve_model(
     names = getattr(model, "feature_names_in_", None)
     if names is not None and sorted(str(n) for n in names) != expected:
         raise IncompatibleModel(f"trained on columns {sorted(map(str, names))}, not {expected}")
+    if settings.data.is_regression != is_regressor(model):
+        raise IncompatibleModel(
+            f"a {'regressor' if is_regressor(model) else 'classifier'} for a "
+            f"{settings.data.task} task (data.task)"
+        )
+    if is_regressor(model):
+        return _regressor(model, champion, settings, prepare)
     try:
         classes = [normalize_label(c) for c in model.classes_]
         known = known_categories(model, features.categorical)

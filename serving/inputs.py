@@ -57,6 +57,19 @@ def _class_label(value: Any) -> Any:
 
 
 ClassLabel = Annotated[StrictStr | StrictInt | StrictFloat, BeforeValidator(_class_label)]
+
+
+def _number_label(value: Any) -> Any:
+    # A regression task's label: a JSON number, finite. Not a string (not even "1.5": the
+    # sender's number formatting is no part of the contract), not a boolean.
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise PydanticCustomError(
+        "label_type", "Input should be a finite number: the true value of a regression target"
+    )
+
+
+NumberLabel = Annotated[StrictFloat, BeforeValidator(_number_label)]
 ECHO_CHARS = 40  # an error message repeats at most this much of the value it refuses
 
 
@@ -75,6 +88,17 @@ class LabelIn(BaseModel):
     # never a TypeError in the signature check (hmac.compare_digest takes ASCII text only)
     request_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
     label: ClassLabel
+
+
+class NumberLabelIn(LabelIn):
+    """One feedback value for a regressor's earlier prediction."""
+
+    label: NumberLabel
+
+
+def label_model(data: DataSettings) -> type[LabelIn]:
+    """The feedback label of the task: a class label, or a regression target's number."""
+    return NumberLabelIn if data.is_regression else LabelIn
 
 
 def instance_model(data: DataSettings) -> type[BaseModel]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import is_regressor
 
 from pipeline.labels import normalize_label
 from pipeline.settings import Settings
@@ -87,6 +88,7 @@ class CompiledInput:
     categories: list[_Categories]
     estimator: Any
     trees: FlatTrees | None = None  # the estimator's trees walked with numpy, if it has them
+    regressor: bool = False  # scored with predict (a number per row), not predict_proba
 
     def matrix(self, rows: Rows) -> np.ndarray:
         """The estimator's input for ``rows``: what the fitted transformer would give."""
@@ -124,6 +126,17 @@ class CompiledInput:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
 
+    def predict(self, rows: Rows) -> np.ndarray:
+        """A regressor's prediction per row, from the same matrix."""
+        import sklearn
+
+        matrix = self.matrix(rows)
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
+
+    def output(self, rows: Rows) -> np.ndarray:
+        return self.predict(rows) if self.regressor else self.predict_proba(rows)
+
 
 @dataclass(frozen=True)
 class Scorer:
@@ -141,6 +154,13 @@ class Scorer:
             return self.compiled.predict_proba(rows)
         table = frame(rows, self.columns, self.numerical)
         return np.asarray(self.model.predict_proba(table), dtype=np.float64)
+
+    def predict(self, rows: Rows) -> np.ndarray:
+        """A regressor's predictions for validated rows, one float each."""
+        if self.compiled is not None:
+            return self.compiled.predict(rows)
+        table = frame(rows, self.columns, self.numerical)
+        return np.asarray(self.model.predict(table), dtype=np.float64)
 
 
 def _steps(transformer: Any) -> list[Any]:
@@ -245,6 +265,8 @@ def compile_input(model: Any, settings: Settings) -> CompiledInput:
         raise NotCompiled(f"transforms columns {sorted(seen)}, not the schema's features")
     if getattr(estimator, "n_features_in_", None) != width:
         raise NotCompiled(f"an estimator fitted on {estimator.n_features_in_} columns, not {width}")
+    if is_regressor(estimator):  # its own predict on the matrix; the tree walk is for classes
+        return CompiledInput(width, numbers, categories, estimator, None, regressor=True)
     if not hasattr(estimator, "predict_proba"):
         raise NotCompiled(f"a final {type(estimator).__name__} without predict_proba")
     try:
@@ -286,14 +308,21 @@ def verify(compiled: CompiledInput, model: Any, settings: Settings) -> None:
     features = settings.data.features
     tolerance = settings.serving.compiled_tolerance
     rows = check_rows(compiled, settings)
-    expected = np.asarray(model.predict_proba(frame(rows, features.all, features.numerical)))
+    table = frame(rows, features.all, features.numerical)
+    what = (
+        "predictions differ from predict"
+        if compiled.regressor
+        else "probabilities differ from predict_proba"
+    )
+    expected = np.asarray(
+        model.predict(table) if compiled.regressor else model.predict_proba(table)
+    )
     for sample in (rows, rows[:1]):
-        got, want = compiled.predict_proba(sample), expected[: len(sample)]
+        got, want = compiled.output(sample), expected[: len(sample)]
         difference = float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
         if not difference <= tolerance:
             raise NotCompiled(
-                f"probabilities differ from predict_proba by {difference:.3g} on "
-                f"{len(sample)} check rows (tolerance {tolerance})"
+                f"{what} by {difference:.3g} on {len(sample)} check rows (tolerance {tolerance})"
             )
 
 

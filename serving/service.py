@@ -67,6 +67,7 @@ from monitoring.capture import (
 from pipeline import environment
 from pipeline.bento import bento_model_name
 from pipeline.labels import normalize_label
+from pipeline.schema import INTERVAL_COLUMNS
 from pipeline.settings import load_settings
 from pipeline.tracking import Champion, load_model
 from serving import service_metrics
@@ -79,6 +80,7 @@ from serving.inputs import (
     body_model,
     error_body,
     instance_model,
+    label_model,
     shown,
     unknown_categories,
 )
@@ -122,9 +124,11 @@ if TYPE_CHECKING:
     Instance = BaseModel
 else:
     Instance = instance_model(SETTINGS.data)
+# A class label, or a regressor's number (serving/inputs.py).
+Label = label_model(SETTINGS.data)
 # The bodies, with no top-level key but the one each route reads (serving/inputs.py).
 PREDICT_BODY = body_model("PredictRequest", "instances", Instance, MAX_ROWS)
-FEEDBACK_BODY = body_model("FeedbackRequest", "labels", LabelIn, MAX_ROWS)
+FEEDBACK_BODY = body_model("FeedbackRequest", "labels", Label, MAX_ROWS)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -164,11 +168,13 @@ ACCEPTED = AcceptedInputs(SETTINGS.serving.reject_unknown_categories)
 
 @dataclass(frozen=True)
 class Scored:
-    """One request's share of a model call: a request id, label and probabilities per row,
-    and the model version that scored them (one per batch, whatever swaps meanwhile)."""
+    """One request's share of a model call: a request id and a predicted label (a class,
+    or a regressor's number) per row, the class probabilities or the interval's bounds
+    (one row per row, the columns ``served.proba_columns`` or lower, upper), and the model
+    version that scored them (one per batch, whatever swaps meanwhile)."""
 
     request_ids: list[str]
-    labels: list[str]
+    labels: list[Any]
     probabilities: np.ndarray
     served: ServedModel
 
@@ -212,6 +218,7 @@ class Classifier:
             name=labels.get("registered_model", self.settings.model.name),
             version=labels.get("version", str(stored.tag.version)),
             run_id=labels.get("run_id", ""),
+            tags=dict(labels),  # a regressor's interval travels in the labels
         )
         if packed.name != self.settings.model.name:
             logger.warning(
@@ -284,9 +291,15 @@ class Classifier:
         served = self.follower.served  # read once: the whole batch is this version's
         rows = [row for job in jobs for row in job]
         scorer: Scorer = served.prepared  # the compiled input path, or the pipeline's own
-        probabilities = scorer.predict_proba(rows)
         request_ids = [self.request_ids.new() for _ in rows]
-        labels: list[str] = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
+        labels: list[Any]
+        if served.interval is not None:  # a regressor: the number and its interval
+            values = scorer.predict(rows)
+            probabilities = np.column_stack(served.interval.bounds(values))
+            labels = values.tolist()
+        else:
+            probabilities = scorer.predict_proba(rows)
+            labels = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
                 timestamp=datetime.now(UTC),
@@ -296,7 +309,7 @@ class Classifier:
                 features=rows,
                 predictions=labels,
                 probabilities=probabilities,
-                proba_columns=served.proba_columns,
+                proba_columns=INTERVAL_COLUMNS if served.regressor else served.proba_columns,
             )
             self.capture.add(PREDICTIONS, batch)
         scored, start = [], 0
@@ -348,6 +361,9 @@ class Classifier:
             overloaded: dict[str, Any] = _reject(503, str(error), [])
             return overloaded
         served = scored.served
+        if served.regressor:
+            regressed: dict[str, Any] = self._regression_answer(scored)
+            return regressed
         classes = served.classes
         predictions = [
             {
@@ -369,6 +385,22 @@ class Classifier:
         )
         return answer
 
+    def _regression_answer(self, scored: Scored) -> Any:
+        """Per row the predicted number and its split-conformal interval."""
+        served = scored.served
+        bounds = scored.probabilities.tolist()
+        predictions = [
+            {"request_id": request_id, "prediction": value, "interval": {"lower": lo, "upper": hi}}
+            for request_id, value, (lo, hi) in zip(
+                scored.request_ids, scored.labels, bounds, strict=True
+            )
+        ]
+        for value in scored.labels:
+            served.value.observe(value)
+        return _answer(
+            {"model": {"name": served.name, "version": served.version}, "predictions": predictions}
+        )
+
     @bentoml.api(route="/feedback", input_spec=FEEDBACK_BODY)  # type: ignore[untyped-decorator]
     async def feedback(
         self, labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ROWS)]
@@ -382,7 +414,7 @@ class Classifier:
         unmatched = 0
         for index, item in enumerate(labels):
             label = normalize_label(item.label)
-            if label not in known:
+            if label not in known and not served.regressor:
                 errors.append(
                     {
                         "type": "unknown_class",

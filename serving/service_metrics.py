@@ -21,6 +21,16 @@ PROBABILITY = Histogram(
     ["model_version", "label"],
     buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
+# A regressor's scale is unknown when this module loads (and buckets are fixed for the life
+# of the process and alike in every worker): 1-2-5 steps from 0.01 to 10 million cover
+# prices, amounts, durations and counts; a value at or below 0 falls in the first bucket.
+VALUE_BUCKETS = (0.0, *(m * 10.0**e for e in range(-2, 7) for m in (1, 2, 5)), 1e7)
+PREDICTED_VALUE = Histogram(
+    "mlstack_predicted_value",
+    "A regressor's predicted values, by model version.",
+    ["model_version"],
+    buckets=VALUE_BUCKETS,
+)
 BATCH_ROWS = Histogram(
     "mlstack_batch_rows",
     "Rows per model call: how well adaptive batching groups concurrent requests.",

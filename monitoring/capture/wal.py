@@ -61,8 +61,10 @@ class ScoredBatch:
     model_version: str
     request_ids: Sequence[str]
     features: Sequence[Record]
-    predictions: Sequence[str]
-    probabilities: np.ndarray  # one row per request row, one column per proba_column
+    predictions: Sequence[Any]  # a label (str) per row, or a regressor's number (float)
+    # one row per request row, one column per proba_column: the class probabilities, or
+    # a regressor's interval bounds (proba_columns then names interval_lower, interval_upper)
+    probabilities: np.ndarray
     proba_columns: Sequence[str]
 
     def __len__(self) -> int:
@@ -301,7 +303,7 @@ def scored_lines_table(data: bytes, columns: Sequence[str], numerical: frozenset
             (MODEL_VERSION, pa.string()),
             (REQUEST_ID, pa.list_(pa.string())),
             (_ROWS, pa.list_(rows)),
-            (PREDICTION, pa.list_(pa.string())),
+            (PREDICTION, pa.list_(arrow_type(PREDICTION, numerical))),
             (_PROBA_COLUMNS, pa.list_(pa.string())),
             (_PROBA, pa.list_(pa.list_(pa.float64()))),
         ]

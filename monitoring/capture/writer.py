@@ -21,6 +21,7 @@ from monitoring.capture.schema import KINDS, check_kind, storable_table
 from monitoring.capture.segments import Segment
 from monitoring.capture.store import capture_path, probe, write_table
 from monitoring.capture.wal import Chunk, ScoredBatch, records_line, scored_line
+from pipeline.schema import INTERVAL_COLUMNS, PREDICTION
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -306,10 +307,13 @@ class CaptureWriter:
 def writer_from_settings(settings: Settings, **hooks: Any) -> CaptureWriter:
     """A writer for ``settings.capture``, not started."""
     capture = settings.capture
+    numerical = list(settings.data.features.numerical)
+    if settings.data.is_regression:  # the prediction and its interval are numbers too
+        numerical += [PREDICTION, *INTERVAL_COLUMNS]
     return CaptureWriter(
         capture_path(settings),
         segments=settings.path(capture.segments),
-        numerical=settings.data.features.numerical,
+        numerical=numerical,
         max_pending_rows=capture.max_pending_rows,
         flush_rows=capture.flush_rows,
         flush_seconds=capture.flush_seconds,
