@@ -117,11 +117,20 @@ def _report(result: JobResult) -> None:
     performance = summary.performance
     if performance.estimated is not None:
         realized = "n/a" if performance.realized is None else f"{performance.realized:.4f}"
+        side, edge = "lower", performance.lower_threshold
+        if not performance.higher_is_better:
+            side, edge = "upper", performance.upper_threshold
         typer.echo(
             f"performance drop: {performance.detected} ({performance.metric} reference "
             f"{performance.reference:.4f}, estimated {performance.estimated:.4f}, realized "
-            f"{realized}, lower threshold {performance.lower_threshold:.4f})"
+            f"{realized}, {side} threshold {edge:.4f})"
         )
+        covered = performance.coverage
+        if covered is not None and covered.realized is not None:
+            typer.echo(
+                f"interval coverage: {covered.realized:.3f} of {covered.labeled_rows} labeled "
+                f"rows (nominal {covered.nominal}), below it: {covered.detected}"
+            )
     if concept.detected is not None:
         typer.echo(
             f"concept drift: {concept.detected} (realized {concept.current:.4f} vs estimated "

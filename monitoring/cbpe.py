@@ -53,6 +53,12 @@ class Window:
     def rows(self, keep: np.ndarray) -> Window:
         return Window(self.ranks[keep], self.predicted[keep], self.proba[keep], self.onehot[keep])
 
+    def realized(self, name: str, weight: np.ndarray | None = None) -> float:
+        return realized(name, self, weight)
+
+    def estimated(self, name: str, weight: np.ndarray | None = None) -> float:
+        return estimated(name, self, weight)
+
 
 class Calibrator:
     """Isotonic calibration per class, fitted on the reference set's probabilities and labels."""

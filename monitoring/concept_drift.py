@@ -28,12 +28,32 @@ tens of thousands of rows take about a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from monitoring.cbpe import Window, estimated, realized
 from monitoring.drift_summary import ConceptDrift, Performance
 from pipeline.settings import Settings
+from pipeline.tasks import HIGHER_IS_BETTER
+
+
+class Window(Protocol):
+    """Scored rows with a realized metric (from labels) and an estimated one (without):
+    :class:`monitoring.cbpe.Window` (classification) or :class:`monitoring.dle.LossWindow`
+    (regression, its loss negated so that here too higher is better)."""
+
+    def __len__(self) -> int: ...
+    def rows(self, keep: np.ndarray) -> Window: ...
+    def realized(self, name: str, weight: np.ndarray | None = None) -> float: ...
+    def estimated(self, name: str, weight: np.ndarray | None = None) -> float: ...
+
+
+def realized(metric: str, data: Window, weight: np.ndarray | None = None) -> float:
+    return data.realized(metric, weight)
+
+
+def estimated(metric: str, data: Window, weight: np.ndarray | None = None) -> float:
+    return data.estimated(metric, weight)
 
 
 def _resample(rng: np.random.Generator, rows: int, size: int) -> np.ndarray:
@@ -107,6 +127,7 @@ def no_verdict(settings: Settings, labeled_rows: int) -> tuple[Performance, Conc
     drift = settings.drift
     performance = Performance(
         metric=drift.performance_metric,
+        higher_is_better=HIGHER_IS_BETTER[drift.performance_metric],
         alpha=drift.alpha,
         sigmas=drift.performance_sigmas,
         min_drop=drift.min_performance_drop,

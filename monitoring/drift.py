@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from monitoring import cbpe, concept_drift, drift_reports
+from monitoring import cbpe, concept_drift, drift_reports, regression
 from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
@@ -97,8 +97,12 @@ def _check_classes(labels: Iterable[Any], column: str, classes: list[str]) -> No
         )
 
 
-def _plain(frame: pd.DataFrame, settings: Settings, classes: list[str]) -> pd.DataFrame:
+def _plain(
+    frame: pd.DataFrame, settings: Settings, classes: list[str], name: str = "current"
+) -> pd.DataFrame:
     """Features, predictions and label with plain dtypes Evidently does not silently skip."""
+    if settings.data.is_regression:
+        return regression.plain(frame, settings, name)
     out = coerce_features(frame, settings.data)
     for label in classes:
         out[proba_column(label)] = frame[proba_column(label)].astype("float64")
@@ -214,7 +218,7 @@ def prediction_drift(verdicts: dict[str, ColumnVerdict], probas: list[str]) -> P
     """Drift of the probabilities and the predicted label; the first probability speaks
     for the section's method and score."""
     predicted = {c: verdicts[c] for c in [*probas, PREDICTION]}
-    main = predicted[probas[0]]
+    main = predicted[(probas or [PREDICTION])[0]]  # a regressor: its predicted number
     return PredictionDrift(
         detected=any(v.detected for v in predicted.values()),
         method=main.method,
@@ -345,10 +349,12 @@ def compare(
         current = reference.iloc[0:0].drop(columns=settings.data.target)
     _check_columns(reference, current, settings)
     drift_reports.check_methods(settings)
-    ref, cur = _plain(reference, settings, classes), _plain(current, settings, classes)
+    ref = _plain(reference, settings, classes, "reference")
+    cur = _plain(current, settings, classes)
     target = settings.data.target
     lab = _labeled(reference, cur, labeled, settings, classes)
-    _check_classes(totals.labels if totals is not None else set(lab[target]), target, classes)
+    if not settings.data.is_regression:
+        _check_classes(totals.labels if totals is not None else set(lab[target]), target, classes)
     rows = _rows(ref, cur, lab, totals)
     if model is None:
         model = served_model(current, settings.model.name) or ModelInfo(name=settings.model.name)
@@ -361,16 +367,42 @@ def compare(
     compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
     # Binary: the positive class's probability says it all; the other is its mirror.
     probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
+    numbers = {*settings.data.features.numerical, *probas}
+    if settings.data.is_regression:
+        numbers.add(PREDICTION)
     snapshot = drift_reports.drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
-    verdicts = drift_reports.verdicts(snapshot, {*settings.data.features.numerical, *probas})
+    verdicts = drift_reports.verdicts(snapshot, numbers)
     summary.data_drift = data_drift(verdicts, summary.data_quality, importance, settings)
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
+    _judge_performance(summary, ref, cur, lab, settings, classes)
+    return summary
+
+
+def _judge_performance(
+    summary: Summary,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    lab: pd.DataFrame,
+    settings: Settings,
+    classes: list[str],
+) -> None:
+    """The performance, concept-drift and label-drift sections, by the task's rules."""
+    labeled_rows = summary.rows.labeled
+    judged = labeled_rows >= settings.drift.min_labeled_rows
+    if settings.data.is_regression:
+        summary.performance, summary.concept_drift = regression.performance_and_concept(
+            ref, cur, lab, reference_slices(ref, settings), settings, labeled_rows
+        )
+        if judged:
+            summary.label_drift, summary._snapshots["performance"] = regression.label_drift(
+                ref, lab, settings
+            )
+        return
     summary.performance, summary.concept_drift = performance_and_concept(
-        ref, cur, lab, settings, classes, rows.labeled
+        ref, cur, lab, settings, classes, labeled_rows
     )
-    if rows.labeled >= settings.drift.min_labeled_rows:
+    if judged:
         summary.label_drift, summary._snapshots["performance"] = label_drift(
             ref, lab, settings, classes
         )
-    return summary

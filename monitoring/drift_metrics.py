@@ -10,11 +10,12 @@ verdict (too few rows or labels) are left out rather than reported as "no drift"
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from monitoring.drift_summary import Summary
+from monitoring.drift_summary import Performance, Summary
 
 JOB = "mlstack_drift"
 MODEL_LABELS = ("model_name", "model_version")
@@ -27,6 +28,8 @@ COLUMN_MISSING = "mlstack_drift_column_missing_share"
 WEIGHTED_SHARE = "mlstack_drift_weighted_share"
 PERFORMANCE = "mlstack_performance"
 PERFORMANCE_THRESHOLD = "mlstack_performance_lower_threshold"
+LOSS_THRESHOLD = "mlstack_performance_upper_threshold"  # a regressor's loss: above is a drop
+COVERAGE = "mlstack_drift_interval_coverage"  # a regressor's intervals: nominal and realized
 ROWS = "mlstack_drift_rows"
 LAST_SUCCESS = "mlstack_drift_last_success_timestamp_seconds"
 SKIPPED_FILES = "mlstack_drift_skipped_files"  # capture files unreadable, quarantined
@@ -41,6 +44,8 @@ SERIES = (
     COLUMN_MISSING,
     PERFORMANCE,
     PERFORMANCE_THRESHOLD,
+    LOSS_THRESHOLD,
+    COVERAGE,
     ROWS,
     LAST_SUCCESS,
     SKIPPED_FILES,
@@ -62,12 +67,6 @@ def registry_for(
     weighted_share = gauge(
         WEIGHTED_SHARE, "Share of the champion's feature importance carried by drifted columns."
     )
-    score = gauge(COLUMN_SCORE, "Drift score of a column (method dependent).", "column")
-    column_detected = gauge(COLUMN_DETECTED, "1 when a column drifted.", "column")
-    importance = gauge(
-        COLUMN_IMPORTANCE, "A feature's normalised permutation importance.", "column"
-    )
-    missing = gauge(COLUMN_MISSING, "Share of current rows where a feature is missing.", "column")
     performance = gauge(
         PERFORMANCE,
         "Model performance: reference, estimated (CBPE, no labels) or realized (labels).",
@@ -87,6 +86,30 @@ def registry_for(
         share.labels(**model).set(summary.data_drift.share)
     if summary.data_drift.weighted_share is not None:
         weighted_share.labels(**model).set(summary.data_drift.weighted_share)
+    _column_series(gauge, summary, model)
+    judged = summary.performance
+    for kind in ("reference", "estimated", "realized"):
+        measured = getattr(judged, kind)
+        if measured is not None:
+            performance.labels(metric=judged.metric, kind=kind, **model).set(measured)
+    if judged.lower_threshold is not None:
+        threshold.labels(metric=judged.metric, **model).set(judged.lower_threshold)
+    _loss_series(gauge, judged, model)
+    for kind, count in summary.rows.model_dump().items():
+        rows.labels(kind=kind, **model).set(count)
+    success.labels(**model).set(time.time() if finished is None else finished)
+    gauge(SKIPPED_FILES, "Unreadable capture files quarantined.").labels(**model).set(skipped_files)
+    return registry
+
+
+def _column_series(gauge: Callable[..., Gauge], summary: Summary, model: dict[str, str]) -> None:
+    """Per column (features, predictions): score, verdict, importance, missing share."""
+    score = gauge(COLUMN_SCORE, "Drift score of a column (method dependent).", "column")
+    column_detected = gauge(COLUMN_DETECTED, "1 when a column drifted.", "column")
+    importance = gauge(
+        COLUMN_IMPORTANCE, "A feature's normalised permutation importance.", "column"
+    )
+    missing = gauge(COLUMN_MISSING, "Share of current rows where a feature is missing.", "column")
     columns = {**summary.data_drift.columns, **summary.prediction_drift.columns}
     for column, verdict in columns.items():
         score.labels(column=column, **model).set(verdict.score)
@@ -95,18 +118,19 @@ def registry_for(
             importance.labels(column=column, **model).set(verdict.importance)
         if verdict.missing_share is not None:
             missing.labels(column=column, **model).set(verdict.missing_share)
-    judged = summary.performance
-    for kind in ("reference", "estimated", "realized"):
-        measured = getattr(judged, kind)
-        if measured is not None:
-            performance.labels(metric=judged.metric, kind=kind, **model).set(measured)
-    if judged.lower_threshold is not None:
-        threshold.labels(metric=judged.metric, **model).set(judged.lower_threshold)
-    for kind, count in summary.rows.model_dump().items():
-        rows.labels(kind=kind, **model).set(count)
-    success.labels(**model).set(time.time() if finished is None else finished)
-    gauge(SKIPPED_FILES, "Unreadable capture files quarantined.").labels(**model).set(skipped_files)
-    return registry
+
+
+def _loss_series(gauge: Callable[..., Gauge], judged: Performance, model: dict[str, str]) -> None:
+    """A regressor's: the loss's upper threshold, and its intervals' coverage."""
+    if judged.upper_threshold is not None:
+        gauge(LOSS_THRESHOLD, "Above this the window's loss is a drop.", "metric").labels(
+            metric=judged.metric, **model
+        ).set(judged.upper_threshold)
+    if judged.coverage is not None:
+        covered = gauge(COVERAGE, "Share of labeled rows inside their interval.", "kind")
+        covered.labels(kind="nominal", **model).set(judged.coverage.nominal)
+        if judged.coverage.realized is not None:
+            covered.labels(kind="realized", **model).set(judged.coverage.realized)
 
 
 def push(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from monitoring.drift_summary import Section, Summary
+from monitoring.drift_summary import Performance, Section, Summary
 
 EXPLAIN: dict[Section, str] = {
     Section.DATA_DRIFT: (
@@ -48,6 +48,16 @@ def _verdict(detected: bool | None) -> str:
     return {True: "<b>detected</b>", False: "not detected", None: "not judged"}[detected]
 
 
+def _coverage(performance: Performance) -> str:
+    covered = performance.coverage
+    if covered is None or covered.realized is None:
+        return ""
+    return (
+        f"; interval coverage {_number(covered.realized)} (nominal {covered.nominal}, "
+        f"below it: {'yes' if covered.detected else 'no'})"
+    )
+
+
 def section(summary: Summary) -> str:
     """The verdicts, their one-sentence explanations and the per-column table."""
     items = "".join(
@@ -58,8 +68,14 @@ def section(summary: Summary) -> str:
     figures = (
         f"<p>{escape(performance.metric)}: reference {_number(performance.reference)}, "
         f"estimated {_number(performance.estimated)}, realized "
-        f"{_number(performance.realized) or 'n/a (no labels)'}, lower threshold "
-        f"{_number(performance.lower_threshold)}. Drifted columns: share "
+        f"{_number(performance.realized) or 'n/a (no labels)'}, "
+        + (
+            f"lower threshold {_number(performance.lower_threshold)}"
+            if performance.higher_is_better
+            else f"upper threshold {_number(performance.upper_threshold)}"
+        )
+        + _coverage(performance)
+        + ". Drifted columns: share "
         f"{_number(summary.data_drift.share)}, importance-weighted "
         f"{_number(summary.data_drift.weighted_share)} (threshold "
         f"{summary.data_drift.drift_share}).</p>"

@@ -113,10 +113,12 @@ def drift_report(
         ValueDrift(column=c, method=drift.prediction_method, threshold=drift.prediction_threshold)
         for c in prediction_columns
     ]
-    probas = [c for c in prediction_columns if c != PREDICTION]
+    # A class label is categorical; probabilities, and a regressor's prediction, are numbers.
+    numbers = [c for c in prediction_columns if c != PREDICTION or settings.data.is_regression]
+    labels = [c for c in prediction_columns if c not in numbers]
     definition = DataDefinition(
-        numerical_columns=[*(c for c in features.numerical if c in compared), *probas],
-        categorical_columns=[*(c for c in features.categorical if c in compared), PREDICTION],
+        numerical_columns=[*(c for c in features.numerical if c in compared), *numbers],
+        categorical_columns=[*(c for c in features.categorical if c in compared), *labels],
     )
     keep = [*compared, *prediction_columns]
     report = Report([preset, *predictions], include_tests=True)
@@ -185,4 +187,26 @@ def performance_report(
     return report.run(
         Dataset.from_pandas(labeled, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
+    )
+
+
+def regression_report(reference: pd.DataFrame, labeled: pd.DataFrame, settings: Settings) -> Any:
+    """Evidently's regression report and the target's drift, on the labeled rows only."""
+    from evidently import DataDefinition, Dataset, Regression, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import RegressionPreset
+
+    target = settings.data.target
+    definition = DataDefinition(
+        numerical_columns=[PREDICTION, target],
+        regression=[Regression(target=target, prediction=PREDICTION)],
+    )
+    keep = [PREDICTION, target]
+    label = ValueDrift(
+        column=target, method=settings.drift.method, threshold=settings.drift.threshold
+    )
+    report = Report([label, RegressionPreset()], include_tests=True)
+    return report.run(
+        Dataset.from_pandas(labeled[keep], data_definition=definition),
+        Dataset.from_pandas(reference[keep], data_definition=definition),
     )

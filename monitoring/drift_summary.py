@@ -109,6 +109,20 @@ class LabelDrift(_Model):
     threshold: float | None = None
 
 
+class Coverage(_Model):
+    """A regressor's served intervals on the labeled rows: the share holding the true value
+    against the nominal coverage; ``detected`` when it is significantly below (one-sided
+    binomial test at ``alpha``)."""
+
+    nominal: float
+    realized: float | None = None
+    inside: int | None = None
+    labeled_rows: int
+    p_value: float | None = None
+    alpha: float
+    detected: bool | None = None
+
+
 class Performance(_Model):
     """The model's performance on the window: estimated (CBPE) from its probabilities as
     soon as rows arrive, realized once labels join, both against ``lower_threshold``.
@@ -116,15 +130,22 @@ class Performance(_Model):
     ``detected`` is the realized verdict once there are enough labels, the estimated one
     before. ``lower_threshold`` is for a window of the current rows' size,
     ``labeled_lower_threshold`` for the labeled rows' (the same when every label joined).
+    A regressor's loss (``rmse``, ``mae``; ``higher_is_better`` false) is estimated by
+    direct loss estimation and judged against ``upper_threshold`` instead, and its
+    intervals' ``coverage`` is judged too.
     """
 
     detected: bool | None = None
     metric: str
+    higher_is_better: bool = True
     reference: float | None = None
     estimated: float | None = None
     realized: float | None = None
     lower_threshold: float | None = None
     labeled_lower_threshold: float | None = None
+    upper_threshold: float | None = None
+    labeled_upper_threshold: float | None = None
+    coverage: Coverage | None = None
     drop_detected: bool | None = None
     estimated_drop_detected: bool | None = None
     p_value: float | None = None

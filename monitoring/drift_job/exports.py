@@ -22,7 +22,7 @@ from pipeline.tracking import MONITORING_EXPERIMENT, experiment_id
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-PERFORMANCE_FIGURES = ("reference", "estimated", "realized", "lower_threshold")
+PERFORMANCE_FIGURES = ("reference", "estimated", "realized", "lower_threshold", "upper_threshold")
 CONCEPT_FIGURES = ("reference", "current", "drop", "gap", "p_value")
 
 
@@ -63,6 +63,13 @@ def _performance_metrics(summary: Summary) -> dict[str, float]:
         value = getattr(performance, name)
         if value is not None:
             metrics[f"{Section.PERFORMANCE.value}_{performance.metric}_{name}"] = value
+    if performance.coverage is not None:
+        for name in ("nominal", "realized", "p_value"):
+            value = getattr(performance.coverage, name)
+            if value is not None:
+                metrics[f"{Section.PERFORMANCE.value}_coverage_{name}"] = value
+        if performance.coverage.detected is not None:
+            metrics["coverage_detected"] = float(performance.coverage.detected)
     for name in CONCEPT_FIGURES:
         value = getattr(concept, name)
         if value is not None:

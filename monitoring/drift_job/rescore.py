@@ -12,8 +12,15 @@ import pandas as pd
 from monitoring.capture import WindowSample
 from monitoring.drift_summary import ModelInfo
 from monitoring.served_model import MODEL_NAME, MODEL_VERSION, served_model
+from pipeline.interval import Interval
 from pipeline.model import predict_frame
-from pipeline.schema import PREDICTION, PROBA_PREFIX, coerce_features, proba_column
+from pipeline.schema import (
+    INTERVAL_COLUMNS,
+    PREDICTION,
+    PROBA_PREFIX,
+    coerce_features,
+    proba_column,
+)
 from pipeline.settings import Settings
 from pipeline.tracking import champion_uri, client, find_champion, load_model, tracking_uri
 
@@ -30,17 +37,34 @@ class ReferenceMismatch(RuntimeError):
 
 
 def has_predictions(frame: pd.DataFrame, settings: Settings) -> bool:
+    """Whether ``frame`` holds the service's outputs: ``prediction`` and ``proba_<class>``,
+    or for a regressor ``prediction`` and its interval's bounds."""
+    if settings.data.is_regression:
+        return all(c in frame.columns for c in (PREDICTION, *INTERVAL_COLUMNS))
     classes = settings.data.classes or []
     wanted = [PREDICTION, *(proba_column(c) for c in classes)]
     return bool(classes) and all(c in frame.columns for c in wanted)
 
 
-def scored_with(frame: pd.DataFrame, model: Any, settings: Settings) -> pd.DataFrame:
-    """``frame`` with ``prediction`` and ``proba_<class>`` from ``model``, in place of any
-    it had."""
-    stale = [c for c in frame.columns if c == PREDICTION or str(c).startswith(PROBA_PREFIX)]
-    predictions = predict_frame(model, coerce_features(frame, settings.data))
+def scored_with(
+    frame: pd.DataFrame, model: Any, settings: Settings, interval: Interval | None = None
+) -> pd.DataFrame:
+    """``frame`` with the outputs of ``model`` (and a regressor's ``interval``), in place of
+    any it had."""
+    stale = [
+        c
+        for c in frame.columns
+        if c in (PREDICTION, *INTERVAL_COLUMNS) or str(c).startswith(PROBA_PREFIX)
+    ]
+    predictions = predict_frame(model, coerce_features(frame, settings.data), interval)
     return pd.concat([frame.drop(columns=stale), predictions], axis=1)
+
+
+def _interval(settings: Settings, name: str, version: str) -> Interval | None:
+    """A regressor version's interval, from its registry tags (``None`` for a classifier)."""
+    if not settings.data.is_regression:
+        return None
+    return Interval.from_tags(client(settings).get_model_version(name, version).tags)
 
 
 def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, ModelInfo]:
@@ -53,7 +77,7 @@ def score_with_champion(frame: pd.DataFrame, settings: Settings) -> tuple[pd.Dat
             f"the rows have no predictions and the champion {champion_uri(settings)} "
             f"could not be loaded to score them: {error}"
         ) from error
-    scored = scored_with(frame, model, settings)
+    scored = scored_with(frame, model, settings, Interval.from_tags(champion.tags))
     return scored, ModelInfo(name=champion.name, version=champion.version)
 
 
@@ -90,13 +114,14 @@ def reference_for(
     uri = f"models:/{served.name}/{served.version}"
     try:
         model = load_model(uri, tracking_uri(settings))
+        interval = _interval(settings, served.name, served.version)
     except Exception as error:
         raise ReferenceMismatch(
             f"the window was served by {served.name} version {served.version}, but the "
             f"reference set was scored by version {', '.join(scored) or 'unknown'}, and "
             f"{uri} could not be loaded to score it again: {error}"
         ) from error
-    rescored = scored_with(reference, model, settings)
+    rescored = scored_with(reference, model, settings, interval)
     rescored[MODEL_NAME] = served.name
     rescored[MODEL_VERSION] = served.version
     logger.info(

@@ -22,6 +22,7 @@ KNOWN_SERIES = {
     "bentoml_service_request_total",
     "bentoml_service_request_duration_seconds_bucket",
     "mlstack_predictions_total",
+    "mlstack_predicted_value_bucket",
     "mlstack_capture_dropped_total",
 }
 PROMQL_WORDS = {"max", "sum", "by", "rate", "time", "histogram_quantile", "le", "increase"}
