@@ -21,7 +21,16 @@ ENVIRONMENT = Path(sys.executable).parent  # .venv/bin
 SHELL_BUILTINS = {"source", "export", "cd"}
 # Programs the README runs from Debian's packages (make system-deps installs them) or that
 # a machine already has; anything else must come from the project's environment.
-SYSTEM = {"make", "curl", "prometheus", "prometheus-pushgateway", "promtool", "kubectl"}
+SYSTEM = {
+    "make",
+    "curl",
+    "prometheus",
+    "prometheus-pushgateway",
+    "promtool",
+    "kubectl",
+    "cp",
+    "git",
+}
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -163,3 +163,19 @@ def test_a_price_drop_is_a_performance_drop_concept_drift_and_lost_coverage(
     assert performance["coverage"]["detected"] is True
     assert performance["coverage"]["realized"] < 0.9
     assert summary["concept_drift"]["detected"] is True
+
+
+def test_retrain_learns_from_the_captured_prices_behind_the_rmse_gate(example: Example) -> None:
+    """Last in the file: it moves the registry on. The window's prices train a candidate
+    judged on RMSE, lower is better, on the recent rows held out and the test split."""
+    project = example.project
+    code, out, err = mlstack(project, "retrain", "--last", "1h", "--json")
+    assert code == 0, err[-3000:]
+    assert out["status"] == "retrained", out
+    recent = pd.read_parquet(project.root / "data/retrain/recent.parquet")
+    assert recent[project.settings.data.target].dtype == "float64" and len(recent) == ROWS
+    promotion = json.loads((project.root / "reports" / "promotion.json").read_text())
+    assert promotion["metric"] == "rmse" and promotion["judged_on"] == "recent"
+    for key in ("candidate", "champion"):
+        assert 500 < promotion[f"{key}_score"] < 1500  # RMSE in prices, not a probability
+    assert out["decision"] in ("promoted", "rejected")
