@@ -50,6 +50,18 @@ SERIES = (
     LAST_SUCCESS,
     SKIPPED_FILES,
 )
+# Each task pushes only its own of these: a classifier's score has a lower bar, a
+# regressor's loss an upper one and its intervals a coverage.
+TASK_ONLY = {
+    "classification": (PERFORMANCE_THRESHOLD,),
+    "regression": (LOSS_THRESHOLD, COVERAGE),
+}
+
+
+def series_for(task: str) -> tuple[str, ...]:
+    """The series a run of a model of ``task`` exports (when every verdict was reached)."""
+    other = {name for t, names in TASK_ONLY.items() if t != task for name in names}
+    return tuple(name for name in SERIES if name not in other)
 
 
 def registry_for(

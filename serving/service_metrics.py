@@ -31,6 +31,12 @@ PREDICTED_VALUE = Histogram(
     ["model_version"],
     buckets=VALUE_BUCKETS,
 )
+# Each task's own series (by the names Prometheus shows before _total, _bucket...): the
+# dashboard's panels for one task stay empty for the other.
+TASK_ONLY = {
+    "classification": ("mlstack_predictions", "mlstack_prediction_probability"),
+    "regression": ("mlstack_predicted_value",),
+}
 BATCH_ROWS = Histogram(
     "mlstack_batch_rows",
     "Rows per model call: how well adaptive batching groups concurrent requests.",

@@ -6,94 +6,48 @@ reference set the pipeline wrote for the same champion and pushes to a real
 Pushgateway; a real Prometheus, configured from the shipped ``prometheus.yml`` with the
 test's ports and loading the shipped ``alerts.yml``, scrapes the service and the
 Pushgateway. Then Prometheus's HTTP API must return the drift series, and every query of
-the Grafana dashboard must return data. Waits poll until a condition holds or a generous
-deadline passes; no timings are asserted.
+the Grafana dashboard a classifier feeds must return data (a regressor's own panels:
+tests/integration/test_regression_example.py). Waits poll until a condition holds or a
+generous deadline passes; no timings are asserted.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
-import yaml
-from serving_harness import Champion, Server, free_port, write_params
+from prometheus_harness import (
+    dashboard_queries,
+    query,
+    start_prometheus,
+    start_pushgateway,
+    stop,
+    wait_for,
+)
+from serving_harness import Champion, Server, write_params
 
-from monitoring.drift_metrics import SERIES
+from monitoring.drift_metrics import series_for
 from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import PROJECT_ROOT, load_settings
 from tests.conftest import Project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SHIPPED = PROJECT_ROOT / "monitoring" / "prometheus"
-DASHBOARD = PROJECT_ROOT / "monitoring" / "grafana" / "dashboard.json"
 SERVED_ROWS = 1000  # drift.min_rows: fewer would be insufficient_data
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], deadline: float = 120) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.5)
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: `make system-deps` installs it"
-    return path
-
-
-def start(args: list[str], log: Path, ready_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"{args[0]} exited {process.returncode}:\n{log.read_text()}")
-        return httpx.get(ready_url, timeout=2).status_code == 200
-
-    wait_for(f"{args[0]} to be ready", ready)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("pushgateway")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start(
-        [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
-        folder / "pushgateway.log",
-        f"{url}/-/ready",
-    )
+    url, process = start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
     yield url
     stop(process)
 
@@ -181,39 +135,9 @@ def prometheus(
 ) -> Iterator[str]:
     """A real Prometheus with the shipped config, pointed at the test's ports."""
     folder = tmp_path_factory.mktemp("prometheus")
-    config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(SHIPPED / "alerts.yml")]
-    targets = {
-        "mlstack-service": served.server.url.removeprefix("http://"),
-        "pushgateway": pushgateway.removeprefix("http://"),
-    }
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start(
-        [
-            binary("prometheus"),
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        folder / "prometheus.log",
-        f"{url}/-/ready",
-    )
+    url, process = start_prometheus(folder, served.server.url, pushgateway)
     yield url
     stop(process)
-
-
-def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-    answer.raise_for_status()
-    body = answer.json()
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
 
 
 def test_the_job_judged_the_served_window(drift_run: dict[str, Any], champion: Champion) -> None:
@@ -248,7 +172,7 @@ def test_prometheus_returns_the_pushed_drift_series(
     assert labels["job"] == "mlstack_drift", "honor_labels keeps the pushed job label"
     assert labels["model_version"] == champion.version
     assert found[0]["value"][1] == "0"
-    for name in SERIES:
+    for name in series_for("classification"):
         assert query(prometheus, name), name
     columns = {r["metric"]["column"] for r in query(prometheus, "mlstack_drift_column_score")}
     assert set(load_settings().data.features.all) <= columns
@@ -261,12 +185,7 @@ def test_prometheus_loaded_the_alert_rules(prometheus: str) -> None:
     assert {"MlstackServingErrorRate", "MlstackServingLatency"} <= names
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
-
-
-@pytest.mark.parametrize(("title", "expr"), dashboard_queries())
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries("classification"))
 def test_every_dashboard_query_returns_data(
     prometheus: str, drift_run: dict[str, Any], title: str, expr: str
 ) -> None:

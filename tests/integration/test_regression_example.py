@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,17 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from prometheus_harness import (
+    dashboard_queries,
+    query,
+    start_prometheus,
+    start_pushgateway,
+    stop,
+    wait_for,
+)
 from serving_harness import Server, run_in_project, start_server
 
+from monitoring.drift_metrics import series_for
 from pipeline.environment import TELEMETRY_OFF
 from pipeline.settings import PROJECT_ROOT
 from tests.conftest import Project, employment_sample, make_project, wait_settled
@@ -163,6 +173,58 @@ def test_a_price_drop_is_a_performance_drop_concept_drift_and_lost_coverage(
     assert performance["coverage"]["detected"] is True
     assert performance["coverage"]["realized"] < 0.9
     assert summary["concept_drift"]["detected"] is True
+
+
+@pytest.fixture(scope="module")
+def prometheus(example: Example, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shipped Prometheus config scraping the regressor's service and a Pushgateway that
+    the drift job pushed the captured window's verdicts to."""
+    folder = tmp_path_factory.mktemp("regression-prometheus")
+    gateway, gateway_process = start_pushgateway(folder)
+    url, process = start_prometheus(folder, example.server.url, gateway)
+    try:
+        wait_settled(example.project.settings)
+        env = {**example.project.env, "MLSTACK_PUSHGATEWAY_URL": gateway}
+        done = subprocess.run(
+            [sys.executable, "-m", "mlstack.cli", "drift", "run", "--no-workspace", "--json",
+             "--last", "1h"],
+            cwd=example.project.root, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        yield url
+    finally:
+        stop(process)
+        stop(gateway_process)
+
+
+def test_prometheus_holds_a_regressors_drift_series(prometheus: str) -> None:
+    wait_for("the pushed drift verdicts", lambda: query(prometheus, "mlstack_drift_detected"))
+    for name in series_for("regression"):
+        assert query(prometheus, name), name
+    coverage = {
+        r["metric"]["kind"]: float(r["value"][1])
+        for r in query(prometheus, "mlstack_drift_interval_coverage")
+    }
+    assert coverage["nominal"] == 0.9 and 0 < coverage["realized"] <= 1
+    (threshold,) = query(prometheus, "mlstack_performance_upper_threshold")
+    assert threshold["metric"]["metric"] == "rmse" and float(threshold["value"][1]) > 0
+
+
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries("regression"))
+def test_every_dashboard_query_a_regressor_feeds_returns_data(
+    prometheus: str, title: str, expr: str
+) -> None:
+    concrete = expr.replace("$model", ".*")
+    assert wait_for(f"data for panel {title!r}: {concrete}", lambda: query(prometheus, concrete))
+
+
+def test_every_dashboard_query_is_fed_by_a_task() -> None:
+    fed = set(dashboard_queries("classification")) | set(dashboard_queries("regression"))
+    assert fed == set(dashboard_queries())
+    assert any("mlstack_predicted_value" in expr for _, expr in dashboard_queries("regression"))
+    assert not any(
+        "mlstack_predicted_value" in expr for _, expr in dashboard_queries("classification")
+    )
 
 
 def test_retrain_learns_from_the_captured_prices_behind_the_rmse_gate(example: Example) -> None:
