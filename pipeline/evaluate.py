@@ -197,9 +197,11 @@ def _regressed(model: Any, test: pd.DataFrame, settings: Settings) -> _Scored:
     residuals = y_true - predicted
     interval = calibrate(residuals[calibration], settings.evaluate.interval_coverage)
     inside = np.abs(residuals[~calibration]) <= interval.half_width
+    if not len(inside):
+        raise IntervalError(f"no row of the {len(test)} test rows is left to check its coverage")
     metrics = {
         **regression_metrics(y_true, predicted),
-        "interval_coverage": float(inside.mean()) if len(inside) else float("nan"),
+        "interval_coverage": float(inside.mean()),
         "interval_half_width": interval.half_width,
     }
     points = pd.DataFrame({"actual": y_true, "predicted": predicted, "residual": residuals})
@@ -338,6 +340,9 @@ def main() -> None:
     )
     headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in shown)
     print(f"evaluate: {headline} on {len(test)} test rows")
+    if evaluation.interval is not None and "mape" not in metrics:
+        zeros = int((test[settings.data.target] == 0).sum())
+        print(f"evaluate: no mape: {zeros} test target(s) are 0 (their percentage error is infinite)")
 
 
 if __name__ == "__main__":
