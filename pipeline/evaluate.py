@@ -299,6 +299,22 @@ def write(evaluation: Evaluation, settings: Settings) -> Path:
     return folder
 
 
+def headline(evaluation: Evaluation, test: pd.DataFrame, settings: Settings) -> list[str]:
+    """What the stage prints: the task's main metrics; for a regressor without MAPE, why."""
+    metrics = evaluation.metrics
+    regressor = evaluation.interval is not None
+    shown = (
+        ("rmse", "mae", "r2", "interval_coverage") if regressor else ("roc_auc", "accuracy", "f1")
+    )
+    lines = [
+        f"evaluate: {', '.join(f'{m}={metrics[m]:.4f}' for m in shown)} on {len(test)} test rows"
+    ]
+    if regressor and "mape" not in metrics:
+        zeros = int((test[settings.data.target] == 0).sum())
+        lines.append(f"evaluate: no mape: {zeros} test target(s) are 0 (an infinite % error)")
+    return lines
+
+
 def main() -> None:
     import mlflow
 
@@ -333,16 +349,8 @@ def main() -> None:
                 client(settings).set_model_version_tag(
                     trained["model_name"], str(trained["model_version"]), key, value
                 )
-    shown = (
-        ("rmse", "mae", "r2", "interval_coverage")
-        if evaluation.interval
-        else ("roc_auc", "accuracy", "f1")
-    )
-    headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in shown)
-    print(f"evaluate: {headline} on {len(test)} test rows")
-    if evaluation.interval is not None and "mape" not in metrics:
-        zeros = int((test[settings.data.target] == 0).sum())
-        print(f"evaluate: no mape: {zeros} test target(s) are 0 (their percentage error is infinite)")
+    for line in headline(evaluation, test, settings):
+        print(line)
 
 
 if __name__ == "__main__":

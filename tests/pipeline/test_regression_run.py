@@ -64,9 +64,7 @@ def version_tags(project: Project, version: str = "1") -> dict[str, str]:
 
 def test_repro_logs_rmse_mae_r2_and_the_interval(project: Project) -> None:
     metrics = report(project, "metrics.json")
-    assert {"rmse", "mae", "r2", "mape", "interval_coverage", "interval_half_width"} <= set(
-        metrics
-    )
+    assert {"rmse", "mae", "r2", "mape", "interval_coverage", "interval_half_width"} <= set(metrics)
     assert "per_class" not in metrics and "roc_auc" not in metrics
     assert metrics["rmse"] >= metrics["mae"] > 0 and 0.7 < metrics["r2"] < 1
     # nominal 0.9, measured on the ~375 test rows the calibration did not see (sd ~0.016)
