@@ -344,7 +344,9 @@ def main() -> None:
         mlflow.log_artifacts(str(folder), artifact_path="plots")
         if evaluation.interval is not None:
             # The interval travels with the version: the package stage and the service read it.
-            mlflow.log_params(evaluation.interval.tags())
+            # On the run as tags, not params: a changed evaluate.interval_coverage re-runs
+            # this stage alone on the same run, and MLflow refuses a param a new value.
+            mlflow.set_tags(evaluation.interval.tags())
             for key, value in evaluation.interval.tags().items():
                 client(settings).set_model_version_tag(
                     trained["model_name"], str(trained["model_version"]), key, value

@@ -136,9 +136,7 @@ def test_a_zero_price_leaves_mape_out_and_the_stage_says_why(
     assert lines[1] == "evaluate: no mape: 1 test target(s) are 0 (an infinite % error)"
 
 
-def test_a_one_row_test_split_is_an_interval_error(
-    settings: Settings, cars: pd.DataFrame
-) -> None:
+def test_a_one_row_test_split_is_an_interval_error(settings: Settings, cars: pd.DataFrame) -> None:
     train, test = prepare(cars, settings.data)
     features = settings.data.features
     model = build_model(features, settings.train, 0, "regression")

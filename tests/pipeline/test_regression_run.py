@@ -173,3 +173,20 @@ def test_a_price_that_is_no_finite_number_stops_prepare_with_exit_2(
     assert "Traceback" not in done.stderr
     line = done.stderr.strip()
     assert line.startswith(f"prepare: {RAW}: target column 'price'") and shown in line
+
+
+def test_a_new_coverage_re_evaluates_the_same_run_and_retags_the_version(
+    project: Project,
+) -> None:
+    before = version_tags(project)
+    project.edit_params(lambda p: p["evaluate"].update(interval_coverage=0.8))
+    try:
+        project.dvc("repro", "evaluate")
+        after = Interval.from_tags(version_tags(project))
+        assert after is not None and after.coverage == 0.8
+        assert after.half_width < float(before[HALF_WIDTH_TAG])
+        assert report(project, "metrics.json")["interval_half_width"] == after.half_width
+    finally:
+        project.edit_params(lambda p: p["evaluate"].update(interval_coverage=0.9))
+        project.dvc("repro", "evaluate")
+    assert version_tags(project) == before
