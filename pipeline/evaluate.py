@@ -197,9 +197,11 @@ def _regressed(model: Any, test: pd.DataFrame, settings: Settings) -> _Scored:
     residuals = y_true - predicted
     interval = calibrate(residuals[calibration], settings.evaluate.interval_coverage)
     inside = np.abs(residuals[~calibration]) <= interval.half_width
+    if not len(inside):
+        raise IntervalError(f"no row of the {len(test)} test rows is left to check its coverage")
     metrics = {
         **regression_metrics(y_true, predicted),
-        "interval_coverage": float(inside.mean()) if len(inside) else float("nan"),
+        "interval_coverage": float(inside.mean()),
         "interval_half_width": interval.half_width,
     }
     points = pd.DataFrame({"actual": y_true, "predicted": predicted, "residual": residuals})
@@ -297,6 +299,22 @@ def write(evaluation: Evaluation, settings: Settings) -> Path:
     return folder
 
 
+def headline(evaluation: Evaluation, test: pd.DataFrame, settings: Settings) -> list[str]:
+    """What the stage prints: the task's main metrics; for a regressor without MAPE, why."""
+    metrics = evaluation.metrics
+    regressor = evaluation.interval is not None
+    shown = (
+        ("rmse", "mae", "r2", "interval_coverage") if regressor else ("roc_auc", "accuracy", "f1")
+    )
+    lines = [
+        f"evaluate: {', '.join(f'{m}={metrics[m]:.4f}' for m in shown)} on {len(test)} test rows"
+    ]
+    if regressor and "mape" not in metrics:
+        zeros = int((test[settings.data.target] == 0).sum())
+        lines.append(f"evaluate: no mape: {zeros} test target(s) are 0 (an infinite % error)")
+    return lines
+
+
 def main() -> None:
     import mlflow
 
@@ -326,18 +344,15 @@ def main() -> None:
         mlflow.log_artifacts(str(folder), artifact_path="plots")
         if evaluation.interval is not None:
             # The interval travels with the version: the package stage and the service read it.
-            mlflow.log_params(evaluation.interval.tags())
+            # On the run as tags, not params: a changed evaluate.interval_coverage re-runs
+            # this stage alone on the same run, and MLflow refuses a param a new value.
+            mlflow.set_tags(evaluation.interval.tags())
             for key, value in evaluation.interval.tags().items():
                 client(settings).set_model_version_tag(
                     trained["model_name"], str(trained["model_version"]), key, value
                 )
-    shown = (
-        ("rmse", "mae", "r2", "interval_coverage")
-        if evaluation.interval
-        else ("roc_auc", "accuracy", "f1")
-    )
-    headline = ", ".join(f"{m}={metrics[m]:.4f}" for m in shown)
-    print(f"evaluate: {headline} on {len(test)} test rows")
+    for line in headline(evaluation, test, settings):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,21 @@ checks the candidate against the period it was first judged on.
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipeline.io import read_table, write_parquet
 from pipeline.paths import RECENT_FILE, RECENT_HOLDOUT_FILE, TEST_FILE, TRAIN_FILE
-from pipeline.schema import validate
-from pipeline.settings import DataSettings, RetrainSettings, load_settings_or_exit
+from pipeline.schema import SchemaError, validate
+from pipeline.settings import (
+    EXIT_BAD_SETTINGS,
+    DataSettings,
+    RetrainSettings,
+    load_settings_or_exit,
+)
 
 
 def _keyed(raw: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
@@ -66,12 +74,24 @@ def with_recent(
     return combined.reset_index(drop=True), holdout
 
 
+def _bad_data(where: str, error: SchemaError) -> NoReturn:
+    """Bad data is no bug: one line naming the file, the column and a value; exit 2."""
+    print(f"prepare: {where}: {error}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_SETTINGS)
+
+
 def main() -> None:
     settings = load_settings_or_exit()
     raw = read_table(settings.path(settings.data.path))
-    train, test = prepare(raw, settings.data)
     recent = read_table(settings.path(RECENT_FILE))
-    train, holdout = with_recent(train, recent, settings.data, settings.retrain)
+    try:
+        train, test = prepare(raw, settings.data)
+    except SchemaError as error:
+        _bad_data(settings.data.path, error)
+    try:
+        train, holdout = with_recent(train, recent, settings.data, settings.retrain)
+    except SchemaError as error:
+        _bad_data(RECENT_FILE, error)
     write_parquet(train, settings.path(TRAIN_FILE))
     write_parquet(test, settings.path(TEST_FILE))
     write_parquet(holdout, settings.path(RECENT_HOLDOUT_FILE))

@@ -154,3 +154,41 @@ def test_winning_on_recent_rows_while_losing_the_test_split_is_rejected() -> Non
     assert "on the test split, more than max_test_drop 0.01" in decision.reason
     within = RecentScores(candidate=0.80, champion=0.70, rows=ROWS)
     assert decide("3", 0.90, "2", 0.9057, gate, within).decision == "promoted"
+
+
+# A regressor's gate: rmse is lower-is-better, its threshold an upper bar.
+RMSE = GATE.model_copy(
+    update={"metric": "rmse", "threshold": 1500.0, "min_delta": 10.0, "max_test_drop": 50.0}
+)
+
+
+def test_an_rmse_above_the_threshold_is_refused_saying_above() -> None:
+    decision = decide("1", 1500.25, None, None, RMSE)
+    assert decision.decision == "rejected"
+    assert decision.reason == "candidate rmse 1500.2500 is above threshold 1500.0"
+    assert decide("1", 1500.0, None, None, RMSE).decision == "promoted", "at the bar is in"
+    assert decide("1", 900.0, None, None, RMSE.model_copy(update={"threshold": None})).decision == (
+        "promoted"
+    )
+
+
+def test_a_lower_rmse_by_more_than_min_delta_wins_a_tie_does_not() -> None:
+    better = decide("2", 1000.0, "1", 1020.0, RMSE)
+    assert better.decision == "promoted"
+    assert "by +20.0000 (more than min_delta 10.0)" in better.reason
+    assert decide("2", 1015.0, "1", 1020.0, RMSE).decision == "rejected"  # +5 <= min_delta
+    tie = decide("2", 1020.0, "1", 1020.0, RMSE.model_copy(update={"min_delta": 0.0}))
+    assert tie.decision == "rejected"
+    assert "+0.0000 is not more than min_delta 0.0" in tie.reason
+    worse = decide("2", 1100.0, "1", 1020.0, RMSE)
+    assert worse.decision == "rejected" and "-80.0000" in worse.reason
+
+
+def test_after_a_retrain_rmse_is_judged_on_recent_rows_and_the_test_drop_bounded() -> None:
+    recent = RecentScores(candidate=900.0, champion=1300.0, rows=ROWS)
+    decision = decide("2", 1040.0, "1", 1000.0, RMSE, recent)
+    assert decision.decision == "promoted" and decision.judged_on == "recent"
+    assert "on recent data by +400.0000" in decision.reason
+    lost = decide("2", 1060.0, "1", 1000.0, RMSE, recent)
+    assert lost.decision == "rejected"
+    assert "loses 60.0000 rmse to champion v1 on the test split" in lost.reason

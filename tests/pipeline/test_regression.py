@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.evaluate import evaluate
+from pipeline.evaluate import evaluate, headline
 from pipeline.interval import Interval, IntervalError, calibrate
 from pipeline.metrics import model_score, regression_metrics
 from pipeline.model import build_model
@@ -119,3 +119,27 @@ def test_the_example_params_name_a_regression_task(settings: Settings, tmp_path:
 
     with pytest.raises(SettingsError, match="data.classes"):
         parse_settings(raw, root=tmp_path)
+
+
+def test_a_zero_price_leaves_mape_out_and_the_stage_says_why(
+    settings: Settings, cars: pd.DataFrame
+) -> None:
+    train, test = prepare(cars, settings.data)
+    features = settings.data.features
+    model = build_model(features, settings.train, 0, "regression")
+    model.fit(train[features.all], train[settings.data.target])
+    test.loc[3, "price"] = 0.0
+    evaluation = evaluate(model, test, pd.DataFrame(), settings, model_name="c", model_version="1")
+    assert "mape" not in evaluation.metrics and "rmse" in evaluation.metrics
+    lines = headline(evaluation, test, settings)
+    assert lines[0].startswith("evaluate: rmse=") and "interval_coverage=" in lines[0]
+    assert lines[1] == "evaluate: no mape: 1 test target(s) are 0 (an infinite % error)"
+
+
+def test_a_one_row_test_split_is_an_interval_error(settings: Settings, cars: pd.DataFrame) -> None:
+    train, test = prepare(cars, settings.data)
+    features = settings.data.features
+    model = build_model(features, settings.train, 0, "regression")
+    model.fit(train[features.all], train[settings.data.target])
+    with pytest.raises(IntervalError, match="cannot give|left to check"):
+        evaluate(model, test.head(1), pd.DataFrame(), settings, model_name="c", model_version="1")
