@@ -231,16 +231,18 @@ def champion_or_exit() -> str:
 
 def import_champion(env: dict[str, str]) -> str:
     """The champion into the temporary BentoML store, as the package stage does."""
+    return run_or_exit(
+        "importing the champion into BentoML", env, "-m", "pipeline.package", "--model-only"
+    )
+
+
+def run_or_exit(what: str, env: dict[str, str], *args: str) -> str:
+    """``python *args`` in the project; the last line it printed, or exit naming ``what``."""
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.package", "--model-only"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     if done.returncode != 0:
-        sys.exit(f"importing the champion into BentoML failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"{what} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -456,16 +458,14 @@ def regression_bodies(base: dict[str, str], work: Path, count: int) -> tuple[lis
     ``work/regressor``), and one-row and 100-row bodies of car-price production rows."""
     import pandas as pd
 
-    done = subprocess.run(
-        [sys.executable, "-m", "testbeds.regressor", str(work / "regressor"), "--full"],
-        cwd=ROOT,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_or_exit(
+        "packing the car-price regressor",
+        base,
+        "-m",
+        "testbeds.regressor",
+        str(work / "regressor"),
+        "--full",
     )
-    if done.returncode != 0:
-        sys.exit(f"packing the car-price regressor failed:\n{done.stderr[-3000:]}")
     params = yaml.safe_load((work / "regressor" / "params.yaml").read_text())
     features = params["data"]["features"]
     frame = pd.read_parquet(CAR_PRODUCTION).sample(n=count, random_state=0)

@@ -25,26 +25,21 @@ from pipeline.model import build_model
 from pipeline.schema import INTERVAL_COLUMNS, coerce_features
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from pipeline.tracking import Champion
+from testbeds.params import write_params
 
 EXAMPLE = PROJECT_ROOT / "examples" / "regression" / "params.yaml"
 CAR_PRICES = PROJECT_ROOT / "data" / "raw" / "car_price" / "reference.parquet"
 
 
-def car_price_params(folder: Path, small: bool = True, **sections: dict[str, Any]) -> Path:
+def car_price_params(folder: Path, small: bool = True) -> Path:
     """``examples/regression/params.yaml`` in ``folder`` (its store, its capture), reading
-    the shipped car prices, with ``sections`` merged over; ``small``: fewer trees, a
-    test's model (the benchmark keeps the example's)."""
-    raw = yaml.safe_load(EXAMPLE.read_text())
-    raw["data"]["path"] = str(CAR_PRICES)
+    the shipped car prices; ``small``: fewer trees, a test's model (the benchmark keeps the
+    example's)."""
+    train = yaml.safe_load(EXAMPLE.read_text())["train"]
     if small:
-        raw["train"]["hist_gradient_boosting"]["max_iter"] = 40
-        raw["train"]["random_forest"]["n_estimators"] = 20
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+        train["hist_gradient_boosting"]["max_iter"] = 40
+        train["random_forest"]["n_estimators"] = 20
+    return write_params(folder, EXAMPLE, data={"path": str(CAR_PRICES)}, train=train)
 
 
 def fit_regressor(
@@ -69,19 +64,12 @@ def register(settings: Settings, model: Any, interval: Interval | None) -> Champ
     import mlflow
 
     from pipeline.registry import move_champion
-    from pipeline.tracking import SKOPS_FORMAT, SKOPS_TRUSTED_TYPES, client, configure
+    from pipeline.tracking import client, configure, log_skops_model
 
     configure(settings)
     name = settings.model.name
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format=SKOPS_FORMAT,
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            registered_model_name=name,
-            pip_requirements=["scikit-learn", "skops"],
-        )
+        info = log_skops_model(model, name, ["scikit-learn", "skops"])
     version = str(info.registered_model_version)
     registry = client(settings)
     for key, value in (interval.tags() if interval is not None else {}).items():

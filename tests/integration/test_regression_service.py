@@ -5,9 +5,6 @@ predicted-value histogram, and the captured rows after a graceful stop."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ import httpx
 import jsonschema
 import pandas as pd
 import pytest
-from serving_harness import Server, refused_start, start_server
+from serving_harness import Server, refused_start, run_in_project, schemathesis_run, start_server
 
 from monitoring.capture import read_kind
 from pipeline.environment import TELEMETRY_OFF
@@ -34,16 +31,10 @@ def packed(folder: Path, *flags: str) -> tuple[dict[str, str], Path]:
     env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(folder / "bentoml")}
     env.pop("MLSTACK_PARAMS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "testbeds.regressor", str(folder / "project"), *flags],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    printed = run_in_project(
+        PROJECT_ROOT, env, "-m", "testbeds.regressor", str(folder / "project"), *flags
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return env, Path(done.stdout.strip().splitlines()[-1])
+    return env, Path(printed)
 
 
 @pytest.fixture(scope="module")
@@ -134,21 +125,7 @@ def test_schemathesis_finds_the_regression_document_true(
 ) -> None:
     """tests/integration/test_openapi_contract.py's run, against the regressor's document."""
     server, _ = served
-    binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
-    assert binary, "schemathesis is a dev dependency: `uv sync --locked`"
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [
-            *(binary, "run", f"{server.url}/docs.json", "--checks", "all"),
-            *("--max-examples", "40", "--seed", "1"),
-            *("--include-path-regex", "^/(predict|feedback)$"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = schemathesis_run(server, tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 

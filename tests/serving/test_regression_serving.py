@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from monitoring.capture import CaptureWriter, read_kind
@@ -30,6 +29,7 @@ from serving.inputs import body_model, label_model
 from serving.openapi import AcceptedInputs
 from serving.scoring import prepare_scorer
 from testbeds.regressor import car_price_params, fit_regressor, register, regression_batch
+from tests.process_metrics import sample
 
 pytestmark = pytest.mark.slow  # models fitted on car prices, a real MLflow store
 
@@ -94,16 +94,6 @@ def test_a_regressor_is_served_with_its_interval_and_refused_without_it(
     classification = settings.model_copy(update={"data": data})
     with pytest.raises(IncompatibleModel, match="regressor for a classification task"):
         serve_model(model, Champion("m", "4", "", interval.tags()), classification)
-
-
-def sample(metric: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(
-        found.value
-        for family in REGISTRY.collect()
-        for found in family.samples
-        if found.name == metric and wanted <= set(found.labels.items())
-    )
 
 
 def test_the_follower_refuses_a_version_without_its_interval_and_swaps_in_one_with_it(
