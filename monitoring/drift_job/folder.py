@@ -77,6 +77,7 @@ def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> N
 def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
     payload = {**summary.model_dump(mode="json"), **extra}
     payload["drift_detected"] = summary.drift_detected
+    payload["operator_status"] = summary.operator_status
     write_json(payload, folder / DRIFT_SUMMARY_FILE)
 
 
