@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.drift_page import add_section
+from monitoring.drift_page import PageContext, add_section, fill_run_id
 from monitoring.drift_summary import Summary
 from pipeline.paths import (
     DRIFT_LATEST_FILE,
@@ -58,13 +58,22 @@ def new_run_folder(settings: Settings, started: datetime) -> Path:
     return folder
 
 
-def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
-    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``."""
+def write_run_folder(
+    summary: Summary, folder: Path, extra: dict[str, Any], reference: str | None = None
+) -> None:
+    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``;
+    ``reference`` is the reference set's path the page names."""
     snapshots = summary.snapshots
     report = folder / DRIFT_REPORT_FILE
     if "report" in snapshots:
         snapshots["report"].save_html(str(report))
-        report.write_text(add_section(report.read_text(), summary))
+        context = PageContext(
+            window=extra.get("window", {}),
+            started=extra.get("started"),
+            reference=reference,
+            reference_scored_by=extra.get("reference_scored_by"),
+        )
+        report.write_text(add_section(report.read_text(), summary, context))
     else:
         report.write_text(
             INSUFFICIENT_HTML.format(rows=summary.rows.current, needed=extra["min_rows"])
@@ -72,6 +81,13 @@ def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> N
     if "performance" in snapshots:
         snapshots["performance"].save_html(str(folder / DRIFT_PERFORMANCE_REPORT_FILE))
     write_summary(summary, folder, extra)
+
+
+def add_run_id(folder: Path, run_id: str) -> None:
+    """The MLflow monitoring run's id on the run folder's page, once it is known."""
+    report = folder / DRIFT_REPORT_FILE
+    if report.exists():
+        report.write_text(fill_run_id(report.read_text(), run_id))
 
 
 def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from monitoring.drift import compare
 from monitoring.drift_job.exports import add_to_workspace, export_metrics, log_to_mlflow
 from monitoring.drift_job.folder import (
+    add_run_id,
     new_run_folder,
     write_latest,
     write_run_folder,
@@ -30,6 +31,7 @@ from monitoring.drift_job.inputs import (
     load_current,
     read_importance,
     read_reference,
+    reference_path,
     utc_now,
 )
 from monitoring.drift_job.options import JobOptions
@@ -84,10 +86,11 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     }
     if scored_by is not None:
         extra["reference_scored_by"] = scored_by
-    write_run_folder(summary, folder, extra)
+    write_run_folder(summary, folder, extra, str(reference_path(settings, options)))
     if registry is not None:
         extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
         write_summary(summary, folder, extra)
+        add_run_id(folder, extra["mlflow_run_id"])
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary, folder)
     skipped = len(window.get("skipped_files", []))
