@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from monitoring import drift_history
+from monitoring.drift_history import History
 from monitoring.drift_summary import ColumnVerdict, Section, Summary
 
 STATUS_COLOUR = {"ok": "#2e7d32", "watch": "#ef6c00", "act": "#c62828"}
@@ -35,6 +37,7 @@ EVIDENTLY_NOTE = (
 )
 
 
+STYLE = "font-family:sans-serif;margin:1em;max-width:980px"
 RUN_ID_SLOT = "<span id='mlstack-run-id'>not logged to MLflow</span>"
 
 
@@ -47,6 +50,7 @@ class PageContext:
     started: str | None = None
     reference: str | None = None
     reference_scored_by: dict[str, Any] | None = None
+    history: History | None = None  # the last runs' performance, this one included
 
 
 def fill_run_id(html: str, run_id: str) -> str:
@@ -58,8 +62,11 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+STATE = {True: "found", False: "not found", None: "not judged"}
+
+
 def _state(detected: bool | None) -> str:
-    return {True: "<b>found</b>", False: "not found", None: "not judged"}[detected]
+    return f"<b>{STATE[detected]}</b>" if detected else STATE[detected]
 
 
 def _figures(summary: Summary) -> dict[Section, str]:
@@ -125,17 +132,21 @@ def _header(summary: Summary, context: PageContext) -> str:
     reference = f"{escape(context.reference or 'the reference set')} ({rows.reference} rows)" + (
         f", re-scored by version {escape(str(scored_by.get('version')))}" if scored_by else ""
     )
-    facts = [
-        f"window {escape(str(window.get('since') or 'start'))} to "
-        f"{escape(str(window.get('until') or 'n/a'))}: {rows.current} rows, {rows.labeled} "
-        f"labeled ({share:.0%})",
-        f"model {escape(summary.model.name)} version {escape(summary.model.version)}",
-        f"judged against {reference}",
-        f"run started {escape(context.started or 'n/a')}, MLflow monitoring run {RUN_ID_SLOT}",
-    ]
+    if "until" in window:
+        span = f"window {window.get('since') or 'start'} to {window['until']}"
+    else:  # ``--current FILE``: the file is the window
+        span = f"window: the file {window.get('source', 'n/a')}"
+    facts = {
+        "window": f"{escape(span)}: {rows.current} rows, {rows.labeled} labeled ({share:.0%})",
+        "model": f"model {escape(summary.model.name)} version {escape(summary.model.version)}",
+        "reference": f"judged against {reference}",
+        "run": f"run started {escape(context.started or 'n/a')}, MLflow monitoring run "
+        f"{RUN_ID_SLOT}",
+    }
     figures = _figures(summary)
     lines = "".join(
-        f"<li data-verdict='{section.value}'>{section.value.replace('_', ' ')}: "
+        f"<li data-verdict='{section.value}' data-state='{STATE[detected]}'>"
+        f"{section.value.replace('_', ' ')}: "
         f"{_state(detected)} — {escape(figures[section])}</li>"
         for section, detected in summary.verdicts().items()
     )
@@ -143,25 +154,25 @@ def _header(summary: Summary, context: PageContext) -> str:
         f"<div id='mlstack-status' data-status='{status}' style='font-size:2em;"
         f"font-weight:bold;color:#fff;background:{colour};padding:.3em .6em'>"
         f"{status.upper()}</div><p>{escape(meaning)}</p>"
-        f"<ul>{''.join(f'<li>{fact}</li>' for fact in facts)}</ul>"
+        f"<ul>{''.join(f'<li id=mlstack-{k}>{fact}</li>' for k, fact in facts.items())}</ul>"
         f"<h3>Verdicts</h3><ul>{lines}</ul>"
     )
 
 
-def _ranked(columns: dict[str, ColumnVerdict]) -> list[tuple[str, ColumnVerdict]]:
+def ranked(columns: dict[str, ColumnVerdict]) -> list[tuple[str, ColumnVerdict]]:
     """Columns by importance × score, the ones most worth a look first."""
     return sorted(columns.items(), key=lambda item: -((item[1].importance or 0) * item[1].score))
 
 
 def scores_svg(columns: dict[str, ColumnVerdict]) -> str:
     """Each feature's drift score (bar) against its threshold (tick), drifted bars red."""
-    ranked = _ranked(columns)
-    top = max([v.score for _, v in ranked] + [v.threshold for _, v in ranked] + [1e-9])
+    by_rank = ranked(columns)
+    top = max([v.score for _, v in by_rank] + [v.threshold for _, v in by_rank] + [1e-9])
     width, label, bar_height = 560, 140, 18
     scale = (width - label - 60) / top
     parts = []
-    for i, (name, verdict) in enumerate(ranked):
-        y = i * (bar_height + 4)
+    for i, (name, verdict) in enumerate(by_rank):
+        y = 2 + i * (bar_height + 4)
         fill = "#c62828" if verdict.detected else "#90a4ae"
         tick = label + verdict.threshold * scale
         parts.append(
@@ -173,20 +184,20 @@ def scores_svg(columns: dict[str, ColumnVerdict]) -> str:
             f"stroke='#000' stroke-width='2'/><text x='{label + verdict.score * scale + 4:.1f}' "
             f"y='{y + 13}' font-size='10'>{verdict.score:.3f}</text>"
         )
-    height = max(len(ranked) * (bar_height + 4), bar_height)
+    height = 4 + max(len(by_rank) * (bar_height + 4), bar_height)
     return (
-        f"<svg id='mlstack-drift-scores' width='{width}' "
-        f"height='{height}' role='img' aria-label='drift score per feature against its "
-        f"threshold'>{''.join(parts)}</svg>"
+        f"<svg id='mlstack-drift-scores' viewBox='0 0 {width} {height}' style='width:100%;"
+        f"max-width:{width}px;height:auto' role='img' aria-label='drift score per feature "
+        f"against its threshold'>{''.join(parts)}</svg>"
     )
 
 
 def _table(summary: Summary) -> str:
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{_number(v.importance)}</td>"
-        f"<td>{escape(v.method)}</td><td>{_number(v.score)}</td><td>{v.threshold}</td>"
+        f"<td>{escape(v.method)}</td><td>{_number(v.score)}</td><td>{_number(v.threshold)}</td>"
         f"<td>{'yes' if v.detected else 'no'}</td><td>{_number(v.missing_share)}</td></tr>"
-        for name, v in _ranked(summary.data_drift.columns)
+        for name, v in ranked(summary.data_drift.columns)
     )
     return (
         "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>"
@@ -196,13 +207,29 @@ def _table(summary: Summary) -> str:
 
 
 def section(summary: Summary, context: PageContext | None = None) -> str:
-    """mlstack's header: status, window, model, verdict lines, scores plot and table."""
+    """mlstack's header: status, window, model, verdict lines, the performance history,
+    the scores plot and the table."""
+    context = context or PageContext()
+    history = drift_history.section(context.history) if context.history else ""
     return (
-        "<section id='mlstack-verdicts' style='font-family:sans-serif;margin:1em'>"
-        f"{_header(summary, context or PageContext())}"
+        f"<section id='mlstack-verdicts' style='{STYLE}'>{_header(summary, context)}{history}"
         "<h3>Drift score per feature (bar) against its threshold (tick), by importance × "
         f"score; red: drifted</h3>{scores_svg(summary.data_drift.columns)}"
-        f"{_table(summary)}</section>{EVIDENTLY_NOTE}"
+        f"<div style='overflow-x:auto'>{_table(summary)}</div></section>{EVIDENTLY_NOTE}"
+    )
+
+
+def insufficient_page(summary: Summary, context: PageContext, needed: int) -> str:
+    """A window too small to judge: no Evidently report, the status "not judged", why,
+    and the history so far."""
+    history = drift_history.section(context.history) if context.history else ""
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+        "content='width=device-width, initial-scale=1'><title>mlstack drift</title></head>"
+        f"<body><section id='mlstack-verdicts' style='{STYLE}'>{_header(summary, context)}"
+        f"<h1>Insufficient data</h1><p>{summary.rows.current} current row(s), fewer than the "
+        f"{needed} needed for a verdict (<code>drift.min_rows</code>). No drift was judged."
+        f"</p>{history}</section></body></html>\n"
     )
 
 
