@@ -165,6 +165,7 @@ def result_json(result: JobResult) -> str:
     payload = {
         **result.summary.model_dump(mode="json"),
         "drift_detected": result.summary.drift_detected,
+        "operator_status": result.summary.operator_status,
         "folder": str(result.folder),
         "report": str(result.folder / DRIFT_REPORT_FILE),
         "window": result.window,

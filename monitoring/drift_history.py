@@ -63,7 +63,9 @@ def _number(value: Any) -> float | None:
 
 def point_of(run: str, payload: dict[str, Any]) -> Point:
     """The figures of one ``summary.json`` (a ``ValueError``/``KeyError`` if malformed)."""
-    performance = payload["performance"]
+    performance = payload.get("performance") if isinstance(payload, dict) else None
+    if not isinstance(performance, dict):
+        raise ValueError("no 'performance' object in it")
     higher = bool(performance.get("higher_is_better", True))
     threshold_key = "lower_threshold" if higher else "upper_threshold"
     coverage = performance.get("coverage") or {}

@@ -81,9 +81,7 @@ def element(html: str, element_id: str) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_case_has_its_status(
-    pages: dict[str, tuple[dict[str, Any], str]], case: str
-) -> None:
+def test_each_case_has_its_status(pages: dict[str, tuple[dict[str, Any], str]], case: str) -> None:
     summary, html = pages[case]
     assert summary["operator_status"] == EXPECTED[case]
     shown = EXPECTED[case] or "not judged"
