@@ -112,7 +112,7 @@ def read_history(reports: Path, current: Path, summary: Summary, runs: int) -> H
 
 
 # Plot geometry: a viewBox the page scales to its width (a phone's too).
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 240, 58, 16, 14, 46
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 240, 58, 44, 14, 46
 ESTIMATE, REALIZED, ALERT, BAND = "#1565c0", "#212121", "#c62828", "#c8e6c9"
 
 
@@ -150,10 +150,10 @@ def _frame(axes: _Axes, runs: list[str]) -> str:
             f"<text x='{LEFT - 4}' y='{y + 4:.1f}' text-anchor='end' font-size='10'>"
             f"{value:.3f}</text>"
         )
-    every = max(1, len(runs) // 8)
+    every = max(1, len(runs) // 6)
     for i, run in enumerate(runs):
-        if i % every == 0 or i == len(runs) - 1:
-            label = f"{run[4:6]}-{run[6:8]} {run[9:11]}:{run[11:13]}" if len(run) >= 13 else run
+        if i % every == 0 or i == len(runs) - 1:  # a run folder's UTC start, MM-DD HH:MM:SS
+            label = f"{run[4:6]}-{run[6:8]} {run[9:11]}:{run[11:13]}:{run[13:15]}"
             parts.append(
                 f"<text x='{axes.x(i):.1f}' y='{HEIGHT - BOTTOM + 14}' text-anchor='middle' "
                 f"font-size='9'>{escape(label)}</text>"

@@ -37,7 +37,7 @@ EVIDENTLY_NOTE = (
 )
 
 
-STYLE = "font-family:sans-serif;margin:1em;max-width:980px"
+STYLE = "font-family:sans-serif;margin:1em;max-width:980px;overflow-wrap:anywhere"
 RUN_ID_SLOT = "<span id='mlstack-run-id'>not logged to MLflow</span>"
 
 
