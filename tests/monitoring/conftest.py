@@ -85,9 +85,9 @@ def drift_project(root: Path, drift_data: DriftData, **drift: Any) -> Path:
 
 def case_windows(drift_data: DriftData, folder: Path) -> dict[str, Path]:
     """One window per case the operator's page tells apart, as files ``--current`` reads:
-    stable (2016, labeled), covariate shift (scored by the model, no labels yet), concept drift (2018, labels
-    flipped for ages 40-59), performance drop (2017, people aged 55+, labels as observed),
-    no labels (2016 without them), insufficient data (20 rows)."""
+    stable (2016, labeled), covariate shift (scored by the model, no labels yet), concept
+    drift (2018, labels flipped for ages 40-59), performance drop (2017, people aged 55+,
+    labels as observed), no labels (2016 without them), insufficient data (20 rows)."""
     target = drift_data.settings.data.target
     stable = drift_data.year(2016).sample(1500, random_state=0)
     year_2017 = drift_data.year(2017)
