@@ -206,6 +206,19 @@ def _table(summary: Summary) -> str:
     )
 
 
+def _distributions(summary: Summary) -> str:
+    """Where the drifted features' reference and current distributions are drawn: in
+    Evidently's per-column detail below (its widgets have no stable anchor of their own)."""
+    drifted = [name for name, v in ranked(summary.data_drift.columns) if v.detected]
+    if not drifted:
+        return ""
+    return (
+        "<p id='mlstack-distributions'>Reference against current distributions of the "
+        f"drifted features ({escape(', '.join(drifted))}, most important first): in "
+        "Evidently's per-column detail <a href='#mlstack-evidently-note'>below</a>.</p>"
+    )
+
+
 def section(summary: Summary, context: PageContext | None = None) -> str:
     """mlstack's header: status, window, model, verdict lines, the performance history,
     the scores plot and the table."""
@@ -215,6 +228,7 @@ def section(summary: Summary, context: PageContext | None = None) -> str:
         f"<section id='mlstack-verdicts' style='{STYLE}'>{_header(summary, context)}{history}"
         "<h3>Drift score per feature (bar) against its threshold (tick), by importance × "
         f"score; red: drifted</h3>{scores_svg(summary.data_drift.columns)}"
+        f"{_distributions(summary)}"
         f"<div style='overflow-x:auto'>{_table(summary)}</div></section>{EVIDENTLY_NOTE}"
     )
 

@@ -95,9 +95,10 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     write_run_folder(summary, folder, extra, str(reference_path(settings, options)), history)
     if registry is not None:  # the plots as PNG files, logged with the folder
         write_plots(history, ranked(summary.data_drift.columns), folder)
-        extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
+        extra["mlflow_run_id"] = log_to_mlflow(
+            registry, settings, summary, folder, window, lambda run: add_run_id(folder, run)
+        )
         write_summary(summary, folder, extra)
-        add_run_id(folder, extra["mlflow_run_id"])
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary, folder)
     skipped = len(window.get("skipped_files", []))

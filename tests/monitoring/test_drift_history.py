@@ -168,7 +168,9 @@ def test_the_plots_are_png_artifacts_of_the_monitoring_run(
         data = local.read_bytes()
         assert data.startswith(PNG) and 5_000 < len(data) < 150_000, (name, len(data))
     html = (Path(printed["folder"]) / "report.html").read_text()
-    assert summary["mlflow_run_id"] in html, "the page names its MLflow run"
+    assert f"<span id='mlstack-run-id'>{summary['mlflow_run_id']}</span>" in html
+    logged_page = client.download_artifacts(summary["mlflow_run_id"], "drift/report.html")
+    assert summary["mlflow_run_id"] in Path(logged_page).read_text(), "MLflow's copy too"
 
 
 def test_a_run_without_mlflow_writes_no_png(

@@ -165,3 +165,15 @@ def test_the_latest_page_plots_every_run_before_it(
     ]
     alerts = svg.count("data-alert='performance'")
     assert alerts == sum(s["performance"]["detected"] is True for s in judged)
+
+
+def test_the_drifted_features_point_to_their_distributions(
+    pages: dict[str, tuple[dict[str, Any], str]],
+) -> None:
+    summary, html = pages["covariate_shift"]
+    columns = summary["data_drift"]["columns"]
+    drifted = sorted(c for c, v in columns.items() if v["detected"])
+    assert drifted == ["AGEP", "MAR"]
+    line = element(html, "mlstack-distributions")
+    assert all(c in line for c in drifted) and "href='#mlstack-evidently-note'" in html
+    assert "mlstack-distributions" not in pages["stable"][1], "nothing drifted, no pointer"
