@@ -2,8 +2,9 @@
 
 It opens with one status (OK / WATCH / ACT, :attr:`Summary.operator_status`), the window,
 the model and the reference, then one line per verdict with the figure that decided it,
-an inline SVG of each feature's drift score against its threshold (no script, no network)
-and the per-column table. Evidently's report follows, labelled as per-column detail:
+the performance metric over the last runs (:mod:`monitoring.drift_history`), an inline
+SVG of each feature's drift score against its threshold (no script, no network), a
+pointer to the drifted features' distributions and the per-column table. Evidently's report follows, labelled as per-column detail:
 its "Dataset Drift" line counts the unweighted share of drifted columns by its own rule,
 which mlstack does not use, so the page says so instead of showing two verdicts silently.
 """
@@ -35,7 +36,6 @@ EVIDENTLY_NOTE = (
     "does not use it. mlstack's data drift verdict weights each drifted column by the "
     "champion's permutation importance (see the status above).</section>"
 )
-
 
 STYLE = "font-family:sans-serif;margin:1em;max-width:980px;overflow-wrap:anywhere"
 RUN_ID_SLOT = "<span id='mlstack-run-id'>not logged to MLflow</span>"
