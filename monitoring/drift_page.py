@@ -4,9 +4,10 @@ It opens with one status (OK / WATCH / ACT, :attr:`Summary.operator_status`), th
 the model and the reference, then one line per verdict with the figure that decided it,
 the performance metric over the last runs (:mod:`monitoring.drift_history`), an inline
 SVG of each feature's drift score against its threshold (no script, no network), a
-pointer to the drifted features' distributions and the per-column table. Evidently's report follows, labelled as per-column detail:
-its "Dataset Drift" line counts the unweighted share of drifted columns by its own rule,
-which mlstack does not use, so the page says so instead of showing two verdicts silently.
+pointer to the drifted features' distributions and the per-column table. Evidently's
+report follows, labelled as per-column detail: its "Dataset Drift" line counts the
+unweighted share of drifted columns by its own rule, which mlstack does not use, so the
+page says so instead of showing two verdicts silently.
 """
 
 from __future__ import annotations
