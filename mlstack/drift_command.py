@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from mlstack.output import console
 from mlstack.window import parse_duration, parse_window
-from monitoring.drift_summary import Section
+from monitoring.drift_summary import RetrainOn
 from pipeline import environment
 from pipeline.paths import DRIFT_REPORT_FILE, DRIFT_SUMMARY_FILE
 from pipeline.settings import SettingsError, exit_on_bad_settings, load_settings
@@ -166,6 +165,7 @@ def result_json(result: JobResult) -> str:
     payload = {
         **result.summary.model_dump(mode="json"),
         "drift_detected": result.summary.drift_detected,
+        "operator_status": result.summary.operator_status,
         "folder": str(result.folder),
         "report": str(result.folder / DRIFT_REPORT_FILE),
         "window": result.window,
@@ -271,28 +271,8 @@ def next_fire(now: datetime, every: timedelta | None, cron: str | None) -> datet
     return now + every
 
 
-class RetrainOn(StrEnum):
-    """Which verdict makes the schedule retrain (``any``: any drift the run detected)."""
-
-    concept = "concept"
-    performance = "performance"
-    data = "data"
-    any = "any"
-
-
-# The summary section each choice but ``any`` reads.
-RETRAIN_SECTIONS = {
-    RetrainOn.concept: Section.CONCEPT_DRIFT,
-    RetrainOn.performance: Section.PERFORMANCE,
-    RetrainOn.data: Section.DATA_DRIFT,
-}
-
-
 def verdict_matches(result: JobResult, on: RetrainOn) -> bool:
-    summary = result.summary
-    if on is RetrainOn.any:
-        return summary.drift_detected
-    return summary.verdicts()[RETRAIN_SECTIONS[on]] is True
+    return result.summary.triggers_retrain(on)
 
 
 def retrain_after(settings: Settings, result: JobResult, on: RetrainOn) -> dict[str, Any]:

@@ -32,6 +32,32 @@ class Section(StrEnum):
         return self.value.removesuffix("_drift")
 
 
+class RetrainOn(StrEnum):
+    """Which verdict makes the schedule retrain (``any``: any drift the run detected);
+    ``mlstack drift schedule --retrain-on`` takes one, :meth:`Summary.triggers_retrain`
+    is the rule."""
+
+    concept = "concept"
+    performance = "performance"
+    data = "data"
+    any = "any"
+
+
+# The summary section each choice but ``any`` reads.
+RETRAIN_SECTIONS = {
+    RetrainOn.concept: Section.CONCEPT_DRIFT,
+    RetrainOn.performance: Section.PERFORMANCE,
+    RetrainOn.data: Section.DATA_DRIFT,
+}
+
+# The report's status is ``act`` when a retrain on one of these would be triggered: the
+# verdicts that say the model itself does worse (``data`` and ``any`` also fire on a
+# shift the model may well handle, which is ``watch``).
+ACT_ON = (RetrainOn.performance, RetrainOn.concept)
+
+OperatorStatus = Literal["ok", "watch", "act"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -212,6 +238,24 @@ class Summary(_Model):
     def drift_detected(self) -> bool:
         """Any drift at all: what ``--fail-on-drift`` acts on."""
         return any(detected is True for detected in self.verdicts().values())
+
+    def triggers_retrain(self, on: RetrainOn) -> bool:
+        """Whether ``drift schedule --retrain-on <on>`` retrains after this run."""
+        if on is RetrainOn.any:
+            return self.drift_detected
+        return self.verdicts()[RETRAIN_SECTIONS[on]] is True
+
+    @property
+    def operator_status(self) -> OperatorStatus | None:
+        """The report's one status: ``act`` when a retrain on performance or concept drift
+        would be triggered (:data:`ACT_ON`), ``watch`` when any other verdict is found
+        (data or prediction drift, label drift, missing values), ``ok`` otherwise; ``None``
+        when the window was too small to judge (not judged never reads as ok)."""
+        if self.status != "ok":
+            return None
+        if any(self.triggers_retrain(on) for on in ACT_ON):
+            return "act"
+        return "watch" if self.drift_detected else "ok"
 
     @property
     def snapshots(self) -> dict[str, Any]:

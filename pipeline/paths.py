@@ -41,3 +41,7 @@ DRIFT_LATEST_FILE = "latest.json"
 DRIFT_REPORT_FILE = "report.html"
 DRIFT_PERFORMANCE_REPORT_FILE = "performance.html"
 DRIFT_SUMMARY_FILE = "summary.json"
+# The report's plots as PNG files of the run folder (and so of its MLflow monitoring run).
+DRIFT_PERFORMANCE_PLOT = "plots/performance_history.png"
+DRIFT_COVERAGE_PLOT = "plots/coverage_history.png"
+DRIFT_SCORES_PLOT = "plots/drift_scores.png"

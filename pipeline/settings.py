@@ -300,7 +300,7 @@ class DriftSettings(_Section):
     standard deviations of the metric over reference chunks of the window's size, so the
     effect size adapts to the model, the data and the window; ``min_performance_drop``
     adds a fixed floor on top (0: none). A window larger than ``sample_rows`` is judged on a
-    seeded uniform sample of that many rows (its counts and missing shares on every row).
+    seeded uniform sample of that many rows. The report plots the last ``history_runs``.
     """
 
     reports: str
@@ -323,13 +323,12 @@ class DriftSettings(_Section):
     max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
     bootstrap: Annotated[int, Field(ge=100)]
     sample_rows: Annotated[int, Field(gt=0)]
+    history_runs: Annotated[int, Field(ge=1, le=1000)]
 
     @model_validator(mode="after")
     def _sample_can_be_judged(self) -> DriftSettings:
-        for key, needed in (
-            ("min_rows", self.min_rows),
-            ("min_labeled_rows", self.min_labeled_rows),
-        ):
+        needs = {"min_rows": self.min_rows, "min_labeled_rows": self.min_labeled_rows}
+        for key, needed in needs.items():
             if self.sample_rows < needed:
                 raise ValueError(
                     f"drift.sample_rows {self.sample_rows} is below drift.{key} {needed}: a window "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,10 @@ def log_to_mlflow(
     summary: Summary,
     folder: Path,
     window: dict[str, Any],
+    before_artifacts: Callable[[str], None] | None = None,
 ) -> str:
-    """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts.
+    """A run in the ``monitoring`` experiment: verdicts as metrics, the folder as artifacts
+    (``before_artifacts`` is called with the new run's id first: the page names its run).
 
     Logged through the settings' client (:func:`pipeline.tracking.client`, which refuses a
     missing embedded store instead of creating one), not MLflow's process-wide state.
@@ -125,6 +128,8 @@ def log_to_mlflow(
             metrics=[Metric(k, float(v), now, 0) for k, v in mlflow_metrics(summary).items()],
             params=[Param(f"window_{k}", _param(v)) for k, v in window.items()],
         )
+        if before_artifacts is not None:
+            before_artifacts(run_id)
         registry.log_artifacts(run_id, str(folder), artifact_path="drift")
     except Exception:
         registry.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

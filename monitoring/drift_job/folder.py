@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.drift_page import add_section
+from monitoring.drift_history import History
+from monitoring.drift_page import PageContext, add_section, fill_run_id, insufficient_page
 from monitoring.drift_summary import Summary
 from pipeline.paths import (
     DRIFT_LATEST_FILE,
@@ -22,11 +23,6 @@ from pipeline.paths import (
     DRIFT_SUMMARY_FILE,
 )
 from pipeline.settings import Settings
-
-INSUFFICIENT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>mlstack drift</title>
-</head><body><h1>Insufficient data</h1><p>{rows} current row(s), fewer than the {needed} needed
-for a verdict (<code>drift.min_rows</code>). No drift was judged.</p></body></html>
-"""
 
 
 def reports_folder(settings: Settings) -> Path:
@@ -58,25 +54,46 @@ def new_run_folder(settings: Settings, started: datetime) -> Path:
     return folder
 
 
-def write_run_folder(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
-    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``."""
+def write_run_folder(
+    summary: Summary,
+    folder: Path,
+    extra: dict[str, Any],
+    reference: str | None = None,
+    history: History | None = None,
+) -> None:
+    """``report.html`` (and ``performance.html`` with labels) plus ``summary.json``;
+    ``reference`` is the reference set's path the page names, ``history`` the last runs
+    its performance plot shows."""
     snapshots = summary.snapshots
     report = folder / DRIFT_REPORT_FILE
+    context = PageContext(
+        window=extra.get("window", {}),
+        started=extra.get("started"),
+        reference=reference,
+        reference_scored_by=extra.get("reference_scored_by"),
+        history=history,
+    )
     if "report" in snapshots:
         snapshots["report"].save_html(str(report))
-        report.write_text(add_section(report.read_text(), summary))
+        report.write_text(add_section(report.read_text(), summary, context))
     else:
-        report.write_text(
-            INSUFFICIENT_HTML.format(rows=summary.rows.current, needed=extra["min_rows"])
-        )
+        report.write_text(insufficient_page(summary, context, extra["min_rows"]))
     if "performance" in snapshots:
         snapshots["performance"].save_html(str(folder / DRIFT_PERFORMANCE_REPORT_FILE))
     write_summary(summary, folder, extra)
 
 
+def add_run_id(folder: Path, run_id: str) -> None:
+    """The MLflow monitoring run's id on the run folder's page, once it is known."""
+    report = folder / DRIFT_REPORT_FILE
+    if report.exists():
+        report.write_text(fill_run_id(report.read_text(), run_id))
+
+
 def write_summary(summary: Summary, folder: Path, extra: dict[str, Any]) -> None:
     payload = {**summary.model_dump(mode="json"), **extra}
     payload["drift_detected"] = summary.drift_detected
+    payload["operator_status"] = summary.operator_status
     write_json(payload, folder / DRIFT_SUMMARY_FILE)
 
 

@@ -1,7 +1,8 @@
 """One run of the drift job, in order: refuse what cannot work, read, compare, write.
 
 A run first refuses bad settings and a missing MLflow store (before writing anything),
-then writes, in order: the run folder (``report.html``, ``summary.json``), the MLflow run,
+then writes, in order: the run folder (``report.html`` with the last runs' history,
+``summary.json``), the plots as PNG files and the MLflow run,
 the Evidently workspace snapshot, the Prometheus series, and last ``latest.json`` and the
 state file. A run that fails half way leaves both where they were: ``latest.json`` points
 at the newest complete run, and the next run retries the same window (see
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.drift import compare
+from monitoring.drift_history import read_history
 from monitoring.drift_job.exports import add_to_workspace, export_metrics, log_to_mlflow
 from monitoring.drift_job.folder import (
+    add_run_id,
     new_run_folder,
+    reports_folder,
     write_latest,
     write_run_folder,
     write_state,
@@ -30,10 +34,13 @@ from monitoring.drift_job.inputs import (
     load_current,
     read_importance,
     read_reference,
+    reference_path,
     utc_now,
 )
 from monitoring.drift_job.options import JobOptions
 from monitoring.drift_job.rescore import reference_for, served_by
+from monitoring.drift_page import ranked
+from monitoring.drift_plots import write_plots
 from monitoring.drift_summary import Summary
 from pipeline.settings import Settings
 from pipeline.tracking import client
@@ -84,9 +91,13 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     }
     if scored_by is not None:
         extra["reference_scored_by"] = scored_by
-    write_run_folder(summary, folder, extra)
-    if registry is not None:
-        extra["mlflow_run_id"] = log_to_mlflow(registry, settings, summary, folder, window)
+    history = read_history(reports_folder(settings), folder, summary, settings.drift.history_runs)
+    write_run_folder(summary, folder, extra, str(reference_path(settings, options)), history)
+    if registry is not None:  # the plots as PNG files, logged with the folder
+        write_plots(history, ranked(summary.data_drift.columns), folder)
+        extra["mlflow_run_id"] = log_to_mlflow(
+            registry, settings, summary, folder, window, lambda run: add_run_id(folder, run)
+        )
         write_summary(summary, folder, extra)
     if options.workspace and summary.snapshots:
         add_to_workspace(settings, summary, folder)

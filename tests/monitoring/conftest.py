@@ -22,7 +22,16 @@ from pipeline.settings import load_settings
 from testbeds import params
 from testbeds.drift_data import RAW, YEARS, DriftData, build, score
 
-__all__ = ["YEARS", "DriftData", "score", "covariate_shift", "concept_flip", "write_params"]
+__all__ = [
+    "YEARS",
+    "DriftData",
+    "score",
+    "covariate_shift",
+    "concept_flip",
+    "write_params",
+    "drift_project",
+    "case_windows",
+]
 
 TRAIN_ROWS = 20_000  # of the 51,588 training rows: the same quality, a third of the time
 
@@ -54,3 +63,43 @@ def write_params(folder: Path, **drift: Any) -> Path:
     return params.write_params(
         folder, data={"path": str(RAW / "reference_2015.parquet")}, drift=drift
     )
+
+
+def drift_project(root: Path, drift_data: DriftData, **drift: Any) -> Path:
+    """A project folder for ``mlstack drift run``: params (with ``drift`` overrides), a
+    4,000-row reference set and the champion's importance beside it."""
+    from pipeline.io import write_json
+    from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
+
+    write_params(root, **drift)
+    reference = root / REFERENCE_FILE
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    drift_data.reference.sample(4000, random_state=0).to_parquet(reference)
+    write_json({"metric": "roc_auc", "importance": drift_data.importance}, root / IMPORTANCE_FILE)
+    return root
+
+
+def case_windows(drift_data: DriftData, folder: Path) -> dict[str, Path]:
+    """One window per case the operator's page tells apart, as files ``--current`` reads:
+    stable (2016, labeled), covariate shift (scored by the model, no labels yet), concept
+    drift (2018, labels flipped for ages 40-59), performance drop (2017, people aged 55+,
+    labels as observed), no labels (2016 without them), insufficient data (20 rows)."""
+    target = drift_data.settings.data.target
+    stable = drift_data.year(2016).sample(1500, random_state=0)
+    year_2017 = drift_data.year(2017)
+    frames = {
+        "stable": stable,
+        # scored again after the shift, as the service would score the shifted rows
+        "covariate_shift": score(
+            drift_data.model, covariate_shift(stable).drop(columns=target), drift_data.settings
+        ),
+        "concept_drift": concept_flip(drift_data.year(2018).sample(3000, random_state=4), target),
+        "performance_drop": year_2017[year_2017["AGEP"] >= 55].sample(3000, random_state=5),
+        "no_labels": stable.drop(columns=target),
+        "insufficient_data": stable.head(20),
+    }
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = folder / f"{name}.parquet"
+        frame.to_parquet(paths[name])
+    return paths
