@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.deploy import crds
-from tests.deploy.test_deploy_files import DEPLOY, KUSTOMIZATIONS, ROOT, by_kind, render
+from tests.deploy.tools import DEPLOY, KUSTOMIZATIONS, ROOT, by_kind, render
 
 pytestmark = pytest.mark.deploy
 
