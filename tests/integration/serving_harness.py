@@ -102,7 +102,9 @@ def start_server(
     return server
 
 
-def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float = 180) -> str:
+def refused_start(
+    folder: Path, env: dict[str, str], expect: str, seconds: float = 180, base: Path | None = None
+) -> str:
     """Start a server that must never get ready: poll ``/readyz`` (never 200) until its log
     says ``expect`` and a few seconds more, then stop it; return the log. A server that
     gets ready, or never says ``expect`` within ``seconds``, fails the test."""
@@ -110,7 +112,7 @@ def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float
 
     import httpx
 
-    server = launch(folder, env)
+    server = launch(folder, env, base=base)
     said_at = None
     deadline = time.monotonic() + seconds
     try:
