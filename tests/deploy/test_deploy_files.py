@@ -16,51 +16,26 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-pytestmark = pytest.mark.deploy
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-K8S_VERSION = "1.32.0"
-BIN = Path(sys.executable).parent
-KUSTOMIZATIONS = sorted(
-    p.parent for p in ROOT.glob("**/kustomization.yaml") if ".venv" not in p.parts
+from tests.deploy.tools import (
+    BIN,
+    COMPOSE,
+    DEPLOY,
+    KUSTOMIZATIONS,
+    ROOT,
+    WORKFLOW,
+    by_kind,
+    render,
+    tool,
+    validate,
 )
-COMPOSE = DEPLOY / "compose" / "compose.yaml"
-WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
-
-def tool(name: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    binary = BIN / name
-    assert binary.exists(), f"{name} is missing from the dev environment: `make install`"
-    return subprocess.run(
-        [str(binary), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
-def render(folder: Path) -> list[dict[str, Any]]:
-    done = tool("kubectl", "kustomize", str(folder))
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-
-def validate(documents: list[dict[str, Any]], folder: Path) -> subprocess.CompletedProcess[str]:
-    rendered = folder / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(documents))
-    return tool("kubernetes-validate", "--strict", "-k", K8S_VERSION, str(rendered))
-
-
-def by_kind(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-    return found[0]
+pytestmark = pytest.mark.deploy
 
 
 def test_there_are_kustomizations() -> None:
@@ -202,7 +177,8 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
 def test_ci_runs_lint_and_test_and_builds_images_on_main() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     steps = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
-    assert any("make lint" in s for s in steps) and any("make test" in s for s in steps)
+    assert any("make lint" in s for s in steps) and any(".ci/run" in s for s in steps)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
     images = [job for job in workflow["jobs"].values() if "docker" in str(job["steps"])]
     assert images and all("refs/heads/main" in job.get("if", "") for job in images)
 
