@@ -139,7 +139,12 @@ def _header(summary: Summary, context: PageContext) -> str:
         span = f"window: the file {window.get('source', 'n/a')}"
     facts = {
         "window": f"{escape(span)}: {rows.current} rows, {rows.labeled} labeled ({share:.0%})",
-        "model": f"model {escape(summary.model.name)} version {escape(summary.model.version)}",
+        "model": f"model {escape(summary.model.name)} version {escape(summary.model.version)}"
+        + (
+            f", training run {escape(summary.model.run_id)}"
+            if summary.model.run_id
+            else ", training run not known"
+        ),
         "reference": f"judged against {reference}",
         "run": f"run started {escape(context.started or 'n/a')}, MLflow monitoring run "
         f"{RUN_ID_SLOT}",

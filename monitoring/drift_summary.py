@@ -210,6 +210,7 @@ class ConceptDrift(_Model):
 class ModelInfo(_Model):
     name: str
     version: str = "unknown"
+    run_id: str | None = None  # the training run, when the registry names it
 
 
 class Summary(_Model):

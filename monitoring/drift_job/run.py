@@ -41,7 +41,7 @@ from monitoring.drift_job.options import JobOptions
 from monitoring.drift_job.rescore import reference_for, served_by
 from monitoring.drift_page import ranked
 from monitoring.drift_plots import write_plots
-from monitoring.drift_summary import Summary
+from monitoring.drift_summary import ModelInfo, Summary
 from pipeline.settings import Settings
 from pipeline.tracking import client
 
@@ -64,6 +64,17 @@ def advances_state(options: JobOptions, summary: Summary) -> bool:
     return default_window and summary.status == "ok"
 
 
+def training_run(registry: Any, model: ModelInfo) -> str | None:
+    """The run that trained ``model``'s version, from the registry; ``None`` when the
+    version is unknown or not (any longer) registered: the header then says so."""
+    if model.version == "unknown":
+        return None
+    try:
+        return str(registry.get_model_version(model.name, model.version).run_id) or None
+    except Exception:  # an unregistered or deleted version: the verdicts do not need it
+        return None
+
+
 def run_once(settings: Settings, options: JobOptions) -> JobResult:
     """Compare one window and write every output; the state moves on only on success."""
     check_settings(settings)
@@ -83,6 +94,8 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         labeled=sample.labeled,
         totals=sample.totals,
     )
+    if registry is not None:
+        summary.model.run_id = training_run(registry, summary.model)
     folder = new_run_folder(settings, started)
     extra: dict[str, Any] = {
         "window": window,

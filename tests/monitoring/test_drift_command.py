@@ -273,7 +273,8 @@ def test_capture_window_moves_the_state_on(drift_data: DriftData, tmp_path: Path
     assert summary["status"] == "ok"
     assert summary["rows"]["current"] == 1200
     assert summary["rows"]["labeled"] == 75 + 525
-    assert summary["model"] == {"name": "employment-classifier", "version": "3"}
+    # --no-mlflow: the version the rows name, and no registry to name its training run.
+    assert summary["model"] == {"name": "employment-classifier", "version": "3", "run_id": None}
     assert summary["window"]["since"] is None
     state = json.loads(state_file.read_text())
     assert state["until"] == summary["window"]["until"]
@@ -390,12 +391,18 @@ def test_unscored_rows_are_scored_by_the_champion_and_logged(
 
     result = invoke("run", "--current", str(batch), params=params(project))
     assert result.exit_code == 0, result.output
-    _, summary = latest_summary(project)
-    assert summary["model"] == {"name": "employment-classifier", "version": version}
+    folder, summary = latest_summary(project)
+    client = mlflow.MlflowClient(uri)
+    trained_by = client.get_model_version("employment-classifier", version).run_id
+    assert summary["model"] == {
+        "name": "employment-classifier",
+        "version": version,
+        "run_id": trained_by,
+    }
+    assert f"training run {trained_by}" in (folder / "report.html").read_text()
     assert summary["window"]["scored_by"] == "champion"
     assert summary["rows"]["labeled"] == 0
 
-    client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("monitoring")
     assert experiment is not None
     run = client.get_run(summary["mlflow_run_id"])
@@ -484,7 +491,7 @@ def test_a_window_across_a_champion_switch_is_named_and_rescored_by_one_version(
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["model"] == {"name": name, "version": version}
+    assert summary["model"]["name"] == name and summary["model"]["version"] == version
     assert summary["reference_scored_by"] == {"model_version": version, "rescored_from": "996"}
     assert summary["prediction_drift"]["detected"] is False, "one model's predictions on both"
     _, written = latest_summary(project)

@@ -111,7 +111,11 @@ def test_the_header_lines_match_summary_json(
         assert f"{rows['current']} rows, {rows['labeled']} labeled" in window, case
         assert summary["window"]["source"] in window, case
         model = element(html, "mlstack-model")
-        assert model == f"model {summary['model']['name']} version {summary['model']['version']}"
+        named = f"model {summary['model']['name']} version {summary['model']['version']}"
+        trained = summary["model"]["run_id"]  # files carrying their own predictions: none
+        assert model == named + (
+            f", training run {trained}" if trained else ", training run not known"
+        )
         assert f"({rows['reference']} rows)" in element(html, "mlstack-reference")
         assert summary["started"] in element(html, "mlstack-run"), case
         for section in ("data_drift", "prediction_drift", "performance", "concept_drift"):
