@@ -11,6 +11,12 @@ worker count and the same machine:
 - (d) ``ceiling``: a BentoML endpoint that answers a constant (bench/constant_service.py);
 - (m) ``MLServer``: Seldon's MLServer with its scikit-learn runtime, adaptive batching on,
   from a tool environment of its own (bench/mlserver.py says how, and why joblib);
+- (r) ``mlstack regressor``: the same service serving a regression task: a
+  ``HistGradientBoostingRegressor`` fitted with ``examples/regression/params.yaml``'s
+  hyperparameters on 40,000 rows of ``data/raw/car_price/reference.parquet``, its interval
+  tags packed into the Bento model's labels (testbeds/regressor.py), answered with
+  ``prediction`` and ``interval`` per row, capture and metrics on; its bodies are car-price
+  production rows (seven features, against the classifier's sixteen);
 - (o) with ``--baseline PATH``: the service as shipped from another checkout of this
   repository (its own ``.venv``, e.g. the last release), same champion and settings as
   (a): a change to the service measured against what it replaces, in the same run.
@@ -68,7 +74,9 @@ SETUPS = {
     "d": "BentoML constant (ceiling)",
     "m": "MLServer + sklearn runtime",
     "o": "mlstack at the baseline checkout",
+    "r": "mlstack regressor (car prices)",
 }
+CAR_PRODUCTION = ROOT / "data" / "raw" / "car_price" / "production.parquet"
 
 
 @dataclass(frozen=True)
@@ -223,16 +231,18 @@ def champion_or_exit() -> str:
 
 def import_champion(env: dict[str, str]) -> str:
     """The champion into the temporary BentoML store, as the package stage does."""
+    return run_or_exit(
+        "importing the champion into BentoML", env, "-m", "pipeline.package", "--model-only"
+    )
+
+
+def run_or_exit(what: str, env: dict[str, str], *args: str) -> str:
+    """``python *args`` in the project; the last line it printed, or exit naming ``what``."""
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.package", "--model-only"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     if done.returncode != 0:
-        sys.exit(f"importing the champion into BentoML failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"{what} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -249,7 +259,7 @@ def server_command(
     if setup == "o" and baseline is not None:
         python = str(baseline / ".venv" / "bin" / "python")
         return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
-    if setup in ("a", "b"):
+    if setup in ("a", "b", "r"):
         return [python, "-m", "bentoml", "serve", "serving.service:Classifier", *host]
     if setup == "c":
         uvicorn = [python, "-m", "uvicorn", "bench.naive_server:app", "--workers", str(workers)]
@@ -260,8 +270,10 @@ def server_command(
 
 def server_env(setup: str, base: dict[str, str], work: Path, model_threads: int) -> dict[str, str]:
     env = dict(base)
-    if setup in ("a", "o"):
+    if setup in ("a", "o", "r"):
         env["MLSTACK_CAPTURE_PATH"] = str(work / f"capture-{setup}")
+    if setup == "r":
+        env["MLSTACK_PARAMS"] = str(work / "regressor" / "params.yaml")
     elif setup == "b":
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["capture"]["enabled"] = False
@@ -436,8 +448,32 @@ def measure_one(
 
 
 def kind(setup: str) -> str:
-    """The request format a setup speaks: the service's JSON, or the V2 protocol."""
-    return "v2" if setup == "m" else "json"
+    """The request format a setup speaks: the service's JSON, or the V2 protocol; the
+    regressor's bodies hold car-price rows."""
+    return {"m": "v2", "r": "car"}.get(setup, "json")
+
+
+def regression_bodies(base: dict[str, str], work: Path, count: int) -> tuple[list[str], list[str]]:
+    """A car-price champion packed into the benchmark's BentoML store (its project under
+    ``work/regressor``), and one-row and 100-row bodies of car-price production rows."""
+    import pandas as pd
+
+    run_or_exit(
+        "packing the car-price regressor",
+        base,
+        "-m",
+        "testbeds.regressor",
+        str(work / "regressor"),
+        "--full",
+    )
+    params = yaml.safe_load((work / "regressor" / "params.yaml").read_text())
+    features = params["data"]["features"]
+    frame = pd.read_parquet(CAR_PRODUCTION).sample(n=count, random_state=0)
+    frame = frame[[*features["numerical"], *features["categorical"]]].astype(object)
+    rows = [{c: (None if v != v else v) for c, v in r.items()} for r in frame.to_dict("records")]
+    one_row = [json.dumps({"instances": [row]}) for row in rows]
+    hundred = [json.dumps({"instances": rows[i : i + 100]}) for i in range(0, count - 99, 100)]
+    return one_row, hundred
 
 
 def measure(args: argparse.Namespace) -> list[Result]:
@@ -466,6 +502,11 @@ def measure(args: argparse.Namespace) -> list[Result]:
             ("json", 100): lua_script(hundred, work / "hundred_rows.lua"),
         }
         first = {"json": one_row[0]}
+        if "r" in args.setups:
+            car_one, car_hundred = regression_bodies(base, work, args.rows)
+            first["car"] = car_one[0]
+            scripts[("car", 1)] = lua_script(car_one, work / "one_row_car.lua")
+            scripts[("car", 100)] = lua_script(car_hundred, work / "hundred_rows_car.lua")
         if "m" in args.setups:
             numerical = settings.data.features.numerical
             args.mlserver = mlserver.environment(args.mlserver_venv)
@@ -594,6 +635,9 @@ def tables(results: Sequence[Result]) -> str:
     if any(r.setup == "o" for r in results):
         headers.append("a/o (vs baseline checkout)")
         pairs.append(("a", "o"))
+    if any(r.setup == "r" for r in results):
+        headers.append("r/a (regressor vs classifier)")
+        pairs.append(("r", "a"))
     second = markdown(headers, [[x.name, *(ratio(t, b, x) for t, b in pairs)] for x in LOADS])
     return (
         f"{first}\n\nRatios of good answers per second, the median of the {len(rounds)} "
@@ -609,7 +653,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load")
     parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
-    parser.add_argument("--setups", default="abcdm", help="which setups, e.g. 'ac'")
+    parser.add_argument("--setups", default="abcdmr", help="which setups, e.g. 'ar'")
     parser.add_argument(
         "--mlserver-venv",
         type=Path,

@@ -45,6 +45,25 @@ SKOPS_TRUSTED_TYPES = [
 SKOPS_FORMAT = "skops"
 
 
+def log_skops_model(
+    model: Any, registered_model_name: str, pip_requirements: list[str], **extra: Any
+) -> Any:
+    """``mlflow.sklearn.log_model`` as every model here is logged: skops, never pickle, with
+    the reviewed trusted types, under the run's ``model`` folder, registered as a new version
+    of ``registered_model_name``; ``extra`` (signature, input example) passed on."""
+    import mlflow
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format=SKOPS_FORMAT,
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        registered_model_name=registered_model_name,
+        pip_requirements=pip_requirements,
+        **extra,
+    )
+
+
 class StoreNotFound(RuntimeError):
     """The embedded MLflow store does not exist: nothing was trained on this machine yet."""
 

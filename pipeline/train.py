@@ -23,7 +23,7 @@ from pipeline.model import build_model
 from pipeline.paths import RECENT_FILE, TRAIN_FILE, TRAIN_REPORT
 from pipeline.settings import Features, Settings, TrainSettings, load_settings_or_exit
 from pipeline.tasks import Task
-from pipeline.tracking import SKOPS_FORMAT, SKOPS_TRUSTED_TYPES, configure
+from pipeline.tracking import configure, log_skops_model
 
 
 def train(
@@ -86,15 +86,12 @@ def log_and_register(model: Pipeline, frame: pd.DataFrame, settings: Settings) -
         regressor = is_regressor(model)
         outputs = model.predict(example) if regressor else model.predict_proba(example)
         signature = infer_signature(example, outputs)
-        info = mlflow.sklearn.log_model(
+        info = log_skops_model(
             model,
-            name="model",
-            serialization_format=SKOPS_FORMAT,
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            settings.model.name,
+            requirements(),
             signature=signature,
             input_example=example,
-            registered_model_name=settings.model.name,
-            pip_requirements=requirements(),
         )
     version = str(info.registered_model_version)
     return {

@@ -6,7 +6,10 @@ here, on the document's way out (serving/guard.py calls both):
 - the error answers: every 4xx carries a summary and one entry per problem naming the row
   and field (BentoML calls ``detail`` a string and leaves out 401, 413 and 503);
 - the categories and classes the served model takes, as enums: a value outside them is a
-  400, so the document must not call it valid. They follow the champion when it swaps.
+  400, so the document must not call it valid. They follow the champion when it swaps;
+- the answer of ``/predict`` for the task (``data.task``): per row a label and the class
+  probabilities, or a regressor's number and its interval (:func:`predict_answer`); a
+  regression task's feedback label is a JSON number (the pydantic model says so already).
 """
 
 from __future__ import annotations
@@ -75,6 +78,51 @@ def with_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+MODEL_SCHEMA = {
+    "type": "object",
+    "description": "The registered model version that scored every row of this answer.",
+    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+    "required": ["name", "version"],
+}
+NUMBER = {"type": "number"}
+
+
+def predict_answer(regression: bool) -> dict[str, Any]:
+    """The schema of a 200 from ``/predict``: one entry per instance, in order."""
+    if regression:
+        row = {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "prediction": NUMBER,
+                "interval": {
+                    "type": "object",
+                    "description": "Split-conformal bounds holding the true value with the "
+                    "model's nominal coverage (evaluate.interval_coverage).",
+                    "properties": {"lower": NUMBER, "upper": NUMBER},
+                    "required": ["lower", "upper"],
+                },
+            },
+            "required": ["request_id", "prediction", "interval"],
+        }
+    else:
+        row = {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "label": {"type": "string"},
+                "probabilities": {"type": "object", "additionalProperties": NUMBER},
+            },
+            "required": ["request_id", "label", "probabilities"],
+        }
+    return {
+        "title": "RegressionAnswer" if regression else "ClassificationAnswer",
+        "type": "object",
+        "properties": {"model": MODEL_SCHEMA, "predictions": {"type": "array", "items": row}},
+        "required": ["model", "predictions"],
+    }
+
+
 def _spellings(values: Sequence[str]) -> list[dict[str, Any]]:
     """JSON spellings of string codes: "21" or 21 (and 1.0 for a class), as schema enums."""
     whole = sorted({int(v) for v in values if v.lstrip("-").isdigit() and str(int(v)) == v})
@@ -85,8 +133,9 @@ class AcceptedInputs:
     """What this worker's model accepts, kept for the document: the classes a feedback label
     may take and, when unknown categories are refused, the categories per column."""
 
-    def __init__(self, reject_unknown_categories: bool) -> None:
+    def __init__(self, reject_unknown_categories: bool, regression: bool = False) -> None:
         self.reject_unknown_categories = reject_unknown_categories
+        self.regression = regression
         self.classes: list[str] = []
         self.categories: dict[str, frozenset[str]] = {}
 
@@ -97,7 +146,12 @@ class AcceptedInputs:
             self.categories = served.known
 
     def describe(self, spec: dict[str, Any]) -> None:
-        """Name the categories and classes the model takes in ``spec``, as enums."""
+        """Name the categories and classes the model takes in ``spec``, as enums, and the
+        answer ``/predict`` gives for the task."""
+        answer = spec.get("paths", {}).get("/predict", {}).get("post", {}).get("responses", {})
+        if "200" in answer:
+            content = answer["200"].setdefault("content", {}).setdefault("application/json", {})
+            content["schema"] = predict_answer(self.regression)
         schemas = spec.get("components", {}).get("schemas", {})
         instance = schemas.get("Instance", {}).get("properties", {})
         for column, values in self.categories.items():

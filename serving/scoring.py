@@ -9,15 +9,19 @@ the one-hot encoder's categories) and builds the estimator's input matrix from t
 request rows with numpy and one dict lookup per category, in the column order the
 estimator was fitted on; the final estimator then scores that matrix inside
 ``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``, or, for
-a ``HistGradientBoostingClassifier``, through its trees flattened into numpy arrays
-(serving/trees.py), which skips the estimator's per-tree Python loop.
+a ``HistGradientBoostingClassifier`` or ``HistGradientBoostingRegressor``, through its
+trees flattened into numpy arrays (serving/trees.py), which skips the estimator's per-tree
+Python loop. A regressor (``data.task: regression``) is scored the same way with
+``predict``: one number per row.
 
 It compiles exactly the shapes ``pipeline.model.build_model`` makes: a ``Pipeline`` of a
 ``ColumnTransformer`` (other columns dropped) whose parts are ``SimpleImputer`` then
 ``StandardScaler`` on numbers and ``SimpleImputer(strategy="constant")`` then
 ``OneHotEncoder(handle_unknown="ignore")`` on categories, and a final estimator fitted on
 that unnamed matrix. Anything else, or a compiled path whose probabilities differ from
-``model.predict_proba`` by more than ``serving.compiled_tolerance`` on a deterministic
+``model.predict_proba`` by more than ``serving.compiled_tolerance`` (a regressor: predictions
+differing from ``model.predict`` by more than the tolerance times ``max(1, |prediction|)``,
+since a price and a rate have different scales) on a deterministic
 sample of rows (every category, missing values, an unknown category, numbers over the
 scaler's range), scores through the plain frame path instead; the reason is logged once,
 when the model is loaded.
@@ -131,6 +135,8 @@ class CompiledInput:
         import sklearn
 
         matrix = self.matrix(rows)
+        if self.trees is not None:
+            return self.trees.predict(matrix)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
 
@@ -265,16 +271,15 @@ def compile_input(model: Any, settings: Settings) -> CompiledInput:
         raise NotCompiled(f"transforms columns {sorted(seen)}, not the schema's features")
     if getattr(estimator, "n_features_in_", None) != width:
         raise NotCompiled(f"an estimator fitted on {estimator.n_features_in_} columns, not {width}")
-    if is_regressor(estimator):  # its own predict on the matrix; the tree walk is for classes
-        return CompiledInput(width, numbers, categories, estimator, None, regressor=True)
-    if not hasattr(estimator, "predict_proba"):
+    regressor = is_regressor(estimator)
+    if not regressor and not hasattr(estimator, "predict_proba"):
         raise NotCompiled(f"a final {type(estimator).__name__} without predict_proba")
     try:
         trees: FlatTrees | None = flatten(estimator)
     except NotFlat as why:
         logger.info("the estimator scores itself: %s", why)
         trees = None
-    return CompiledInput(width, numbers, categories, estimator, trees)
+    return CompiledInput(width, numbers, categories, estimator, trees, regressor=regressor)
 
 
 def check_rows(compiled: CompiledInput, settings: Settings) -> list[dict[str, Any]]:
@@ -319,7 +324,9 @@ def verify(compiled: CompiledInput, model: Any, settings: Settings) -> None:
     )
     for sample in (rows, rows[:1]):
         got, want = compiled.output(sample), expected[: len(sample)]
-        difference = float(np.max(np.abs(got - want))) if got.shape == want.shape else np.inf
+        scale = np.maximum(np.abs(want), 1.0) if compiled.regressor else 1.0
+        same = got.shape == want.shape
+        difference = float(np.max(np.abs(got - want) / scale)) if same else np.inf
         if not difference <= tolerance:
             raise NotCompiled(
                 f"{what} by {difference:.3g} on {len(sample)} check rows (tolerance {tolerance})"

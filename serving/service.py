@@ -10,7 +10,10 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 - batches concurrent requests into one model call (serving/batching.py), scored by the
   compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
   against the model at load) or, for a model it does not cover, one pandas frame per batch;
-- answers with the model name and version, counts what it served on /metrics
+- answers with the model name and version and, per row, a label and the class
+  probabilities or, for ``data.task: regression``, ``prediction`` and its split-conformal
+  ``interval`` {lower, upper} (the version's interval tags, carried in the packed model's
+  labels: a regressor without them does not serve); counts what it served on /metrics
   (serving/service_metrics.py), and appends every served row and feedback label to the
   capture log's local write-ahead segment before the response leaves (compaction into
   Parquet runs off the request path, monitoring/capture/writer.py);
@@ -163,7 +166,9 @@ class _NoTracebackForRefusals(logging.Filter):
 
 
 # What this worker's model accepts, for the OpenAPI document (followed by Classifier).
-ACCEPTED = AcceptedInputs(SETTINGS.serving.reject_unknown_categories)
+ACCEPTED = AcceptedInputs(
+    SETTINGS.serving.reject_unknown_categories, regression=SETTINGS.data.is_regression
+)
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,8 @@ class Classifier:
         self,
         instances: Annotated[list[Instance], Field(min_length=1, max_length=MAX_ROWS)],
     ) -> dict[str, Any]:
-        """Predict one label and the class probabilities per instance, in order."""
+        """Predict per instance, in order: a label and the class probabilities, or (a
+        regression model) a number and its prediction interval."""
         rows = as_rows(instances, self.settings.data)
         if self.settings.serving.reject_unknown_categories:
             # Checked against the model served now; a swap before the batch runs meets a

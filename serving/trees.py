@@ -1,12 +1,14 @@
 """HistGradientBoosting's trees as flat arrays, walked for every tree and row at once.
 
-``HistGradientBoostingClassifier.predict_proba`` loops over its trees in Python and
+``HistGradientBoostingClassifier.predict_proba`` (and the regressor's ``predict``) loops
+over its trees in Python and
 enters a threaded Cython routine once per tree: with ~100 trees that is a fixed few
 milliseconds a call, whatever the rows, and most of a small call (serving/scoring.py's
 profile). :func:`flatten` copies the fitted predictors' nodes into one set of arrays,
 and :meth:`FlatTrees.predict_proba` moves all (row, tree) pairs one level down per step
 with numpy, setting each pair aside when it reaches a leaf, then sums the leaf values
-per class onto the model's baseline and applies the model's own loss link: the same
+per class onto the model's baseline and applies the model's own loss link (a regressor:
+its link's inverse on the one raw column, as ``predict`` does): the same
 decisions as scikit-learn's (``NaN`` follows ``missing_go_to_left``, else
 ``x <= threshold`` goes left), summed in another order, so equal to ``predict_proba``
 within float rounding.
@@ -80,18 +82,24 @@ class FlatTrees:
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         return np.asarray(self.link.predict_proba(self.raw(matrix)), dtype=np.float64)
 
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """A regressor's predictions: the inverse link of the one raw column."""
+        return np.asarray(self.link.link.inverse(self.raw(matrix)[:, 0]), dtype=np.float64)
+
 
 def flatten(estimator: Any) -> FlatTrees:
-    """The fitted ``HistGradientBoostingClassifier``'s trees as :class:`FlatTrees`."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    """A fitted ``HistGradientBoostingClassifier``'s or ``HistGradientBoostingRegressor``'s
+    trees as :class:`FlatTrees`."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    if not isinstance(estimator, HistGradientBoostingClassifier):
-        raise NotFlat(f"a {type(estimator).__name__}, not a HistGradientBoostingClassifier")
+    kinds = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+    if not isinstance(estimator, kinds):
+        raise NotFlat(f"a {type(estimator).__name__}, not a HistGradientBoosting model")
     predictors = getattr(estimator, "_predictors", None)
     if not predictors:
-        raise NotFlat("a HistGradientBoostingClassifier without fitted trees")
+        raise NotFlat(f"a {type(estimator).__name__} without fitted trees")
     if getattr(estimator, "_preprocessor", None) is not None:
-        raise NotFlat("a HistGradientBoostingClassifier that encodes categories itself")
+        raise NotFlat(f"a {type(estimator).__name__} that encodes categories itself")
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("feature", "threshold", "missing_left", "left", "right", "leaf", "value")
     }

@@ -35,7 +35,7 @@ from monitoring.capture.schema import (
     check_kind,
     utc,
 )
-from pipeline.schema import PROBA_PREFIX
+from pipeline.schema import INTERVAL_COLUMNS, PROBA_PREFIX
 from pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,11 +107,12 @@ def write_table(path: str | Path, kind: str, table: pa.Table, name: str | None =
 
 def _parquet_options(columns: Sequence[str]) -> dict[str, Any]:
     """Dictionary encoding where values repeat (features, model, prediction, label), not
-    for request ids, timestamps and probabilities, which seldom do; statistics for the
-    timestamp (a window's filter skips row groups by it) and the model's name and version.
+    for request ids, timestamps, probabilities and interval bounds, which seldom do;
+    statistics for the timestamp (a window's filter skips row groups by it) and the
+    model's name and version.
     A segment of 5,000 production rows is written a third faster than with pyarrow's
     defaults (2.5 against 3.7 ms) and 9 % smaller (``python -m bench.capture``)."""
-    unique = {REQUEST_ID, TIMESTAMP}
+    unique = {REQUEST_ID, TIMESTAMP, *INTERVAL_COLUMNS}
     return {
         "use_dictionary": [
             c for c in columns if c not in unique and not c.startswith(PROBA_PREFIX)

@@ -33,6 +33,7 @@ from monitoring.capture.schema import (
     Record,
     arrow_type,
     feature_columns,
+    numbers_of,
     scored_columns,
     utc,
 )
@@ -221,6 +222,7 @@ def segment_table(
         if rejected is not None:
             rejected.extend(data.splitlines())
         return pa.table({})
+    numerical = numbers_of(columns, numerical)  # a regressor's prediction is a number
     if _ROWS in first:
         try:
             return scored_lines_table(data, columns, numerical)

@@ -38,6 +38,7 @@ from monitoring.capture.schema import (
     SERVED_COLUMNS,
     TIMESTAMP,
     TIMESTAMP_TYPE,
+    as_numbers,
     utc,
 )
 from monitoring.capture.store import (
@@ -163,9 +164,7 @@ def _finish(predictions: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         numbers += [PREDICTION, *INTERVAL_COLUMNS, settings.data.target]
     for column in numbers:
         if column in predictions:
-            predictions[column] = pd.to_numeric(predictions[column], errors="coerce").astype(
-                "float64"
-            )
+            predictions[column] = as_numbers(predictions[column])
     return predictions.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
 
 

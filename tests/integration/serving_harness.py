@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
 from serving import launcher
+from testbeds.params import write_params
+
+__all__ = ["write_params"]  # the tests take it from here with the rest of the harness
 
 
 @dataclass(frozen=True)
@@ -40,17 +43,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def write_params(folder: Path, base: Path | None = None, **sections: dict[str, Any]) -> Path:
-    """The project's params.yaml (or ``base``) with some sections merged over, in ``folder``."""
-    raw = yaml.safe_load((base or PROJECT_ROOT / "params.yaml").read_text())
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def launch(
@@ -102,7 +94,9 @@ def start_server(
     return server
 
 
-def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float = 180) -> str:
+def refused_start(
+    folder: Path, env: dict[str, str], expect: str, seconds: float = 180, base: Path | None = None
+) -> str:
     """Start a server that must never get ready: poll ``/readyz`` (never 200) until its log
     says ``expect`` and a few seconds more, then stop it; return the log. A server that
     gets ready, or never says ``expect`` within ``seconds``, fails the test."""
@@ -110,7 +104,7 @@ def refused_start(folder: Path, env: dict[str, str], expect: str, seconds: float
 
     import httpx
 
-    server = launch(folder, env)
+    server = launch(folder, env, base=base)
     said_at = None
     deadline = time.monotonic() + seconds
     try:
@@ -144,3 +138,22 @@ def run_in_project(root: Path, env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
+
+
+def schemathesis_run(server: Server, folder: Path) -> subprocess.CompletedProcess[str]:
+    """A bounded, seeded schemathesis run of every check against ``server``'s own OpenAPI
+    document, on /predict and /feedback (40 examples per operation, every phase once)."""
+    binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert binary, "schemathesis is a dev dependency: `uv sync --locked`"
+    return subprocess.run(
+        [
+            *(binary, "run", f"{server.url}/docs.json", "--checks", "all"),
+            *("--max-examples", "40", "--seed", "1"),
+            *("--include-path-regex", "^/(predict|feedback)$"),
+        ],
+        cwd=folder,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from mlstack.scenarios import inject
-from pipeline.settings import PROJECT_ROOT, load_settings
+from pipeline.settings import load_settings
+from testbeds import params
 from testbeds.drift_data import RAW, YEARS, DriftData, build, score
 
 __all__ = ["YEARS", "DriftData", "score", "covariate_shift", "concept_flip", "write_params"]
@@ -50,11 +51,6 @@ def concept_flip(frame: pd.DataFrame, target: str) -> pd.DataFrame:
 
 def write_params(folder: Path, **drift: Any) -> Path:
     """A params.yaml in ``folder`` (the project root for that run) with ``drift`` overrides."""
-    import yaml
-
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["data"]["path"] = str(RAW / "reference_2015.parquet")
-    params["drift"] = {**params.get("drift", {}), **drift}
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+    return params.write_params(
+        folder, data={"path": str(RAW / "reference_2015.parquet")}, drift=drift
+    )

@@ -356,7 +356,7 @@ def champion(drift_data: DriftData, project: Path) -> tuple[str, str]:
     """The session's model registered as champion in a temporary MLflow store."""
     import mlflow
 
-    from pipeline.tracking import SKOPS_TRUSTED_TYPES
+    from pipeline.tracking import log_skops_model
 
     uri = f"sqlite:///{project / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
@@ -368,14 +368,7 @@ def champion(drift_data: DriftData, project: Path) -> tuple[str, str]:
         "training", artifact_location=(project / "mlartifacts" / "training").as_uri()
     )
     with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.sklearn.log_model(
-            drift_data.model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            registered_model_name=name,
-            pip_requirements=["scikit-learn", "skops"],
-        )
+        info = log_skops_model(drift_data.model, name, ["scikit-learn", "skops"])
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
     yield uri, version

@@ -31,7 +31,7 @@ from pipeline.environment import TELEMETRY_OFF
 from pipeline.promote import apply_decision, decide
 from pipeline.registry import RegistryError, history, move_champion, rollback
 from pipeline.settings import PROJECT_ROOT, PromoteSettings
-from pipeline.tracking import SKOPS_TRUSTED_TYPES
+from pipeline.tracking import log_skops_model
 
 NAME = "tiny-classifier"
 ALIAS = "champion"
@@ -82,14 +82,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         for c in (0.1, 1.0, 10.0):
             with mlflow.start_run(experiment_id=experiment):
-                mlflow.sklearn.log_model(
-                    LogisticRegression(C=c).fit(X, y),
-                    name="model",
-                    serialization_format="skops",
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
-                    registered_model_name=NAME,
-                    pip_requirements=["scikit-learn", "skops"],
-                )
+                log_skops_model(LogisticRegression(C=c).fit(X, y), NAME, ["scikit-learn", "skops"])
     return root
 
 

@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 
 from pipeline.registry import move_champion
 from pipeline.settings import Settings
@@ -17,6 +16,7 @@ from pipeline.tracking import Champion, client, load_model
 from serving.champion import ChampionFollower, serve_model
 from tests.champions import add_tampered_version, add_version, champion_version, copy_registry
 from tests.conftest import Project
+from tests.process_metrics import sample
 
 pytestmark = pytest.mark.slow  # the session's pipeline run
 
@@ -37,17 +37,6 @@ def follower(settings: Settings, uri: str) -> ChampionFollower:
     version = champion_version(uri, name)
     model = load_model(f"models:/{name}/{version}", uri)
     return ChampionFollower(settings, serve_model(model, Champion(name, version, ""), settings))
-
-
-def sample(metric: str, **labels: str) -> float:
-    """The sum of this process's ``metric`` samples whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(
-        found.value
-        for family in REGISTRY.collect()
-        for found in family.samples
-        if found.name == metric and wanted <= set(found.labels.items())
-    )
 
 
 def move(settings: Settings, version: str) -> None:

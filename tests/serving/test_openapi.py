@@ -75,7 +75,11 @@ def test_categories_stay_open_when_unknown_ones_are_accepted_and_swaps_are_follo
     assert schemas["LabelIn"]["properties"]["label"]["anyOf"][0]["enum"] == ["a", "b", "c"]
 
 
-def test_before_any_model_the_document_is_left_as_it_is() -> None:
+def test_before_any_model_the_document_only_gains_the_answer_of_the_task() -> None:
     document = spec()
     AcceptedInputs(reject_unknown_categories=True).describe(document)
-    assert document == copy.deepcopy(spec())
+    answer = document["paths"]["/predict"]["post"]["responses"].pop("200")
+    assert answer["content"]["application/json"]["schema"]["title"] == "ClassificationAnswer"
+    expected = copy.deepcopy(spec())
+    del expected["paths"]["/predict"]["post"]["responses"]["200"]
+    assert document == expected
