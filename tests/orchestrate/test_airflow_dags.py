@@ -82,3 +82,15 @@ def test_a_failing_stage_fails_the_training_run(airflow: dict[str, str], tmp_pat
     done = dag_test(airflow, project, "mlstack_training")
     assert done.returncode != 0
     assert not (project.root / "data" / "prepared" / "train.parquet").exists()
+
+
+def test_the_training_dag_runs_the_real_stages(airflow: dict[str, str], tmp_path: Path) -> None:
+    project = make_project(tmp_path, employment_sample(4_000))
+    done = dag_test(airflow, project, "mlstack_training")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for made in ("data/prepared/train.parquet", "reports/metrics.json", "reports/package.json"):
+        assert (project.root / made).exists(), made
+    train = json.loads((project.root / "reports" / "train.json").read_text())
+    assert train["run_id"]
+    status = project.dvc("status", "--json")
+    assert json.loads(status.stdout) == {}, "every stage ran: dvc has nothing left to do"
