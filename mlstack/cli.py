@@ -12,6 +12,7 @@ import typer
 
 from mlstack.drift_command import drift_app
 from mlstack.model_command import model_app
+from mlstack.orchestrate import orchestrate
 from mlstack.replay import replay
 from mlstack.retrain_command import retrain_command
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.command()(replay)
 app.command("retrain")(retrain_command)
+app.command("orchestrate")(orchestrate)
 app.add_typer(drift_app, name="drift")
 app.add_typer(model_app, name="model")
 

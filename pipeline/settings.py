@@ -16,10 +16,9 @@ injects; no filter, no sample, no shift is the default) and the ``scenarios`` se
 whole (optional: a project need not replay anything). Outside this module, the capture
 log's ``CaptureWriter`` has constructor defaults for its tests and benchmarks; the
 service builds it from ``capture:`` here, every value passed. The file is chosen one
-way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml``
-beside the code. Deployment overrides come from the environment too, so the service
-and the drift job agree on them: ``MLSTACK_CAPTURE_PATH`` (and ``MLSTACK_CAPTURE_SEGMENTS``)
-and ``MLSTACK_WORKERS``.
+way, here: ``$MLSTACK_PARAMS`` if set, else the ``params.yaml`` beside the code.
+Deployment overrides come from the environment too, so the service and the drift job
+agree on them: ``MLSTACK_CAPTURE_PATH`` (and ``MLSTACK_CAPTURE_SEGMENTS``) and ``MLSTACK_WORKERS``.
 """
 
 from __future__ import annotations
@@ -307,6 +306,7 @@ class DriftSettings(_Section):
     workspace: str
     project: str
     state: str
+    schedule: str  # cron (UTC): when the orchestrators' files run the drift job
     min_rows: Annotated[int, Field(gt=0)]
     min_labeled_rows: Annotated[int, Field(gt=0)]
     drift_share: Annotated[float, Field(gt=0, le=1)]

@@ -98,8 +98,8 @@ def test_a_missing_required_application_field_fails() -> None:
 
 def test_a_kind_with_no_crd_fails() -> None:
     one_problem(
-        {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "x"}},
-        "CronWorkflow",
+        {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor", "metadata": {"name": "x"}},
+        "Sensor",
         "no vendored CRD",
     )
     one_problem(

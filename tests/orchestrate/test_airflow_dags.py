@@ -1,0 +1,96 @@
+"""The Airflow DAGs (deploy/airflow/dags, from `mlstack orchestrate airflow`) in Airflow's own
+locked environment, installed here with `uv sync --project deploy/airflow --locked`: both
+import, the training DAG runs the real stages on a project copy, a failing stage fails it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Project, employment_sample, make_project
+
+pytestmark = [pytest.mark.slow]
+
+AIRFLOW = ROOT / "deploy" / "airflow"
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Airflow's env synced from its lock, and an AIRFLOW_HOME with a migrated SQLite db."""
+    uv = shutil.which("uv")
+    assert uv, "uv is missing: `make install`"
+    synced = subprocess.run(
+        [uv, "sync", "--project", str(AIRFLOW), "--locked", "-q"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(AIRFLOW / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "SCARF_ANALYTICS": "false",
+        "DO_NOT_TRACK": "true",
+        "MLSTACK_BIN": str(Path(sys.executable).parent),
+    }
+    run_airflow(env, "db", "migrate")
+    yield env
+
+
+def run_airflow(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(AIRFLOW / ".venv" / "bin" / "airflow"), *args],
+        env=env, capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    return done
+
+
+def dag_test(
+    airflow: dict[str, str], project: Project, dag: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**airflow, **project.env, "MLSTACK_PROJECT": str(project.root)}
+    env["PATH"] = airflow["PATH"] if "PATH" in airflow else env["PATH"]
+    return run_airflow(env, "dags", "test", dag, check=False)
+
+
+def test_both_dags_import_without_errors(airflow: dict[str, str]) -> None:
+    run_airflow(airflow, "dags", "reserialize")
+    errors = run_airflow(airflow, "dags", "list-import-errors", "-o", "json")
+    assert json.loads(errors.stdout.strip().splitlines()[-1]) == []
+    listed = run_airflow(airflow, "dags", "list", "-o", "json")
+    dags = {d["dag_id"] for d in json.loads(listed.stdout.strip().splitlines()[-1])}
+    assert dags == {"mlstack_training", "mlstack_monitoring"}
+
+
+def test_a_failing_stage_fails_the_training_run(airflow: dict[str, str], tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path, employment_sample(2_000), lambda p: p["data"].update(target="NO_SUCH_COLUMN")
+    )
+    done = dag_test(airflow, project, "mlstack_training")
+    assert done.returncode != 0
+    assert not (project.root / "data" / "prepared" / "train.parquet").exists()
+
+
+def test_the_training_dag_runs_the_real_stages(airflow: dict[str, str], tmp_path: Path) -> None:
+    project = make_project(tmp_path, employment_sample(4_000))
+    done = dag_test(airflow, project, "mlstack_training")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for made in ("data/prepared/train.parquet", "reports/metrics.json", "reports/package.json"):
+        assert (project.root / made).exists(), made
+    train = json.loads((project.root / "reports" / "train.json").read_text())
+    assert train["run_id"]
+    status = project.dvc("status", "--json")
+    assert json.loads(status.stdout) == {}, "every stage ran: dvc has nothing left to do"
