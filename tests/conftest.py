@@ -151,6 +151,21 @@ LONGEST_FIRST = (
 )
 
 
+@pytest.fixture
+def no_user_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracking URI from the user: the project's own embedded store is used.
+
+    setenv first so teardown removes what MLflow itself writes into the environment.
+    MLflow writes both into the environment; left behind, MLFLOW_REGISTRY_URI sent every
+    later subprocess of the session (the package step) to one test's store."""
+    from pipeline import tracking
+
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(variable, "unset-by-test")
+        monkeypatch.delenv(variable)
+    monkeypatch.setattr(tracking, "_configured_uri", None)
+
+
 @pytest.fixture(autouse=True)
 def no_cached_s3_filesystem() -> Iterator[None]:
     """fsspec keeps each S3 filesystem it makes, with the endpoint it read from the

@@ -6,7 +6,6 @@ drift report as a person sees it, rendered in headless Chromium."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.browser import chromium, headless
 from tests.conftest import Project, make_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,24 +99,12 @@ def test_demo_stops_its_server(demo: tuple[Project, str]) -> None:
 def test_drift_report_renders_in_chromium(demo: tuple[Project, str], tmp_path: Path) -> None:
     """Evidently's report draws itself with JavaScript: a blank page would still hold the
     data as JSON, so the check is on the DOM after rendering, and the screenshot is kept."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is needed (make system-deps installs it)"
+    browser = chromium()
     project, _ = demo
     report = sorted((project.root / "reports" / "drift").glob("*/report.html"))[1]
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=15000",
-        "--window-size=1400,2200",
-    ]
+    flags = headless(tmp_path / "profile", "1400,2200")
     dom = subprocess.run(
-        [chromium, *flags, "--dump-dom", report.as_uri()],
+        [browser, *flags, "--dump-dom", report.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -124,7 +112,7 @@ def test_drift_report_renders_in_chromium(demo: tuple[Project, str], tmp_path: P
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "drift_report.png"
     subprocess.run(
-        [chromium, *flags, f"--screenshot={screenshot}", report.as_uri()],
+        [browser, *flags, f"--screenshot={screenshot}", report.as_uri()],
         capture_output=True,
         timeout=120,
     )

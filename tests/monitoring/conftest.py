@@ -11,6 +11,7 @@ only read them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ __all__ = [
     "write_params",
     "drift_project",
     "case_windows",
+    "CASES",
+    "run_drift",
+    "run_cases",
 ]
 
 TRAIN_ROWS = 20_000  # of the 51,588 training rows: the same quality, a third of the time
@@ -79,6 +83,16 @@ def drift_project(root: Path, drift_data: DriftData, **drift: Any) -> Path:
     return root
 
 
+CASES = (  # the page's cases, in the order they run
+    "stable",
+    "covariate_shift",
+    "concept_drift",
+    "performance_drop",
+    "no_labels",
+    "insufficient_data",
+)
+
+
 def case_windows(drift_data: DriftData, folder: Path) -> dict[str, Path]:
     """One window per case the operator's page tells apart, as files ``--current`` reads:
     stable (2016, labeled), covariate shift (scored by the model, no labels yet), concept
@@ -98,8 +112,37 @@ def case_windows(drift_data: DriftData, folder: Path) -> dict[str, Path]:
         "no_labels": stable.drop(columns=target),
         "insufficient_data": stable.head(20),
     }
+    assert tuple(frames) == CASES
     paths = {}
     for name, frame in frames.items():
         paths[name] = folder / f"{name}.parquet"
         frame.to_parquet(paths[name])
     return paths
+
+
+def run_drift(root: Path, *args: str) -> Any:
+    """``mlstack drift run --json --no-workspace *args`` on the project in ``root``."""
+    from typer.testing import CliRunner
+
+    from mlstack.drift_command import drift_app
+
+    return CliRunner().invoke(
+        drift_app,
+        ["run", "--no-workspace", "--json", *args],
+        env={"MLSTACK_PARAMS": str(root / "params.yaml")},
+        catch_exceptions=False,
+    )
+
+
+def run_cases(drift_data: DriftData, root: Path) -> dict[str, tuple[dict[str, Any], Path]]:
+    """Each case's ``summary.json`` and ``report.html`` path, the cases run one after the
+    other (no MLflow) in a project made in ``root``."""
+    drift_project(root, drift_data)
+    windows = case_windows(drift_data, root)
+    out = {}
+    for case in CASES:
+        result = run_drift(root, "--no-mlflow", "--current", str(windows[case]))
+        assert result.exit_code == 0, result.output
+        folder = Path(json.loads(result.stdout)["folder"])
+        out[case] = json.loads((folder / "summary.json").read_text()), folder / "report.html"
+    return out

@@ -602,17 +602,7 @@ def _run_folders(root: Path) -> set[Path]:
     return {p for p in base.iterdir() if p.is_dir()} if base.exists() else set()
 
 
-@pytest.fixture
-def no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import tracking
-
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # teardown removes MLflow's
-        monkeypatch.setenv(variable, "unset-by-test")
-        monkeypatch.delenv(variable)
-    monkeypatch.setattr(tracking, "_configured_uri", None)
-
-
-@pytest.mark.usefixtures("no_tracking_uri")
+@pytest.mark.usefixtures("no_user_uri")
 def test_a_missing_mlflow_store_is_refused_before_anything_is_written(
     project: Path, tmp_path: Path
 ) -> None:
@@ -628,7 +618,7 @@ def test_a_missing_mlflow_store_is_refused_before_anything_is_written(
     assert not (tmp_path / "reports" / "drift" / "latest.json").exists()
 
 
-@pytest.mark.usefixtures("no_tracking_uri")
+@pytest.mark.usefixtures("no_user_uri")
 def test_a_failure_at_the_mlflow_step_leaves_latest_and_state_alone(
     drift_data: DriftData, tmp_path: Path
 ) -> None:

@@ -18,10 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from mlstack import scenarios
-from mlstack.drift_command import drift_app
 from monitoring.drift import compare
 from monitoring.drift_history import coverage_svg, read_history
 from monitoring.drift_page import ranked
@@ -31,7 +29,7 @@ from pipeline.model import build_model, predict_frame
 from pipeline.paths import DRIFT_COVERAGE_PLOT, DRIFT_PERFORMANCE_PLOT, DRIFT_SCORES_PLOT
 from pipeline.prepare import prepare
 from pipeline.settings import PROJECT_ROOT, parse_settings
-from tests.monitoring.conftest import DriftData, case_windows, drift_project
+from tests.monitoring.conftest import DriftData, case_windows, drift_project, run_drift
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +37,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def run(root: Path, current: Path, *extra: str) -> Any:
-    return CliRunner().invoke(
-        drift_app,
-        ["run", "--current", str(current), "--json", "--no-workspace", *extra],
-        env={"MLSTACK_PARAMS": str(root / "params.yaml")},
-        catch_exceptions=False,
-    )
+    return run_drift(root, "--current", str(current), *extra)
 
 
 def quiet_run(root: Path, current: Path) -> tuple[Path, dict[str, Any], str]:
@@ -133,17 +126,7 @@ def test_a_bad_history_runs_is_exit_2_naming_the_key(
     assert not (root / "reports" / "drift").exists(), "refused before anything is written"
 
 
-@pytest.fixture
-def no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import tracking
-
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.setenv(variable, "unset-by-test")
-        monkeypatch.delenv(variable)
-    monkeypatch.setattr(tracking, "_configured_uri", None)
-
-
-@pytest.mark.usefixtures("no_tracking_uri")
+@pytest.mark.usefixtures("no_user_uri")
 def test_the_plots_are_png_artifacts_of_the_monitoring_run(
     drift_data: DriftData, windows: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -9,27 +9,15 @@ every verdict line; Evidently's unweighted dataset verdict is labelled as not ml
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from mlstack.drift_command import drift_app
-from tests.monitoring.conftest import DriftData, case_windows, drift_project
+from tests.monitoring.conftest import CASES, DriftData, run_cases
 
 pytestmark = pytest.mark.slow
 
-CASES = (
-    "stable",
-    "covariate_shift",
-    "concept_drift",
-    "performance_drop",
-    "no_labels",
-    "insufficient_data",
-)
 EXPECTED = {
     "stable": "ok",
     "covariate_shift": "watch",
@@ -40,29 +28,15 @@ EXPECTED = {
 }
 
 
-def run(root: Path, *args: str) -> Any:
-    return CliRunner().invoke(
-        drift_app,
-        ["run", "--no-mlflow", "--no-workspace", "--json", *args],
-        env={"MLSTACK_PARAMS": str(root / "params.yaml")},
-        catch_exceptions=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def pages(
     drift_data: DriftData, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[dict[str, Any], str]]:
     """Each case's ``summary.json`` and ``report.html``, run in the order of CASES."""
-    root = drift_project(tmp_path_factory.mktemp("page-project"), drift_data)
-    windows = case_windows(drift_data, root)
     out = {}
-    for case in CASES:
-        result = run(root, "--current", str(windows[case]))
-        assert result.exit_code == 0, result.output
-        folder = Path(json.loads(result.stdout)["folder"])
-        summary = json.loads((folder / "summary.json").read_text())
-        out[case] = summary, (folder / "report.html").read_text()
+    runs = run_cases(drift_data, tmp_path_factory.mktemp("page-project"))
+    for case, (summary, report) in runs.items():
+        out[case] = summary, report.read_text()
         performance, concept = summary["performance"], summary["concept_drift"]
         print(
             f"\n{case}: {summary['operator_status']} data {summary['data_drift']['detected']} "

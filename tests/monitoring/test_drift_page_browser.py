@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from mlstack.drift_command import drift_app
 from pipeline.settings import PROJECT_ROOT
-from tests.monitoring.conftest import DriftData, case_windows, drift_project
+from tests import browser
+from tests.monitoring.conftest import CASES, DriftData, run_cases
 
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "drift_page"
-CASES = (
-    "stable",
-    "covariate_shift",
-    "concept_drift",
-    "performance_drop",
-    "no_labels",
-    "insufficient_data",
-)
 WIDTHS = {"desktop": "1280,1000", "phone": "390,1400"}
 EXTERNAL = re.compile(
     r"""(?:\b(?:src|href|action|poster)\s*=\s*["']?\s*|url\(\s*["']?\s*)(?:https?:)?//""",
@@ -43,9 +33,7 @@ EXTERNAL = re.compile(
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "Debian's chromium is needed (make system-deps installs it)"
-    return found
+    return browser.chromium()
 
 
 @pytest.fixture(scope="module")
@@ -53,36 +41,14 @@ def runs(
     drift_data: DriftData, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[dict[str, Any], Path]]:
     """Each case's ``summary.json`` and ``report.html``, run one after the other."""
-    root = drift_project(tmp_path_factory.mktemp("browser-project"), drift_data)
-    windows = case_windows(drift_data, root)
-    out = {}
-    for case in CASES:
-        result = CliRunner().invoke(
-            drift_app,
-            ["run", "--current", str(windows[case]), "--no-mlflow", "--no-workspace", "--json"],
-            env={"MLSTACK_PARAMS": str(root / "params.yaml")},
-            catch_exceptions=False,
-        )
-        assert result.exit_code == 0, result.output
-        folder = Path(json.loads(result.stdout)["folder"])
-        out[case] = json.loads((folder / "summary.json").read_text()), folder / "report.html"
-    return out
+    return run_cases(drift_data, tmp_path_factory.mktemp("browser-project"))
 
 
 def render(chromium: str, page: Path, size: str, work: Path, shot: Path) -> tuple[str, str]:
     """The DOM after the page's scripts ran, and Chromium's network log, at ``size``."""
     flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *browser.headless(work / "profile", size),
         "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={work / 'profile'}",
-        "--virtual-time-budget=15000",
-        f"--window-size={size}",
         "--hide-scrollbars",
     ]
     netlog = work / "netlog.json"

@@ -19,17 +19,6 @@ def project(root: Path) -> Settings:
     return load_settings(root / "params.yaml")
 
 
-@pytest.fixture
-def no_user_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    # setenv first so teardown removes what MLflow itself writes into the environment.
-    # MLflow writes both into the environment; left behind, MLFLOW_REGISTRY_URI sent every
-    # later subprocess of the session (the package step) to this test's store.
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.setenv(variable, "unset-by-test")
-        monkeypatch.delenv(variable)
-    monkeypatch.setattr(tracking, "_configured_uri", None)
-
-
 @pytest.mark.usefixtures("no_user_uri")
 def test_two_projects_in_one_process_get_their_own_store_and_artifact_folder(
     tmp_path: Path,
