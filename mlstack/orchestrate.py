@@ -44,7 +44,26 @@ def airflow_dags(stages: list[Stage], settings: Settings) -> str:
         template.replace("{header}", HEADER.format(tool="airflow"))
         .replace("{graph}", f"[{graph}]")
         .replace("{schedule}", schedule)
+        .replace("{verdict}", _wrapped(VERDICT))
     )
+
+
+def _wrapped(text: str, width: int = 76) -> str:
+    """``text`` as a parenthesised Python literal in pieces of about ``width`` characters,
+    broken after spaces and quoted as ``ruff format`` would (fewest escapes, else double)."""
+    pieces, piece = [], ""
+    for word in text.split(" "):
+        if piece and len(piece) + len(word) > width:
+            pieces.append(piece)
+            piece = ""
+        piece += word + " "
+    pieces.append(piece[:-1])
+    quoted = []
+    for p in pieces:
+        quote = "'" if p.count('"') > p.count("'") else '"'
+        body = p.replace("\\", "\\\\").replace(quote, "\\" + quote)
+        quoted.append(f"    {quote}{body}{quote}\n")
+    return "(\n" + "".join(quoted) + ")"
 
 
 def kfp_graph(stages: list[Stage], settings: Settings) -> str:

@@ -2,8 +2,9 @@
 
 Training is a ``WorkflowTemplate`` whose DAG has a task per stage; pods share nothing but
 the DVC remote, so each step pulls what its stage reads, runs it, and pushes what it made.
-The drift job is a ``CronWorkflow`` (``concurrencyPolicy: Forbid``) whose second step
-submits the training template's retrain when the drift run flagged drift.
+The drift job is a ``CronWorkflow`` (``concurrencyPolicy: Forbid``) whose second step runs
+``mlstack retrain`` (in the same image, on the DVC remote's data) when the drift run flagged
+drift.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ the stage it reads from."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from mlstack.orchestrate import (
     ARGO_DRIFT,
     ARGO_TRAINING,
     KFP_GRAPH,
+    VERDICT,
     Tool,
     renderings,
 )
@@ -32,6 +34,20 @@ def test_committed_renderings_are_up_to_date(tool: Tool) -> None:
     for relative, text in renderings(tool, ROOT).items():
         committed = (ROOT / relative).read_text()
         assert committed == text, f"{relative} is stale: run `mlstack orchestrate {tool}`"
+
+
+def test_the_dags_verdict_is_the_shell_line_mlstack_renders() -> None:
+    """The DAG file spells the drift verdict's shell line as a wrapped literal: it must read
+    back as exactly that line, quotes and escapes included."""
+    tree = ast.parse(renderings(Tool.airflow, ROOT)[AIRFLOW_DAGS])
+    (literal,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id == "VERDICT"
+    ]
+    assert ast.literal_eval(literal) == VERDICT
 
 
 def test_the_graph_is_dvcs_in_dependency_order() -> None:

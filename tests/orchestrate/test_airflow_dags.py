@@ -1,6 +1,7 @@
 """The Airflow DAGs (deploy/airflow/dags, from `mlstack orchestrate airflow`) in Airflow's own
 locked environment, installed here with `uv sync --project deploy/airflow --locked`: both
-import, the training DAG runs the real stages on a project copy, a failing stage fails it."""
+import, the training DAG runs the real stages on a project copy and the monitoring DAG the real
+drift job on it; a failing stage or drift run fails the DAG run."""
 
 from __future__ import annotations
 
@@ -84,13 +85,48 @@ def test_a_failing_stage_fails_the_training_run(airflow: dict[str, str], tmp_pat
     assert not (project.root / "data" / "prepared" / "train.parquet").exists()
 
 
-def test_the_training_dag_runs_the_real_stages(airflow: dict[str, str], tmp_path: Path) -> None:
-    project = make_project(tmp_path, employment_sample(4_000))
+@pytest.fixture(scope="module")
+def trained(airflow: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project copy trained by the training DAG itself (``airflow dags test``)."""
+    project = make_project(tmp_path_factory.mktemp("trained"), employment_sample(4_000))
     done = dag_test(airflow, project, "mlstack_training")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return project
+
+
+def test_the_training_dag_runs_the_real_stages(trained: Project) -> None:
     for made in ("data/prepared/train.parquet", "reports/metrics.json", "reports/package.json"):
-        assert (project.root / made).exists(), made
-    train = json.loads((project.root / "reports" / "train.json").read_text())
+        assert (trained.root / made).exists(), made
+    train = json.loads((trained.root / "reports" / "train.json").read_text())
     assert train["run_id"]
-    status = project.dvc("status", "--json")
+    status = trained.dvc("status", "--json")
     assert json.loads(status.stdout) == {}, "every stage ran: dvc has nothing left to do"
+
+
+def test_the_monitoring_dag_runs_the_drift_job(airflow: dict[str, str], trained: Project) -> None:
+    """Nothing captured yet: the real drift job judges an empty window (no verdict), so the
+    retrain is short-circuited and the run succeeds; the run is in the project's own reports
+    (its params.yaml, not this checkout's)."""
+    done = dag_test(airflow, trained, "mlstack_monitoring")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summaries = list((trained.root / "reports" / "drift").glob("*/summary.json"))
+    assert len(summaries) == 1, "the drift job wrote no run in the project"
+    summary = json.loads(summaries[0].read_text())
+    assert summary["drift_detected"] is False
+    assert "drift_flagged" in done.stdout + done.stderr
+
+
+def test_a_failing_drift_run_fails_the_monitoring_run(
+    airflow: dict[str, str], trained: Project, tmp_path: Path
+) -> None:
+    """No reference set: the drift job exits non-zero, and so does the DAG run (retrain is
+    never reached)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.root, broken, ignore=shutil.ignore_patterns("drift"))
+    shutil.rmtree(broken / "data" / "reference")
+    project = Project(
+        broken, {**trained.env, "MLFLOW_TRACKING_URI": f"sqlite:///{broken / 'mlflow.db'}"}
+    )
+    done = dag_test(airflow, project, "mlstack_monitoring")
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert not list((broken / "reports" / "drift").glob("*/summary.json"))

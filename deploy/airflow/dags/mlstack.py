@@ -20,7 +20,11 @@ from airflow.sdk import DAG
 
 PROJECT = os.environ.get("MLSTACK_PROJECT", "/opt/mlstack")
 BIN = os.environ.get("MLSTACK_BIN", os.path.join(PROJECT, ".venv", "bin"))
-ENV = {"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+ENV = {
+    "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    # The project's own params, whichever install of mlstack is on PATH.
+    "MLSTACK_PARAMS": os.environ.get("MLSTACK_PARAMS", os.path.join(PROJECT, "params.yaml")),
+}
 # (stage, the stages it reads from), from dvc.yaml
 STAGES = [
     ["prepare", []],
@@ -31,8 +35,10 @@ STAGES = [
 ]
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 VERDICT = (
-    'SUMMARY="$(mktemp)" && mlstack drift run --json > "$SUMMARY" && python -c "import '
-    'json,sys; print(str(json.load(open(sys.argv[1]))[\'drift_detected\']).lower())" "$SUMMARY"'
+    'SUMMARY="$(mktemp)" && mlstack drift run --json > "$SUMMARY" && python -c '
+    '"import json,sys; '
+    "print(str(json.load(open(sys.argv[1]))['drift_detected']).lower())\" "
+    '"$SUMMARY"'
 )
 
 
