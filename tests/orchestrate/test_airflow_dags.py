@@ -11,11 +11,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from monitoring.capture import PREDICTIONS, capture_path, storable_frame, write_frame
+from monitoring.drift_job.rescore import score_with_champion
 from tests.conftest import ROOT, Project, employment_sample, make_project
+from tests.monitoring.conftest import covariate_shift
 
 pytestmark = [pytest.mark.slow]
 
@@ -67,6 +71,12 @@ def dag_test(
     return run_airflow(env, "dags", "test", dag, check=False)
 
 
+def told(done: subprocess.CompletedProcess[str]) -> str:
+    """What the tasks' commands printed and how each task ended (Airflow logs the rest)."""
+    keep = ("subprocess.py", "[DAG TEST]", "Marking task", "DagRun Finished")
+    return "\n".join(line for line in done.stdout.splitlines() if any(k in line for k in keep))
+
+
 def test_both_dags_import_without_errors(airflow: dict[str, str]) -> None:
     run_airflow(airflow, "dags", "reserialize")
     errors = run_airflow(airflow, "dags", "list-import-errors", "-o", "json")
@@ -90,7 +100,7 @@ def trained(airflow: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     """A project copy trained by the training DAG itself (``airflow dags test``)."""
     project = make_project(tmp_path_factory.mktemp("trained"), employment_sample(4_000))
     done = dag_test(airflow, project, "mlstack_training")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, told(done)
     return project
 
 
@@ -108,7 +118,7 @@ def test_the_monitoring_dag_runs_the_drift_job(airflow: dict[str, str], trained:
     retrain is short-circuited and the run succeeds; the run is in the project's own reports
     (its params.yaml, not this checkout's)."""
     done = dag_test(airflow, trained, "mlstack_monitoring")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, told(done)
     summaries = list((trained.root / "reports" / "drift").glob("*/summary.json"))
     assert len(summaries) == 1, "the drift job wrote no run in the project"
     summary = json.loads(summaries[0].read_text())
@@ -130,3 +140,41 @@ def test_a_failing_drift_run_fails_the_monitoring_run(
     done = dag_test(airflow, project, "mlstack_monitoring")
     assert done.returncode != 0, done.stdout[-3000:]
     assert not list((broken / "reports" / "drift").glob("*/summary.json"))
+
+
+def test_drift_in_the_window_reaches_the_retrain_step(
+    airflow: dict[str, str], trained: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shifted inputs in the capture log (written as the service writes them, no labels): the
+    drift run flags drift, so the DAG goes on to ``mlstack retrain``, which refuses for too
+    few labels (exit 2) and is skipped, not failed."""
+    copy = tmp_path / "drifted"
+    shutil.copytree(trained.root, copy, ignore=shutil.ignore_patterns("drift"))
+    project = Project(
+        copy, {**trained.env, "MLFLOW_TRACKING_URI": f"sqlite:///{copy / 'mlflow.db'}"}
+    )
+    settings = project.settings
+    rows = covariate_shift(employment_sample(2_000, seed=7))
+    now = datetime.now(UTC)
+    rows["request_id"] = [f"r{i}" for i in range(len(rows))]
+    rows["timestamp"] = [now - timedelta(hours=2, seconds=-i) for i in range(len(rows))]
+    rows["model_name"] = settings.model.name
+    rows["model_version"] = ""
+    features = settings.data.features
+    served = rows[[*features.numerical, *features.categorical, *rows.columns[-4:]]]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", project.tracking_uri)
+    served, champion = score_with_champion(served, settings)
+    served["model_version"] = champion.version
+    write_frame(
+        capture_path(settings),
+        PREDICTIONS,
+        storable_frame(PREDICTIONS, served, settings.data.features.numerical),
+    )
+    done = dag_test(airflow, project, "mlstack_monitoring")
+    assert done.returncode == 0, told(done)
+    (summary,) = (copy / "reports" / "drift").glob("*/summary.json")
+    assert json.loads(summary.read_text())["drift_detected"] is True
+    ran = [line for line in told(done).splitlines() if "Running command" in line]
+    assert any("mlstack retrain --json" in line for line in ran), "the retrain step never ran"
+    assert '"status": "refused"' in told(done), "retrain ran without the labels it needs"
+    assert "Command exited with return code 2" in told(done)
