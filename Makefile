@@ -59,6 +59,10 @@ lint: install ## ruff and mypy, both must be clean
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
+.PHONY: deploy-check
+deploy-check: install system-deps ## render every kustomization and validate every deploy, CI and dev file
+	$(UV) run mlstack deploy check
+
 .PHONY: repro
 repro: install ## run the DVC pipeline: prepare, train, evaluate, promote, package
 	$(UV) run dvc repro

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from mlstack.deploy.check import deploy_app
 from mlstack.drift_command import drift_app
 from mlstack.model_command import model_app
 from mlstack.orchestrate import orchestrate
@@ -28,6 +29,7 @@ app.command("retrain")(retrain_command)
 app.command("orchestrate")(orchestrate)
 app.add_typer(drift_app, name="drift")
 app.add_typer(model_app, name="model")
+app.add_typer(deploy_app, name="deploy")
 
 
 if __name__ == "__main__":

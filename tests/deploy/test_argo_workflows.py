@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import crds
+from mlstack.deploy import crds
 from tests.deploy.tools import DEPLOY, KUSTOMIZATIONS, by_kind, render
 
 pytestmark = pytest.mark.deploy

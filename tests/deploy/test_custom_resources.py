@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import crds
+from mlstack.deploy import crds
 from tests.deploy.tools import DEPLOY, KUSTOMIZATIONS, ROOT, by_kind, render
 
 pytestmark = pytest.mark.deploy

@@ -1,19 +1,18 @@
 """The hosted CI files: GitLab and GitHub against their published JSON schemas (vendored
 by check-jsonschema), the Jenkinsfile's declarative structure; each calls .ci/run.
 
-No Groovy or declarative-pipeline parser was wired in here: the Jenkinsfile is checked
-structurally (balanced braces outside strings, the declarative sections in order, every
-stage with steps), which a real Jenkins linter would check more strictly.
+No Groovy or declarative-pipeline parser installs here: the Jenkinsfile is checked by its
+structure (mlstack.deploy.structure), as ``mlstack deploy check`` does.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mlstack.deploy.structure import declarative_problems
 from tests.deploy.tools import ROOT, WORKFLOW, tool
 
 pytestmark = pytest.mark.deploy
@@ -69,32 +68,6 @@ def test_every_hosted_ci_runs_ci_run_and_the_demo() -> None:
     assert "sh '.ci/run'" in jenkins and "sh 'make demo'" in jenkins and "UV_CACHE_DIR" in jenkins
     github = WORKFLOW.read_text()
     assert "~/.cache/uv" in github and "make demo" in github
-
-
-def declarative_problems(text: str) -> list[str]:
-    """What breaks a declarative pipeline's shape: braces, sections, stages without steps."""
-    strings = r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""
-    code = re.sub(rf"//[^\n]*|{strings}", lambda m: "" if m[0].startswith("//") else "''", text)
-    problems, depth = [], 0
-    for char in code:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth < 0:
-            problems.append("a '}' closes nothing")
-            depth = 0
-    if depth:
-        problems.append(f"{depth} '{{' never closed")
-    if not re.match(r"\s*pipeline\s*\{", code):
-        problems.append("does not start with 'pipeline {'")
-    sections = [m.group(1) for m in re.finditer(r"^ {4}(\w+)\s*[{(]", code, re.M)]
-    for needed in ("agent", "stages"):
-        if needed not in sections:
-            problems.append(f"no top-level '{needed}' section")
-    for _name, body in re.findall(r"stage\((''|\w+)\)\s*\{(.*?)\n {8}\}", code, re.S):
-        if "steps" not in body:
-            problems.append(f"a stage without steps: {body.strip()[:40]}")
-    if len(re.findall(r"\bstage\(", code)) != len(re.findall(r"\bsteps\s*\{", code)):
-        problems.append("not one steps block per stage")
-    return problems
 
 
 def test_jenkinsfile_is_a_declarative_pipeline() -> None:

@@ -10,13 +10,14 @@ declare), so an object with ``properties`` and no ``additionalProperties`` and n
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+from pipeline.settings import PROJECT_ROOT
+
+CRDS = PROJECT_ROOT / "deploy" / "crds"
 
 
 def closed(schema: Any) -> Any:
