@@ -44,8 +44,10 @@ def readme_commands(program: str) -> list[list[str]]:
             if not re.search(rf"(^|\s){program}\s", line):
                 continue
             words = shlex.split(line, comments=True)
-            if program in words:
-                commands.append(words[words.index(program) + 1 :])
+            # The program, not a flag's value of that name (`kubectl -n mlstack ...`).
+            at = [i for i, w in enumerate(words) if w == program and words[i - 1 : i] != ["-n"]]
+            if at:
+                commands.append(words[at[0] + 1 :])
     return commands
 
 
