@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from mlstack.auth_command import auth_app
 from mlstack.deploy.check import deploy_app
 from mlstack.drift_command import drift_app
 from mlstack.model_command import model_app
@@ -30,6 +31,7 @@ app.command("orchestrate")(orchestrate)
 app.add_typer(drift_app, name="drift")
 app.add_typer(model_app, name="model")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(auth_app, name="auth")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ DEMO_ROWS = "MLSTACK_DEMO_ROWS"
 # MLflow's own: a tracking server instead of the project's embedded SQLite store.
 MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
 MLFLOW_REGISTRY_URI = "MLFLOW_REGISTRY_URI"
+# MLflow's own: the identity every client (pipeline, service, drift job) sends the server.
+MLFLOW_TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+# The three identities' passwords, read by `mlstack auth create-users` (run as the admin).
+PIPELINE_PASSWORD = "MLSTACK_PIPELINE_PASSWORD"
+SERVICE_PASSWORD = "MLSTACK_SERVICE_PASSWORD"
+DRIFT_PASSWORD = "MLSTACK_DRIFT_PASSWORD"
 # The one S3 endpoint variable botocore, s3fs, pyarrow, dvc-s3 and MLflow all honour.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 

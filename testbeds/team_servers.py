@@ -10,7 +10,9 @@
 - ``mlflow server`` with ``--backend-store-uri postgresql+psycopg://...`` and
   ``--artifacts-destination s3://...``, one worker and no job execution (it is healthy in
   ~15 s instead of ~50 s on 2 cores), and ``--allowed-hosts`` exactly as the Kubernetes
-  manifest (deploy/kubernetes/base/mlflow.yaml) gives it.
+  manifest (deploy/kubernetes/base/mlflow.yaml) gives it; MLflow's basic-auth app on, its
+  user store on the same PostgreSQL, an admin password made up per session, and the
+  pipeline, service and drift identities made by ``mlstack auth create-users``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import glob
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import sys
@@ -42,19 +45,27 @@ REPLAY_ROWS = "1200"  # above drift.min_rows (1000), so the drift run judges
 FEEDBACK_TOKEN_ENV = environment.FEEDBACK_TOKEN  # what the Deployment takes from a Secret
 FEEDBACK_TOKEN = "team-test-feedback-token"
 VENV_BIN = Path(sys.executable).parent
+# MLflow's basic auth: the admin (made at the server's first start) and the identities.
+ADMIN = "mlstack-admin"
+IDENTITIES = ("admin", "pipeline", "service", "drift")
 MLFLOW_MANIFEST = Path(__file__).resolve().parents[1] / "deploy/kubernetes/base/mlflow.yaml"
 
 
 def manifest_allowed_hosts() -> str:
-    """``--allowed-hosts`` exactly as the Kubernetes manifest starts the tracking server."""
+    """``--allowed-hosts`` exactly as the Kubernetes manifest starts the tracking server (in
+    its args, or inside the shell line that writes the auth config first)."""
+    import re
+
     import yaml
 
     for document in yaml.safe_load_all(MLFLOW_MANIFEST.read_text()):
         if document["kind"] != "Deployment":
             continue
-        for arg in document["spec"]["template"]["spec"]["containers"][0]["args"]:
-            if arg.startswith("--allowed-hosts="):
-                return str(arg.split("=", 1)[1])
+        container = document["spec"]["template"]["spec"]["containers"][0]
+        line = " ".join([*container.get("command", []), *container.get("args", [])])
+        found = re.search(r"--allowed-hosts[= ]['\"]?([^'\"\s]+)", line)
+        if found:
+            return found.group(1)
     raise AssertionError(f"{MLFLOW_MANIFEST} starts mlflow server without --allowed-hosts")
 
 
@@ -199,11 +210,31 @@ class TeamStack:
     mlflow_port: int
     processes: list[subprocess.Popen[bytes]]
     folder: Path
+    # identity (admin, pipeline, service, drift) -> password, made up for this session
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    def identity(self, name: str) -> dict[str, str]:
+        """The credentials ``name`` sends the tracking server (``admin`` or a user of
+        ``mlstack auth create-users``: pipeline, service, drift)."""
+        username = ADMIN if name == "admin" else f"mlstack-{name}"
+        return {
+            environment.MLFLOW_TRACKING_USERNAME: username,
+            environment.MLFLOW_TRACKING_PASSWORD: self.passwords[name],
+        }
+
+    def basic_auth(self, name: str) -> tuple[str, str]:
+        """``name``'s (username, password), for an HTTP client."""
+        found = self.identity(name)
+        return found[environment.MLFLOW_TRACKING_USERNAME], found[
+            environment.MLFLOW_TRACKING_PASSWORD
+        ]
 
     @property
     def client_env(self) -> dict[str, str]:
-        """What a user exports to use the team stack: nothing goes into params.yaml."""
+        """What a team member exports to use the team stack (nothing goes into params.yaml):
+        the endpoints, S3's credentials, and the pipeline's identity."""
         return {
+            **self.identity("pipeline"),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "AWS_ENDPOINT_URL": self.s3_url,
             "AWS_ACCESS_KEY_ID": "mlstack-test",
@@ -234,8 +265,40 @@ class TeamStack:
         self.postgres.stop()
 
 
+def auth_config(folder: Path, database_uri: str) -> Path:
+    """MLflow's basic-auth settings: the user store on the same PostgreSQL, every
+    authenticated user may read, a resource's creator manages it (mlstack/auth_command.py)."""
+    path = folder / "basic_auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return path
+
+
+def create_users(stack: TeamStack, base_env: dict[str, str]) -> None:
+    """The three identities, by the command a team runs (``mlstack auth create-users``)."""
+    env = {
+        **base_env,
+        **stack.identity("admin"),
+        "MLFLOW_TRACKING_URI": stack.tracking_uri,
+        environment.PIPELINE_PASSWORD: stack.passwords["pipeline"],
+        environment.SERVICE_PASSWORD: stack.passwords["service"],
+        environment.DRIFT_PASSWORD: stack.passwords["drift"],
+    }
+    done = subprocess.run(
+        [str(VENV_BIN / "mlstack"), "auth", "create-users", "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ServerFailed(f"mlstack auth create-users: {done.stdout}{done.stderr}")
+
+
 def start_team_stack(folder: Path, base_env: dict[str, str]) -> TeamStack:
-    """PostgreSQL and moto first (seconds), then the MLflow server (the slow one)."""
+    """PostgreSQL and moto first (seconds), then the MLflow server (the slow one), with
+    MLflow's basic auth on and the three identities created."""
     postgres = Postgres.start()
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -249,12 +312,23 @@ def start_team_stack(folder: Path, base_env: dict[str, str]) -> TeamStack:
         wait_http(f"{s3_url}/moto-api/", moto, s3_log, 60)
         port = free_port()
         stack = TeamStack(postgres, s3_url, f"http://127.0.0.1:{port}", port, processes, folder)
+        stack.passwords = {name: secrets.token_urlsafe(18) for name in IDENTITIES}
         stack.s3().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-        env = {**base_env, **stack.client_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        env.pop("MLFLOW_TRACKING_URI")
+        env = {
+            **base_env,
+            **stack.client_env,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(folder, postgres.url)),
+            "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": stack.passwords["admin"],
+            # Flask's CSRF key for the auth app's forms: required, one per deployment.
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        }
+        for key in ("MLFLOW_TRACKING_URI", *stack.identity("admin")):
+            env.pop(key)
         mlflow_log = folder / "mlflow-server.log"
         command = [
-            str(VENV_BIN / "mlflow"), "server",
+            str(VENV_BIN / "mlflow"), "server", "--app-name", "basic-auth",
             "--backend-store-uri", postgres.url,
             "--artifacts-destination", f"s3://{BUCKET}/mlartifacts",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -263,6 +337,7 @@ def start_team_stack(folder: Path, base_env: dict[str, str]) -> TeamStack:
         server = start(command, mlflow_log, env)
         processes.append(server)
         wait_http(f"{stack.tracking_uri}/health", server, mlflow_log, 240)
+        create_users(stack, base_env)
         return stack
     except BaseException:
         for process in reversed(processes):

@@ -4,8 +4,10 @@ and a project that ran the whole loop against them.
 ``team_project`` is a temporary project (tests/conftest.py's ``make_project``: a git+DVC
 repo on 8,000 rows of 2015) whose only difference from a laptop's is the environment:
 ``MLFLOW_TRACKING_URI`` at the tracking server, ``AWS_ENDPOINT_URL`` and credentials for
-S3, ``MLSTACK_CAPTURE_PATH=s3://...``, a DVC remote on S3. Its ``dvc repro`` registers the
-champion in PostgreSQL and stores the model in S3. ``served`` serves the Bento the
+S3, ``MLSTACK_CAPTURE_PATH=s3://...``, a DVC remote on S3, and the pipeline's MLflow
+identity (the server runs MLflow's basic auth). Its ``dvc repro`` registers the champion in
+PostgreSQL and stores the model in S3; the service and the drift run use their own
+identities. ``served`` serves the Bento the
 package stage built, capturing to S3, replays a scenario and stops the server with
 SIGTERM; ``drift_run`` judges that capture. Each step runs once and the tests assert on
 what it left.
@@ -68,7 +70,9 @@ def team_project(team_stack: TeamStack, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
-def served(team_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Served:
+def served(
+    team_project: Project, team_stack: TeamStack, tmp_path_factory: pytest.TempPathFactory
+) -> Served:
     """The Bento served as its container runs it, a scenario replayed, then SIGTERM.
 
     No ``--host``/``--port``: like the image, the server takes them from BENTOML_HOST and
@@ -79,6 +83,7 @@ def served(team_project: Project, tmp_path_factory: pytest.TempPathFactory) -> S
     team_project.env[FEEDBACK_TOKEN_ENV] = FEEDBACK_TOKEN  # replay sends it too
     env = {
         **team_project.env,
+        **team_stack.identity("service"),  # it reads the registry, nothing else
         "BENTOML_HOST": "127.0.0.1",
         "BENTOML_PORT": str(port),
         "MLSTACK_WORKERS": "1",
@@ -111,6 +116,8 @@ def served(team_project: Project, tmp_path_factory: pytest.TempPathFactory) -> S
 
 
 @pytest.fixture(scope="session")
-def drift_run(served: Served, team_project: Project) -> dict[str, Any]:
-    """``mlstack drift run --json`` on what the server captured to S3."""
-    return json_out(team_project.run("mlstack", "drift", "run", "--json"))
+def drift_run(served: Served, team_project: Project, team_stack: TeamStack) -> dict[str, Any]:
+    """``mlstack drift run --json`` on what the server captured to S3, as the drift job's
+    own identity."""
+    job = Project(team_project.root, {**team_project.env, **team_stack.identity("drift")})
+    return json_out(job.run("mlstack", "drift", "run", "--json"))

@@ -40,6 +40,13 @@ def client_env(monkeypatch: pytest.MonkeyPatch, stack: TeamStack) -> None:
         monkeypatch.setenv(key, value)
 
 
+@pytest.fixture(autouse=True)
+def as_the_pipeline(monkeypatch: pytest.MonkeyPatch, team_stack: TeamStack) -> None:
+    """In-process MLflow clients here sign in as the pipeline (the server runs basic auth)."""
+    for key, value in team_stack.identity("pipeline").items():
+        monkeypatch.setenv(key, value)
+
+
 def mlflow_client(stack: TeamStack) -> Any:
     from mlflow import MlflowClient
 
@@ -52,8 +59,9 @@ def test_tracking_server_answers_only_the_hosts_it_was_told(team_stack: TeamStac
     health = f"{team_stack.tracking_uri}/health"
     in_cluster = {"Host": "mlflow.mlstack.svc:5000"}  # the manifest's readiness probe
     stranger = {"Host": "mlflow.elsewhere.example:5000"}
-    assert httpx.get(api, headers=in_cluster, timeout=30).status_code == 200
-    assert httpx.get(api, headers=stranger, timeout=30).status_code == 403
+    auth = team_stack.basic_auth("service")
+    assert httpx.get(api, headers=in_cluster, auth=auth, timeout=30).status_code == 200
+    assert httpx.get(api, headers=stranger, auth=auth, timeout=30).status_code == 403
     assert httpx.get(health, headers=stranger, timeout=30).status_code == 200
 
 
