@@ -63,6 +63,10 @@ def test_tracking_server_answers_only_the_hosts_it_was_told(team_stack: TeamStac
     assert httpx.get(api, headers=in_cluster, auth=auth, timeout=30).status_code == 200
     assert httpx.get(api, headers=stranger, auth=auth, timeout=30).status_code == 403
     assert httpx.get(health, headers=stranger, timeout=30).status_code == 200
+    # Before signing in, a known Host is 401 and a stranger 403: the host check comes first,
+    # which is what the manifest's readiness probe tells apart without a credential.
+    assert httpx.get(api, headers=in_cluster, timeout=30).status_code == 401
+    assert httpx.get(api, headers=stranger, timeout=30).status_code == 403
 
 
 def test_repro_registers_the_champion_in_postgres_and_the_model_in_s3(
