@@ -17,6 +17,7 @@ pytestmark = pytest.mark.deploy
 
 SCANNED = ["deploy", ".devcontainer", ".github", ".gitlab-ci.yml", "Jenkinsfile"]
 SKIPPED = ("deploy/crds/",)  # vendored CRD schemas, not ours
+UNTRACKED = {".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 VALUE = r"""(\$\{[^}\n]*\}\}?|\$\(\w+\)|"[^"\n]*"|'[^'\n]*'|[^\s,;)\]}]*)"""
 PATTERNS = [
     # PASSWORD=x, password: x, "token": "x", MLFLOW_FLASK_SERVER_SECRET_KEY: x
@@ -46,6 +47,7 @@ def scanned_files(root: Path) -> list[Path]:
             if p.exists()
             and not p.relative_to(root).as_posix().startswith(SKIPPED)
             and not p.name.endswith(".lock")
+            and not UNTRACKED & set(p.relative_to(root).parts)
         ]
     return found
 

@@ -56,8 +56,7 @@ def admits(spec: dict[str, Any], labels: dict[str, str], port: int) -> bool:
             wanted = selector.get("matchLabels", {})
             expressions = selector.get("matchExpressions", [])
             if all(labels.get(k) == v for k, v in wanted.items()) and all(
-                e["operator"] == "In" and labels.get(e["key"]) in e["values"]
-                for e in expressions
+                e["operator"] == "In" and labels.get(e["key"]) in e["values"] for e in expressions
             ):
                 return True
     return False
