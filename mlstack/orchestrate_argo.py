@@ -38,6 +38,25 @@ S3_ENV = [
 ]
 
 
+def _mlflow_env(secret: str) -> list[m.EnvVar]:
+    """The step's own MLflow user: Secret ``secret``'s username and password."""
+    return [
+        m.EnvVar(
+            name=f"MLFLOW_TRACKING_{key.upper()}",
+            value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=secret, key=key)),
+        )
+        for key in ("username", "password")
+    ]
+
+
+# Training and retrain as mlstack-pipeline, the drift run as mlstack-drift; the pod labels
+# are what the base's NetworkPolicy mlflow-ingress admits.
+PIPELINE_ENV = S3_ENV + _mlflow_env("mlflow-pipeline")
+DRIFT_ENV = S3_ENV + _mlflow_env("mlflow-drift")
+PIPELINE_LABELS = {"app.kubernetes.io/name": "mlstack-pipeline"}
+DRIFT_LABELS = {"app.kubernetes.io/name": "mlstack-drift"}
+
+
 def _dump(document: WorkflowTemplate | CronWorkflow, header: str) -> str:
     return f"# {header}\n" + document.to_yaml()
 
@@ -47,8 +66,9 @@ def _step(name: str, image: str, script: str) -> Container:
         name=name,
         image=image,
         command=["sh", "-ec", script],
-        env=S3_ENV,
+        env=PIPELINE_ENV,
         env_from=ENV_FROM,
+        labels=PIPELINE_LABELS,
     )
 
 
@@ -93,8 +113,9 @@ def drift(settings: Settings, image: str, header: str, verdict: str) -> str:
             name="drift-run",
             image=image,
             command=["sh", "-ec", f"dvc pull --remote s3 data/reference\n{verdict} > /tmp/flag"],
-            env=S3_ENV,
+            env=DRIFT_ENV,
             env_from=ENV_FROM,
+            labels=DRIFT_LABELS,
             outputs=[Parameter(name="drift", value_from=m.ValueFrom(path="/tmp/flag"))],
         )
         retrain = _step(

@@ -105,8 +105,10 @@ def test_tracking_server_takes_its_secrets_and_hosts() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mlstack-s3"
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
     hosts = next(a for a in container["args"] if a.startswith("--allowed-hosts="))
-    probe_host = container["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"]
-    assert f"{probe_host.split(':')[0]}:*" in hosts.split("=", 1)[1].split(",")
+    probe = container["readinessProbe"]["exec"]["command"][-1]
+    probe_host = re.search(r'"Host": "([^"]+)"', probe)
+    assert probe_host, probe
+    assert f"{probe_host.group(1).split(':')[0]}:*" in hosts.split("=", 1)[1].split(",")
     by_kind(documents, "Service", "mlflow")
 
 
