@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from testbeds.team_servers import BUCKET, CAPTURE, WORKSPACE, Served, TeamStack, json_out
+from testbeds.team_servers import (
+    BUCKET,
+    CAPTURE,
+    MLFLOW_MANIFEST,
+    WORKSPACE,
+    Served,
+    TeamStack,
+    json_out,
+)
 from tests.conftest import Project
 
 pytestmark = pytest.mark.team
@@ -67,6 +75,27 @@ def test_tracking_server_answers_only_the_hosts_it_was_told(team_stack: TeamStac
     # which is what the manifest's readiness probe tells apart without a credential.
     assert httpx.get(api, headers=in_cluster, timeout=30).status_code == 401
     assert httpx.get(api, headers=stranger, timeout=30).status_code == 403
+
+
+def manifest_probe() -> str:
+    """The tracking server Deployment's readiness probe, the Python it runs."""
+    import yaml
+
+    for document in yaml.safe_load_all(MLFLOW_MANIFEST.read_text()):
+        if document["kind"] == "Deployment":
+            probe = document["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+            return str(probe["exec"]["command"][-1])
+    raise AssertionError("no Deployment in the manifest")
+
+
+def test_the_manifests_readiness_probe_passes_on_the_real_server(team_stack: TeamStack) -> None:
+    """Run as it runs in the pod, against this server: ready without any credential; a Host
+    that --allowed-hosts lacks (403) is not ready."""
+    probe = manifest_probe().replace("127.0.0.1:5000", f"127.0.0.1:{team_stack.mlflow_port}")
+    ready = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert ready.returncode == 0, ready.stderr
+    stranger = probe.replace("mlflow.mlstack.svc:5000", "mlflow.elsewhere.example:5000")
+    assert subprocess.run([sys.executable, "-c", stranger], timeout=60).returncode != 0
 
 
 def test_repro_registers_the_champion_in_postgres_and_the_model_in_s3(
