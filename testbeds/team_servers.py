@@ -51,22 +51,27 @@ IDENTITIES = ("admin", "pipeline", "service", "drift")
 MLFLOW_MANIFEST = Path(__file__).resolve().parents[1] / "deploy/kubernetes/base/mlflow.yaml"
 
 
+def mlflow_container() -> dict[str, Any]:
+    """The tracking server's container, as the Kubernetes manifest's Deployment runs it."""
+    import yaml
+
+    for document in yaml.safe_load_all(MLFLOW_MANIFEST.read_text()):
+        if document["kind"] == "Deployment":
+            return dict(document["spec"]["template"]["spec"]["containers"][0])
+    raise AssertionError(f"{MLFLOW_MANIFEST} has no Deployment")
+
+
 def manifest_allowed_hosts() -> str:
     """``--allowed-hosts`` exactly as the Kubernetes manifest starts the tracking server (in
     its args, or inside the shell line that writes the auth config first)."""
     import re
 
-    import yaml
-
-    for document in yaml.safe_load_all(MLFLOW_MANIFEST.read_text()):
-        if document["kind"] != "Deployment":
-            continue
-        container = document["spec"]["template"]["spec"]["containers"][0]
-        line = " ".join([*container.get("command", []), *container.get("args", [])])
-        found = re.search(r"--allowed-hosts[= ]['\"]?([^'\"\s]+)", line)
-        if found:
-            return found.group(1)
-    raise AssertionError(f"{MLFLOW_MANIFEST} starts mlflow server without --allowed-hosts")
+    container = mlflow_container()
+    line = " ".join([*container.get("command", []), *container.get("args", [])])
+    found = re.search(r"--allowed-hosts[= ]['\"]?([^'\"\s]+)", line)
+    if found is None:
+        raise AssertionError(f"{MLFLOW_MANIFEST} starts mlflow server without --allowed-hosts")
+    return found.group(1)
 
 
 class ServerFailed(RuntimeError):
@@ -278,9 +283,10 @@ def auth_config(folder: Path, database_uri: str) -> Path:
     return path
 
 
-def create_users(stack: TeamStack, base_env: dict[str, str]) -> None:
-    """The three identities, by the command a team runs (``mlstack auth create-users``)."""
-    env = {
+def admin_env(stack: TeamStack, base_env: dict[str, str]) -> dict[str, str]:
+    """What ``mlstack auth create-users`` runs with: the admin's sign-in and the three
+    identities' passwords."""
+    return {
         **base_env,
         **stack.identity("admin"),
         "MLFLOW_TRACKING_URI": stack.tracking_uri,
@@ -288,12 +294,14 @@ def create_users(stack: TeamStack, base_env: dict[str, str]) -> None:
         environment.SERVICE_PASSWORD: stack.passwords["service"],
         environment.DRIFT_PASSWORD: stack.passwords["drift"],
     }
-    done = subprocess.run(
+
+
+def create_users(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``mlstack auth create-users --json``, the command a team runs, with ``env``."""
+    return subprocess.run(
         [str(VENV_BIN / "mlstack"), "auth", "create-users", "--json"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    if done.returncode != 0:
-        raise ServerFailed(f"mlstack auth create-users: {done.stdout}{done.stderr}")
 
 
 def start_team_stack(folder: Path, base_env: dict[str, str]) -> TeamStack:
@@ -337,7 +345,9 @@ def start_team_stack(folder: Path, base_env: dict[str, str]) -> TeamStack:
         server = start(command, mlflow_log, env)
         processes.append(server)
         wait_http(f"{stack.tracking_uri}/health", server, mlflow_log, 240)
-        create_users(stack, base_env)
+        made = create_users(admin_env(stack, base_env))
+        if made.returncode != 0:
+            raise ServerFailed(f"mlstack auth create-users: {made.stdout}{made.stderr}")
         return stack
     except BaseException:
         for process in reversed(processes):

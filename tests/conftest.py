@@ -66,6 +66,12 @@ class Project:
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "dvc", *args, check=check)
 
+    def copy_to(self, root: Path) -> Project:
+        """The project copied to ``root`` with its own MLflow store (a copy of this one's),
+        without its drift runs and their state, so a drift run there starts afresh."""
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("drift"))
+        return Project(root, {**self.env, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
+
     def edit_params(self, change: Callable[[dict[str, Any]], None]) -> None:
         path = self.root / "params.yaml"
         params = yaml.safe_load(path.read_text())

@@ -10,13 +10,12 @@ from typing import Any
 
 import yaml
 
+from mlstack.deploy.check import K8S_VERSION, kustomizations
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-K8S_VERSION = "1.32.0"
 BIN = Path(sys.executable).parent
-KUSTOMIZATIONS = sorted(
-    p.parent for p in ROOT.glob("**/kustomization.yaml") if ".venv" not in p.parts
-)
+KUSTOMIZATIONS = kustomizations(ROOT)
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 

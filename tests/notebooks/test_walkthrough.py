@@ -5,7 +5,6 @@ outputs, and a project with no champion fails in the cell that needs it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +48,8 @@ def printed(notebook: Any) -> str:
 @pytest.fixture(scope="module")
 def judged(pipeline_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the trained project after one real drift run on a production year."""
-    root = tmp_path_factory.mktemp("walkthrough") / "project"
-    shutil.copytree(pipeline_project.root, root, ignore=shutil.ignore_patterns("drift"))
-    project = Project(
-        root, {**pipeline_project.env, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    )
+    project = pipeline_project.copy_to(tmp_path_factory.mktemp("walkthrough") / "project")
+    root = project.root
     current = sorted((root / "data" / "raw").glob("production_*.parquet"))[0]
     project.run(
         "python", "-m", "mlstack.cli", "drift", "run", "--current", str(current),

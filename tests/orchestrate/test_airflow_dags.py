@@ -131,12 +131,9 @@ def test_a_failing_drift_run_fails_the_monitoring_run(
 ) -> None:
     """No reference set: the drift job exits non-zero, and so does the DAG run (retrain is
     never reached)."""
-    broken = tmp_path / "broken"
-    shutil.copytree(trained.root, broken, ignore=shutil.ignore_patterns("drift"))
+    project = trained.copy_to(tmp_path / "broken")
+    broken = project.root
     shutil.rmtree(broken / "data" / "reference")
-    project = Project(
-        broken, {**trained.env, "MLFLOW_TRACKING_URI": f"sqlite:///{broken / 'mlflow.db'}"}
-    )
     done = dag_test(airflow, project, "mlstack_monitoring")
     assert done.returncode != 0, done.stdout[-3000:]
     assert not list((broken / "reports" / "drift").glob("*/summary.json"))
@@ -148,11 +145,8 @@ def test_drift_in_the_window_reaches_the_retrain_step(
     """Shifted inputs in the capture log (written as the service writes them, no labels): the
     drift run flags drift, so the DAG goes on to ``mlstack retrain``, which refuses for too
     few labels (exit 2) and is skipped, not failed."""
-    copy = tmp_path / "drifted"
-    shutil.copytree(trained.root, copy, ignore=shutil.ignore_patterns("drift"))
-    project = Project(
-        copy, {**trained.env, "MLFLOW_TRACKING_URI": f"sqlite:///{copy / 'mlflow.db'}"}
-    )
+    project = trained.copy_to(tmp_path / "drifted")
+    copy = project.root
     settings = project.settings
     rows = covariate_shift(employment_sample(2_000, seed=7))
     now = datetime.now(UTC)

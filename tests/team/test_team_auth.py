@@ -7,15 +7,13 @@ the pipeline, ``bentoml serve`` as the service, ``mlstack drift run`` as the dri
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import Any
 
 import httpx
 import pytest
 
 from pipeline import environment
-from testbeds.team_servers import TeamStack, json_out
+from testbeds.team_servers import TeamStack, admin_env, create_users, json_out
 from tests.conftest import Project
 
 pytestmark = pytest.mark.team
@@ -90,24 +88,10 @@ def test_the_pipeline_moves_aliases(team_project: Project, team_stack: TeamStack
     assert gone.status_code == 200, gone.text
 
 
-def create_users(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlstack.cli", "auth", "create-users", "--json"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_create_users_sets_the_password_again_and_refuses_without_one(
     team_stack: TeamStack,
 ) -> None:
-    env = {
-        **os.environ,
-        **team_stack.identity("admin"),
-        "MLFLOW_TRACKING_URI": team_stack.tracking_uri,
-        environment.PIPELINE_PASSWORD: team_stack.passwords["pipeline"],
-        environment.SERVICE_PASSWORD: team_stack.passwords["service"],
-        environment.DRIFT_PASSWORD: team_stack.passwords["drift"],
-    }
+    env = admin_env(team_stack, dict(os.environ))
     again = create_users(env)
     assert again.returncode == 0, again.stderr
     assert set(json_out(again)["users"].values()) == {"password set"}

@@ -21,11 +21,11 @@ import pytest
 from testbeds.team_servers import (
     BUCKET,
     CAPTURE,
-    MLFLOW_MANIFEST,
     WORKSPACE,
     Served,
     TeamStack,
     json_out,
+    mlflow_container,
 )
 from tests.conftest import Project
 
@@ -79,13 +79,7 @@ def test_tracking_server_answers_only_the_hosts_it_was_told(team_stack: TeamStac
 
 def manifest_probe() -> str:
     """The tracking server Deployment's readiness probe, the Python it runs."""
-    import yaml
-
-    for document in yaml.safe_load_all(MLFLOW_MANIFEST.read_text()):
-        if document["kind"] == "Deployment":
-            probe = document["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-            return str(probe["exec"]["command"][-1])
-    raise AssertionError("no Deployment in the manifest")
+    return str(mlflow_container()["readinessProbe"]["exec"]["command"][-1])
 
 
 def test_the_manifests_readiness_probe_passes_on_the_real_server(team_stack: TeamStack) -> None:
