@@ -29,12 +29,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from pipeline import environment
+from pipeline.drift_settings import ColumnDrift, DriftSettings
 from pipeline.labels import normalize_label
 from pipeline.paths import PARAMS_FILE
+from pipeline.section import Section as _Section
 from pipeline.tasks import ESTIMATOR_TASK, HIGHER_IS_BETTER, TASK_METRICS, Task
+
+__all__ = ["ColumnDrift", "DriftSettings"]  # re-exported: their home is pipeline.drift_settings
 
 # The folder that holds the code (and, unless MLSTACK_PARAMS says otherwise, params.yaml).
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +47,6 @@ EXIT_BAD_SETTINGS = 2
 
 class SettingsError(ValueError):
     """``params.yaml`` is missing, unreadable or does not match the expected shape."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Features(_Section):
@@ -278,73 +278,6 @@ class CaptureSettings(_Section):
     max_pending_rows: Annotated[int, Field(gt=0)]
     flush_rows: Annotated[int, Field(gt=0)]
     flush_seconds: Annotated[float, Field(gt=0)]
-
-
-class ColumnDrift(_Section):
-    """Evidently's drift method and threshold for one column (``None``: Evidently's default)."""
-
-    method: str | None = None
-    threshold: float | None = None
-
-
-class DriftSettings(_Section):
-    """The drift job: where it writes, and when it calls drift.
-
-    Methods and thresholds left at ``None`` are Evidently's defaults, which pick a
-    distance (Wasserstein, Jensen-Shannon) above 1,000 rows and a test (K-S, chi-square)
-    below: a p-value on 70,000 rows flags differences nobody cares about. Distances have
-    no sample-size correction, hence ``min_rows``: on fewer rows their noise alone
-    approaches the thresholds. A performance drop (and concept drift) needs both a
-    significant bootstrap test at ``alpha`` and a value beyond ``performance_sigmas``
-    standard deviations of the metric over reference chunks of the window's size, so the
-    effect size adapts to the model, the data and the window; ``min_performance_drop``
-    adds a fixed floor on top (0: none). A window larger than ``sample_rows`` is judged on a
-    seeded uniform sample of that many rows. The report plots the last ``history_runs``.
-    """
-
-    reports: str
-    workspace: str
-    project: str
-    state: str
-    schedule: str  # cron (UTC): when the orchestrators' files run the drift job
-    min_rows: Annotated[int, Field(gt=0)]
-    min_labeled_rows: Annotated[int, Field(gt=0)]
-    drift_share: Annotated[float, Field(gt=0, le=1)]
-    method: str | None
-    threshold: float | None
-    columns: dict[str, ColumnDrift]
-    prediction_method: str | None
-    prediction_threshold: float | None
-    alpha: Annotated[float, Field(gt=0, lt=1)]
-    min_performance_drop: Annotated[float, Field(ge=0)]
-    performance_sigmas: Annotated[float, Field(gt=0)]
-    slices: Annotated[int, Field(ge=2)]
-    performance_metric: Literal["roc_auc", "accuracy", "f1", "rmse", "mae"]
-    max_missing_increase: Annotated[float, Field(ge=0, lt=1)]
-    bootstrap: Annotated[int, Field(ge=100)]
-    sample_rows: Annotated[int, Field(gt=0)]
-    history_runs: Annotated[int, Field(ge=1, le=1000)]
-
-    @model_validator(mode="after")
-    def _sample_can_be_judged(self) -> DriftSettings:
-        needs = {"min_rows": self.min_rows, "min_labeled_rows": self.min_labeled_rows}
-        for key, needed in needs.items():
-            if self.sample_rows < needed:
-                raise ValueError(
-                    f"drift.sample_rows {self.sample_rows} is below drift.{key} {needed}: a window "
-                    "large enough to judge would be judged on fewer rows than that"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _bootstrap_can_reach_alpha(self) -> DriftSettings:
-        floor = 1 / (self.bootstrap + 1)
-        if floor >= self.alpha:
-            raise ValueError(
-                f"bootstrap: {self.bootstrap} resamples cannot give a p-value below alpha "
-                f"{self.alpha}; use at least {int(1 / self.alpha)}"
-            )
-        return self
 
 
 class Reassign(_Section):
