@@ -7,12 +7,15 @@ reaches it with no drift at all, and a real shift below it on a large window is 
 Here each column's cut is measured instead, as NannyML calibrates its thresholds on
 reference chunks:
 
-1. ``chunks`` stretches of the reference (contiguous rows, in its order, at seeded random
-   starts) of the window's size are each compared with the rest of the reference by the
-   very distance Evidently reports for the column (:func:`null_distances`): how far the
-   distance goes when nothing drifted. Contiguous stretches carry the reference's own
-   drift over its period when its rows are in time order, and are a random sample when
-   they are not.
+1. ``chunks`` random subsets of the reference of the window's size are each compared
+   with the rest of the reference by the very distance Evidently reports for the column
+   (:func:`null_distances`): how far the distance goes when nothing drifted. When the
+   reference is in time order (``data.timestamp``), ``chunks`` stretches of it
+   (contiguous rows at seeded random starts) are compared too, and the wider of the two
+   is kept: stretches carry the reference's own drift over its period, which a live
+   window, a stretch of time, carries as well. Without a timestamp there is no order to
+   trust (``data.id`` need not follow time: the shipped data's ids follow the file, whose
+   stretches differ more than random subsets do, which would cost power for nothing).
 2. A gamma distribution fitted to those distances (method of moments) gives the tail far
    beyond the chunks drawn: the threshold is its ``1 - alpha / k`` quantile, ``k`` the
    columns judged. That is Bonferroni, Holm's first step: a stable window flags at least
@@ -84,15 +87,18 @@ class ColumnNull:
     reference in its order, and on random subsets of it. The verdict takes the wider."""
 
     method: str
-    stretches: Null
     subsets: Null
+    stretches: Null | None = None  # only for a reference in time order
+
+    @property
+    def nulls(self) -> list[Null]:
+        return [n for n in (self.subsets, self.stretches) if n is not None]
 
     def threshold(self, window_rows: int, level: float) -> float:
-        return max(n.threshold(window_rows, level) for n in (self.stretches, self.subsets))
+        return max(n.threshold(window_rows, level) for n in self.nulls)
 
     def p_value(self, window_rows: int, score: float) -> float:
-        found = max(n.p_value(window_rows, score) for n in (self.stretches, self.subsets))
-        return max(found, MIN_P_VALUE)
+        return max(max(n.p_value(window_rows, score) for n in self.nulls), MIN_P_VALUE)
 
 
 @dataclass(frozen=True)
@@ -197,12 +203,18 @@ def part_rows(window_rows: int, reference_rows: int, stretches: bool) -> int:
 
 
 def _compute(
-    reference: pd.DataFrame, methods: dict[str, str], window_rows: int, chunks: int, seed: int
+    reference: pd.DataFrame,
+    methods: dict[str, str],
+    window_rows: int,
+    chunks: int,
+    seed: int,
+    ordered: bool,
 ) -> dict[str, Any]:
+    kinds = [("subsets", False), *([("stretches", True)] if ordered else [])]
     out: dict[str, Any] = {}
     for number, (column, method) in enumerate(methods.items()):
         fits = {}
-        for kind, stretches in (("stretches", True), ("subsets", False)):
+        for kind, stretches in kinds:
             rows = part_rows(window_rows, len(reference), stretches)
             found = null_distances(
                 reference[column], method, rows, chunks, seed + number, stretches
@@ -222,9 +234,11 @@ def calibrate(
     settings: Settings,
     columns: list[str],
     cache: Path | None = None,
+    ordered: bool = False,
 ) -> Calibrated:
     """The methods and thresholds of the ``columns`` for a window of ``window_rows``,
-    calibrated on ``reference`` (cached in ``cache`` per reference and size bucket)."""
+    calibrated on ``reference`` (cached in ``cache`` per reference and size bucket);
+    ``ordered``: its rows are in time order, and stretches of it are drawn too."""
     numerical = set(settings.data.features.numerical)
     methods = {c: method_for(reference[c], c in numerical) for c in columns}
     level = settings.drift.alpha / max(len(columns), 1)
@@ -239,16 +253,19 @@ def calibrate(
         "bucket": bucket,
         "chunks": chunks,
         "seed": seed,
+        "ordered": ordered,
     }
     fitted = cached(
-        cache, "columns", key, lambda: _compute(reference, methods, bucket, chunks, seed)
+        cache, "columns", key, lambda: _compute(reference, methods, bucket, chunks, seed, ordered)
     )
 
     def null(fit: dict[str, Any]) -> Null:
         return Null(fit["shape"], fit["scale"], fit["rows"], total)
 
     nulls = {
-        c: ColumnNull(methods[c], null(f["stretches"]), null(f["subsets"]))
+        c: ColumnNull(
+            methods[c], null(f["subsets"]), null(f["stretches"]) if "stretches" in f else None
+        )
         for c, f in fitted.items()
     }
     floor = settings.drift.calibration.min_distance

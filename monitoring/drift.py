@@ -183,26 +183,32 @@ def drift_reference(
     ref: pd.DataFrame,
     inputs: pd.DataFrame | None,
     settings: Settings,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, bool]:
     """The rows data drift compares against: the reference set ``ref`` (plain), followed
     with ``drift.reference: all`` by the training rows' features (``inputs``; their
-    prediction and label columns missing), in the period's order (``data.timestamp``,
-    else ``data.id``, where both frames have it): the calibration draws stretches of it."""
-    if settings.drift.reference != "all" or inputs is None or inputs.empty:
-        return ref
+    prediction and label columns missing). With ``data.timestamp`` in both they are put
+    in time order, and the second value is ``True``: the calibration then also draws
+    stretches of the period (:mod:`monitoring.calibration`)."""
     data = settings.data
-    missing = [c for c in data.features.all if c not in inputs.columns]
-    if missing:
-        raise SchemaError(f"training inputs are missing feature column(s): {', '.join(missing)}")
-    combined = pd.concat([ref, coerce_features(inputs, data)], ignore_index=True)
-    keys = [c for c in (data.timestamp, data.id) if c in reference.columns and c in inputs.columns]
-    if keys:
-        order = pd.concat([reference[keys[0]], inputs[keys[0]]], ignore_index=True)
-        try:
-            combined = combined.loc[order.sort_values(kind="stable").index]
-        except TypeError:  # values that do not sort (mixed types): the files' order
-            pass
-    return combined.reset_index(drop=True)
+    frames, sources = [ref], [reference]
+    if settings.drift.reference == "all" and inputs is not None and not inputs.empty:
+        missing = [c for c in data.features.all if c not in inputs.columns]
+        if missing:
+            raise SchemaError(
+                f"training inputs are missing feature column(s): {', '.join(missing)}"
+            )
+        frames.append(coerce_features(inputs, data))
+        sources.append(inputs)
+    combined = pd.concat(frames, ignore_index=True)
+    stamp = data.timestamp
+    if stamp is None or any(stamp not in source.columns for source in sources):
+        return combined, False
+    order = pd.concat([source[stamp] for source in sources], ignore_index=True)
+    try:
+        ordered = order.sort_values(kind="stable").index
+    except TypeError:  # values that do not sort (mixed types): no order to draw stretches by
+        return combined, False
+    return combined.loc[ordered].reset_index(drop=True), True
 
 
 def calibrated_verdicts(
@@ -413,7 +419,7 @@ def compare(
         return summary
 
     features = settings.data.features.all
-    inputs_ref = drift_reference(reference, ref, inputs, settings)
+    inputs_ref, ordered = drift_reference(reference, ref, inputs, settings)
     summary.data_quality = data_quality(inputs_ref, cur, settings, totals)
     compared = [c for c in features if _comparable(inputs_ref, c) and _comparable(cur, c)]
     # Binary: the positive class's probability says it all; the other is its mirror.
@@ -422,7 +428,12 @@ def compare(
     if settings.data.is_regression:
         numbers.add(PREDICTION)
     calibrated = calibration.calibrate(
-        inputs_ref, len(cur), settings, calibration.calibrated_columns(settings, compared), cache
+        inputs_ref,
+        len(cur),
+        settings,
+        calibration.calibrated_columns(settings, compared),
+        cache,
+        ordered=ordered,
     )
     snapshot = drift_reports.drift_report(
         inputs_ref, cur, settings, [*probas, PREDICTION], compared, calibrated

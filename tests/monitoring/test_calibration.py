@@ -39,7 +39,9 @@ def period(drift_data: DriftData) -> pd.DataFrame:
     """The reference period as data drift sees it: the test split and the training rows."""
     settings = drift_data.settings
     ref = drift_data.reference[settings.data.features.all]
-    return drift_reference(drift_data.reference, ref, drift_data.inputs, settings)
+    combined, ordered = drift_reference(drift_data.reference, ref, drift_data.inputs, settings)
+    assert ordered is False  # the shipped data has no timestamp
+    return combined
 
 
 def test_the_shares_boundary_is_no_drift_and_just_above_it_is(drift_data: DriftData) -> None:
@@ -217,3 +219,48 @@ def test_an_unwritable_cache_costs_only_time(
     features = settings.data.features.all
     found = calibration.calibrate(period, 1_000, settings, features, blocked / "cache")
     assert set(found.thresholds) == set(features)
+
+
+def test_a_reference_in_time_order_is_calibrated_on_its_stretches_too(
+    drift_data: DriftData,
+) -> None:
+    """A column that wanders over the period (a slow swing of a fifth of its spread):
+    windows are stretches of time, so a reference in time order (``data.timestamp``) is
+    also cut into stretches, which widen the threshold that random subsets alone set."""
+    rows = 30_000
+    rng = np.random.default_rng(11)
+    swing = 0.2 * np.sin(np.linspace(0, 6 * np.pi, rows))
+    frame = pd.DataFrame({"AGEP": rng.normal(swing, 1.0)})
+    settings = drift_data.settings
+    plain = calibration.calibrate(frame, 2_000, settings, ["AGEP"])
+    ordered = calibration.calibrate(frame, 2_000, settings, ["AGEP"], ordered=True)
+    assert plain.nulls["AGEP"].stretches is None
+    assert ordered.thresholds["AGEP"] > 1.5 * plain.thresholds["AGEP"]
+    # A stretch of the period (a third of a swing) is a drift to random subsets only.
+    stretch = frame.iloc[2_000:4_000]["AGEP"]
+    score = _score(frame["AGEP"], stretch, calibration.WASSERSTEIN)
+    assert plain.thresholds["AGEP"] <= score < ordered.thresholds["AGEP"]
+
+
+def test_the_training_rows_join_in_time_order_with_a_timestamp(drift_data: DriftData) -> None:
+    data = drift_data.settings.data.model_copy(update={"timestamp": "stamp"})
+    settings = drift_data.settings.model_copy(update={"data": data})
+    reference = drift_data.reference.head(300).assign(
+        stamp=pd.date_range("2015-01-01", periods=300, freq="2D")
+    )
+    inputs = drift_data.inputs.head(300).assign(
+        stamp=pd.date_range("2015-01-02", periods=300, freq="2D")
+    )
+    ref = reference[settings.data.features.all]
+    combined, ordered = drift_reference(reference, ref, inputs, settings)
+    assert ordered is True
+    assert len(combined) == 600
+    # Alternating: a reference row, then the training row a day later.
+    assert combined["AGEP"].tolist()[:4] == [
+        reference["AGEP"].iloc[0],
+        inputs["AGEP"].iloc[0],
+        reference["AGEP"].iloc[1],
+        inputs["AGEP"].iloc[1],
+    ]
+    _, unordered = drift_reference(reference, ref, inputs.drop(columns="stamp"), settings)
+    assert unordered is False
