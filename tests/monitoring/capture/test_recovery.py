@@ -81,7 +81,7 @@ def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
     tmp_path: Path,
 ) -> None:
     killed_child(tmp_path, "k", 4)
-    assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2  # predictions, labels
+    assert len(list((tmp_path / "segments").glob("*.wal"))) == 2  # predictions, labels
     first, second = writer(tmp_path), writer(tmp_path)
 
     first.start()
@@ -97,7 +97,7 @@ def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
 def test_a_crash_between_parquet_and_deletion_stores_each_row_once(tmp_path: Path) -> None:
     killed_child(tmp_path, "c", 3, then="compact-then-die")
     assert ids(tmp_path) == expected("c", 3), "the Parquet was written before the crash"
-    assert list((tmp_path / "segments").glob("predictions-*.jsonl")), "and the segment kept"
+    assert list((tmp_path / "segments").glob("predictions-*.wal")), "and the segment kept"
 
     recovering = writer(tmp_path).start()
     recovering.close()
@@ -115,7 +115,7 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
         assert other.recover() == 0
         other.close()
         assert ids(tmp_path) == []
-        assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2
+        assert len(list((tmp_path / "segments").glob("*.wal"))) == 2
     finally:
         process.kill()
         process.wait(60)
@@ -126,7 +126,7 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
 
 def test_a_torn_last_append_loses_only_the_request_it_never_answered(tmp_path: Path) -> None:
     killed_child(tmp_path, "t", 3)
-    (segment,) = (tmp_path / "segments").glob("predictions-*.jsonl")
+    (segment,) = (tmp_path / "segments").glob("predictions-*.wal")
     data = segment.read_bytes()
     segment.write_bytes(data[:-40])  # the process died inside the third append
 
@@ -175,7 +175,7 @@ def test_an_append_is_in_the_file_when_add_returns(tmp_path: Path) -> None:
     """What a crash keeps: appended bytes are in the file as soon as ``add`` returns."""
     live = writer(tmp_path)
     live.add(LABELS, [{"request_id": "x", "timestamp": "2026-03-01T00:00Z", "label": 0}])
-    (segment,) = (tmp_path / "segments").glob("labels-*.jsonl")
+    (segment,) = (tmp_path / "segments").glob("labels-*.wal")
     assert segment.stat().st_size > 0
     live.close()
     assert ids(tmp_path, LABELS) == ["x"]
@@ -191,4 +191,4 @@ def test_a_missing_label_is_refused_before_anything_is_appended(tmp_path: Path) 
     assert live.pending == 0
     live.close()
     assert ids(tmp_path, LABELS) == []
-    assert not list(tmp_path.rglob("*.jsonl"))
+    assert not list(tmp_path.rglob("*.wal"))
