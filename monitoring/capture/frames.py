@@ -144,7 +144,12 @@ def scored_record_batch(batch: ScoredBatch, numerical: frozenset[str]) -> pa.Rec
     try:
         return scored_batch_arrays(batch, numerical)
     except (TypeError, ValueError, KeyError, pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+        return scored_batch_by_column(batch, numerical)
+
+
+def scored_batch_by_column(batch: ScoredBatch, numerical: frozenset[str]) -> pa.RecordBatch:
+    """A scored batch as one record batch, column by column, each column's type settled
+    as the JSON reader settles it (``wal.column_array``): the way for any rows."""
     columns = scored_columns(batch.feature_names, batch.proba_columns)
     numbers = numbers_of(columns, numerical)
     size = len(batch)
