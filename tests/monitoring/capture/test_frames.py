@@ -3,7 +3,11 @@ format read them; torn and damaged frames set aside; old JSON-line segments reco
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ from monitoring.capture.frames import (
 )
 from monitoring.capture.wal import scored_line
 from pipeline.schema import INTERVAL_COLUMNS, PREDICTION
-from pipeline.settings import Settings
+from pipeline.settings import PROJECT_ROOT, Settings
 from tests.monitoring.capture.conftest import DAY, SEGMENTS, scored_batch
 
 JSON_SEGMENTS = Path(__file__).parent / "data" / "json-segments"
@@ -217,3 +221,57 @@ def test_frames_read_without_a_schema_are_set_aside() -> None:
 
     assert table.num_rows == 0 and torn == 0
     assert rejected == [frame(BATCH, payload)]
+
+
+# A child that appends 3-row batches under a real file-size limit (a full disk, no root
+# needed) and prints which were accepted, then dies without compacting.
+FULL_SEGMENT_DISK = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    from datetime import UTC, datetime
+    import numpy as np
+    from monitoring.capture import PREDICTIONS, CaptureWriter, ScoredBatch
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (6_000, 6_000))
+    writer = CaptureWriter(sys.argv[1], segments=sys.argv[2], numerical=["AGEP"])
+    accepted = []
+    for i in range(30):
+        batch = ScoredBatch(
+            timestamp=datetime.now(UTC), model_name="m", model_version="1",
+            request_ids=[f"d{i}-{j}" for j in range(3)],
+            features=[{"AGEP": 30.0 + j, "SCHL": "21" * 40} for j in range(3)],
+            predictions=["1", "0", "1"], probabilities=np.array([[0.2, 0.8]] * 3),
+            proba_columns=["proba_0", "proba_1"],
+        )
+        if writer.add(PREDICTIONS, batch) == 3:
+            accepted += batch.request_ids
+    print(json.dumps({"accepted": accepted, "dropped": writer.dropped, "healthy": writer.healthy}))
+    os._exit(0)
+    """
+)
+
+
+def test_a_full_segment_disk_drops_and_counts_rows_and_every_accepted_one_is_recovered(
+    tmp_path: Path, settings: Settings
+) -> None:
+    segments = tmp_path / SEGMENTS
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_SEGMENT_DISK, str(tmp_path / "log"), str(segments)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["dropped"] > 0 and not report["healthy"], "the limit was hit"
+    assert 0 < len(report["accepted"]) < 90
+
+    writer(tmp_path, settings).start().close()  # no limit here: the next start
+
+    stored = read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist()
+    assert sorted(stored) == sorted(report["accepted"]), "each accepted row once, no other"
+    kept = sorted(segments.glob("rejected-*.wal"))
+    assert kept and all(p.stat().st_size > 0 for p in kept), "torn tails kept aside"
+    assert sorted(segments.iterdir()) == kept
