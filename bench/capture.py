@@ -80,7 +80,7 @@ def appends(
         os.write(fd, scored_line(batch)[1])
 
     def arrow_append() -> None:
-        segment.append(columns, scored_record_batch(batch, numerical))
+        segment.append(columns, scored_record_batch(batch, numerical), len(batch))
 
     calls = {"json": json_append, "arrow": arrow_append}
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -225,7 +225,7 @@ def compaction(
             line = scored_line(batch)[1]
             (segments / f"{PREDICTIONS}-{uuid.uuid4().hex}.jsonl").write_bytes(line * count)
         else:
-            dead = CaptureWriter(folder, segments=segments, numerical=numerical)
+            dead = CaptureWriter(folder, segments=segments, numerical=numerical, arrow_min_rows=0)
             for _ in range(count):
                 dead.add(PREDICTIONS, batch)
             dead._open[PREDICTIONS].release()  # type: ignore[union-attr]  # as a crash

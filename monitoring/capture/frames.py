@@ -53,15 +53,20 @@ from monitoring.capture.wal import (
     checked_records,
     column_array,
     microseconds,
+    segment_table,
 )
 from pipeline.schema import PREDICTION
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"MLSTACK-WAL-ARROW-1\n"  # the first bytes of every segment of this format
-SCHEMA, BATCH = b"S", b"B"
+SCHEMA, BATCH, JSON = b"S", b"B", b"J"
 HEADER = struct.Struct("<cII")  # type, payload length, payload crc32
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC stream's end-of-stream marker
+# Model calls of fewer rows are written as one JSON line (``wal.scored_line``) in a ``J``
+# frame: for them a record batch's fixed cost per column, on the request path and again at
+# compaction, outweighs parsing their text (``bench.capture``, docs/benchmarks.md).
+ARROW_MIN_ROWS = 32
 
 
 def checksum(kind: bytes, payload: Any) -> int:
@@ -189,9 +194,11 @@ def records_record_batch(
 
 
 class Frames:
-    """The frames of one segment's bytes after :data:`MAGIC`, checked one by one: the
-    record batch messages of each schema in turn (``runs``), and the bytes set aside
-    (``rejected``: damaged frames, batches without a schema, a torn tail)."""
+    """The frames of one segment's bytes after :data:`MAGIC`, checked one by one: runs of
+    consecutive payloads read alike (``runs``: record batch messages of one schema, keyed
+    by that schema's message, or JSON lines, keyed by :data:`JSON`), in the segment's
+    order, and the bytes set aside (``rejected``: damaged frames, batches without a
+    schema, a torn tail)."""
 
     def __init__(self, data: bytes) -> None:
         self.runs: list[tuple[bytes, list[memoryview]]] = []
@@ -208,7 +215,7 @@ class Frames:
                 return
             kind, length, crc = HEADER.unpack_from(view, at)
             start, stop = at + HEADER.size, at + HEADER.size + length
-            if kind not in (SCHEMA, BATCH) or stop > end:
+            if kind not in (SCHEMA, BATCH, JSON) or stop > end:
                 self._torn(view[at:])  # a torn tail, or a header that cannot be trusted
                 return
             payload = view[start:stop]
@@ -218,12 +225,18 @@ class Frames:
                     schema = None
             elif kind == SCHEMA:
                 schema = bytes(payload)
-                self.runs.append((schema, []))
+            elif kind == JSON:
+                self._add(JSON, payload)
             elif schema is None:
                 self._reject(view[at:stop], "a batch before any schema")
             else:
-                self.runs[-1][1].append(payload)
+                self._add(schema, payload)
             at = stop
+
+    def _add(self, key: bytes, payload: memoryview) -> None:
+        if not self.runs or self.runs[-1][0] is not key:
+            self.runs.append((key, []))
+        self.runs[-1][1].append(payload)
 
     def _torn(self, tail: memoryview) -> None:
         self.torn = len(tail)
@@ -263,15 +276,21 @@ def _unified(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(cast, promote_options="permissive")
 
 
-def frames_table(data: bytes, rejected: list[bytes]) -> tuple[pa.Table, int]:
-    """A segment's frames (its bytes after :data:`MAGIC`) as one table, and the bytes of a
-    torn last frame (a crash inside an append, from a request never answered). Damaged
-    frames, batches a schema does not read, and the torn tail go to ``rejected``."""
+def frames_table(
+    data: bytes, numerical: frozenset[str], rejected: list[bytes]
+) -> tuple[pa.Table, int]:
+    """A segment's frames (its bytes after :data:`MAGIC`) as one table, in their order,
+    and the bytes of a torn last frame (a crash inside an append, from a request never
+    answered). Damaged frames, batches a schema does not read, JSON lines of no shape an
+    append writes, and the torn tail go to ``rejected``."""
     frames = Frames(data)
     rejected.extend(frames.rejected)
     tables = []
     for schema, batches in frames.runs:
-        if not batches:
+        if schema == JSON:
+            lines = segment_table(b"".join(batches), numerical, rejected)
+            if lines.num_rows:
+                tables.append(lines)
             continue
         try:
             tables.append(_run_table(schema, batches))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from monitoring.capture.frames import BATCH, MAGIC, SCHEMA, frame, frames_table
+from monitoring.capture.frames import BATCH, JSON, MAGIC, SCHEMA, frame, frames_table
 from monitoring.capture.schema import KINDS
 from monitoring.capture.wal import segment_table
 
@@ -119,16 +119,20 @@ class Segment:
                 claimed.append(found)
         return claimed
 
-    def append(self, columns: tuple[str, ...], batch: pa.RecordBatch) -> None:
-        """One record batch as one frame, in one ``write``; its schema frame before it when
-        the schema is new to the segment."""
-        data = frame(BATCH, batch.serialize())
-        if self.schema is None or not batch.schema.equals(self.schema):
-            data = frame(SCHEMA, batch.schema.serialize()) + data
+    def append(self, columns: tuple[str, ...], record: pa.RecordBatch | bytes, rows: int) -> None:
+        """One record batch (or one JSON line) as one frame, in one ``write``; a batch's
+        schema frame before it when the schema is new to the segment."""
+        if isinstance(record, bytes):
+            data = frame(JSON, record)
+        else:
+            data = frame(BATCH, record.serialize())
+            if self.schema is None or not record.schema.equals(self.schema):
+                data = frame(SCHEMA, record.schema.serialize()) + data
         self.columns = columns
         self._write(memoryview(data))
-        self.schema = batch.schema
-        self.rows += batch.num_rows
+        if not isinstance(record, bytes):
+            self.schema = record.schema
+        self.rows += rows
 
     def _write(self, data: memoryview) -> None:
         while data:  # a short write (a full disk) raises on the next call
@@ -143,7 +147,7 @@ class Segment:
         if self.suffix == JSON_SUFFIX:
             table, torn = self._read_lines(data, numerical, rejected)
         elif data.startswith(MAGIC):
-            table, torn = frames_table(data[len(MAGIC) :], rejected)
+            table, torn = frames_table(data[len(MAGIC) :], numerical, rejected)
         else:  # not a segment this version or an older one wrote
             table, torn = pa.table({}), 0
             rejected.append(data)

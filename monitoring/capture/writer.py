@@ -14,17 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from monitoring.capture.frames import records_record_batch, scored_record_batch
+from monitoring.capture.frames import ARROW_MIN_ROWS, records_record_batch, scored_record_batch
 from monitoring.capture.schema import KINDS, check_kind, scored_columns, storable_table
 from monitoring.capture.segments import Segment
 from monitoring.capture.store import capture_path, probe, write_table
-from monitoring.capture.wal import Chunk, ScoredBatch
+from monitoring.capture.wal import Chunk, ScoredBatch, scored_line
 from pipeline.schema import INTERVAL_COLUMNS, PREDICTION
 from pipeline.settings import Settings
 
@@ -64,8 +64,10 @@ class CaptureWriter:
         on_written: Callable[[str, int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
+        arrow_min_rows: int = ARROW_MIN_ROWS,
     ) -> None:
         self.path = str(path)
+        self.arrow_min_rows = arrow_min_rows
         self.segments = Path(segments)
         self._numbers = frozenset(numerical)
         self.max_pending_rows = max_pending_rows
@@ -151,16 +153,20 @@ class CaptureWriter:
         failed = 0
         if taken:
             try:
+                record: pa.RecordBatch | bytes
                 if isinstance(accepted, ScoredBatch):
-                    batch = scored_record_batch(accepted, self._numbers)
                     columns = scored_columns(accepted.feature_names, accepted.proba_columns)
+                    if taken < self.arrow_min_rows and not isinstance(accepted.features, Mapping):
+                        record = scored_line(accepted)[1]
+                    else:
+                        record = scored_record_batch(accepted, self._numbers)
                 else:
-                    columns, batch = records_record_batch(kind, accepted, self._numbers)
+                    columns, record = records_record_batch(kind, accepted, self._numbers)
             except Exception:
                 with self._condition:
                     self._pending -= taken
                 raise  # a bad row is the caller's bug, not a capture failure
-            failed = self._append(kind, columns, batch)
+            failed = self._append(kind, columns, record, taken)
         dropped = len(rows) - taken + failed
         if dropped:
             self._dropped += dropped
@@ -171,9 +177,10 @@ class CaptureWriter:
             self._on_pending(self._pending)
         return taken - failed
 
-    def _append(self, kind: str, columns: tuple[str, ...], batch: pa.RecordBatch) -> int:
+    def _append(
+        self, kind: str, columns: tuple[str, ...], record: pa.RecordBatch | bytes, rows: int
+    ) -> int:
         """Append under the lock; return the rows lost to a failed append (0 or all)."""
-        rows = int(batch.num_rows)
         with self._condition:
             segment = self._open[kind]
             try:
@@ -182,7 +189,7 @@ class CaptureWriter:
                     segment = None
                 if segment is None:
                     segment = self._open[kind] = Segment.create(self.segments, kind)
-                segment.append(columns, batch)
+                segment.append(columns, record, rows)
                 segment.reserved += rows
             except Exception as error:
                 self._pending -= rows

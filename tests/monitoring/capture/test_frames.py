@@ -31,9 +31,20 @@ from tests.monitoring.capture.conftest import DAY, SEGMENTS, scored_batch
 JSON_SEGMENTS = Path(__file__).parent / "data" / "json-segments"
 
 
-def writer(tmp_path: Path, settings: Settings) -> CaptureWriter:
+@pytest.fixture(params=[0, 10**9], ids=["arrow-batches", "json-lines"])
+def arrow_min_rows(request: pytest.FixtureRequest) -> int:
+    """Both frame kinds a writer appends: record batches, and JSON lines (small calls)."""
+    return int(request.param)
+
+
+def writer(tmp_path: Path, settings: Settings, arrow_min_rows: int = 0) -> CaptureWriter:
     numerical = settings.data.features.numerical
-    return CaptureWriter(tmp_path / "log", segments=tmp_path / SEGMENTS, numerical=numerical)
+    return CaptureWriter(
+        tmp_path / "log",
+        segments=tmp_path / SEGMENTS,
+        numerical=numerical,
+        arrow_min_rows=arrow_min_rows,
+    )
 
 
 def segment_file(tmp_path: Path, kind: str = PREDICTIONS) -> Path:
@@ -96,7 +107,7 @@ def test_a_regressors_batch_holds_numbers(settings: Settings) -> None:
 
 
 def test_both_formats_store_the_same_log_even_for_rows_of_other_types(
-    tmp_path: Path, settings: Settings
+    tmp_path: Path, settings: Settings, arrow_min_rows: int
 ) -> None:
     """The same batches, one segment as JSON lines (the previous format, recovered) and one
     as frames: a category sent as a number in a later batch changes the segment's schema
@@ -110,7 +121,7 @@ def test_both_formats_store_the_same_log_even_for_rows_of_other_types(
     (old / f"predictions-{'a' * 32}.jsonl").write_bytes(lines)
     recovered = writer(tmp_path / "old", settings).start()
     recovered.close()
-    live = writer(tmp_path / "new", settings)
+    live = writer(tmp_path / "new", settings, arrow_min_rows)
     for batch in batches:
         live.add(PREDICTIONS, batch)
     live.close()
@@ -124,17 +135,17 @@ def test_both_formats_store_the_same_log_even_for_rows_of_other_types(
 
 
 def test_json_segments_of_the_previous_version_are_recovered_after_an_upgrade(
-    tmp_path: Path, settings: Settings
+    tmp_path: Path, settings: Settings, arrow_min_rows: int
 ) -> None:
     """Segments main at 751bbfa left (data/json-segments/README.md says how), beside a
     segment of the new format that a killed process left: all recovered, each once."""
     segments = tmp_path / SEGMENTS
     shutil.copytree(JSON_SEGMENTS, segments, ignore=shutil.ignore_patterns("*.md"))
-    dead = writer(tmp_path, settings)
+    dead = writer(tmp_path, settings, arrow_min_rows)
     dead.add(PREDICTIONS, scored_batch(settings, "new", [40.0]))
     dead._open[PREDICTIONS].release()  # type: ignore[union-attr]  # as a killed process
 
-    recovering = writer(tmp_path, settings).start()
+    recovering = writer(tmp_path, settings, arrow_min_rows).start()
     recovering.close()
 
     frame = read_kind(tmp_path / "log", PREDICTIONS).sort_values("request_id")
@@ -144,15 +155,15 @@ def test_json_segments_of_the_previous_version_are_recovered_after_an_upgrade(
     assert frame["proba_1"].tolist() == [0.75] + [0.8, 0.4] * 3
     assert read_kind(tmp_path / "log", LABELS)["request_id"].tolist() == ["old0-0"]
     assert list(segments.iterdir()) == [], "nothing set aside, nothing left"
-    again = writer(tmp_path, settings).start()
+    again = writer(tmp_path, settings, arrow_min_rows).start()
     again.close()
     assert len(read_kind(tmp_path / "log", PREDICTIONS)) == 7
 
 
 def test_a_torn_last_frame_is_kept_aside_and_the_rest_stored(
-    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, settings: Settings, arrow_min_rows: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = writer(tmp_path, settings)
+    live = writer(tmp_path, settings, arrow_min_rows)
     for prefix in ("a", "b"):
         live.add(PREDICTIONS, scored_batch(settings, prefix, [20.0, 21.0]))
     segment = segment_file(tmp_path)
@@ -164,7 +175,7 @@ def test_a_torn_last_frame_is_kept_aside_and_the_rest_stored(
     segment.write_bytes(data[:cut])  # ...inside the third append
 
     with caplog.at_level("WARNING", logger="monitoring.capture"):
-        writer(tmp_path, settings).start().close()
+        writer(tmp_path, settings, arrow_min_rows).start().close()
 
     assert read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist() == [
         "a0", "a1", "b0", "b1"
@@ -176,9 +187,9 @@ def test_a_torn_last_frame_is_kept_aside_and_the_rest_stored(
 
 
 def test_a_damaged_frame_is_kept_aside_and_the_frames_after_it_are_stored(
-    tmp_path: Path, settings: Settings
+    tmp_path: Path, settings: Settings, arrow_min_rows: int
 ) -> None:
-    live = writer(tmp_path, settings)
+    live = writer(tmp_path, settings, arrow_min_rows)
     live.add(PREDICTIONS, scored_batch(settings, "a", [20.0]))
     segment = segment_file(tmp_path)
     start = segment.stat().st_size
@@ -190,7 +201,7 @@ def test_a_damaged_frame_is_kept_aside_and_the_frames_after_it_are_stored(
     data[end - 20] ^= 0xFF  # a flipped bit inside the second batch's payload
     segment.write_bytes(bytes(data))
 
-    writer(tmp_path, settings).start().close()
+    writer(tmp_path, settings, arrow_min_rows).start().close()
 
     assert read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist() == ["a0", "c0"]
     kept = tmp_path / SEGMENTS / segment.name.replace("predictions-", "rejected-")
@@ -217,7 +228,7 @@ def test_frames_read_without_a_schema_are_set_aside() -> None:
     payload = batch.serialize()
 
     rejected: list[bytes] = []
-    table, torn = frames_table(frame(BATCH, payload), rejected)
+    table, torn = frames_table(frame(BATCH, payload), frozenset(), rejected)
 
     assert table.num_rows == 0 and torn == 0
     assert rejected == [frame(BATCH, payload)]
@@ -234,7 +245,9 @@ FULL_SEGMENT_DISK = textwrap.dedent(
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (6_000, 6_000))
-    writer = CaptureWriter(sys.argv[1], segments=sys.argv[2], numerical=["AGEP"])
+    writer = CaptureWriter(
+        sys.argv[1], segments=sys.argv[2], numerical=["AGEP"], arrow_min_rows=int(sys.argv[3])
+    )
     accepted = []
     for i in range(30):
         batch = ScoredBatch(
@@ -253,11 +266,18 @@ FULL_SEGMENT_DISK = textwrap.dedent(
 
 
 def test_a_full_segment_disk_drops_and_counts_rows_and_every_accepted_one_is_recovered(
-    tmp_path: Path, settings: Settings
+    tmp_path: Path, settings: Settings, arrow_min_rows: int
 ) -> None:
     segments = tmp_path / SEGMENTS
     done = subprocess.run(
-        [sys.executable, "-c", FULL_SEGMENT_DISK, str(tmp_path / "log"), str(segments)],
+        [
+            sys.executable,
+            "-c",
+            FULL_SEGMENT_DISK,
+            str(tmp_path / "log"),
+            str(segments),
+            str(arrow_min_rows),
+        ],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -268,7 +288,7 @@ def test_a_full_segment_disk_drops_and_counts_rows_and_every_accepted_one_is_rec
     assert report["dropped"] > 0 and not report["healthy"], "the limit was hit"
     assert 0 < len(report["accepted"]) < 90
 
-    writer(tmp_path, settings).start().close()  # no limit here: the next start
+    writer(tmp_path, settings, arrow_min_rows).start().close()  # no limit here: the next start
 
     stored = read_kind(tmp_path / "log", PREDICTIONS)["request_id"].tolist()
     assert sorted(stored) == sorted(report["accepted"]), "each accepted row once, no other"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.capture import LABELS, PREDICTIONS, CaptureWriter, read_kind
+from monitoring.capture.frames import ARROW_MIN_ROWS
 from pipeline.labels import MissingLabel
 from pipeline.settings import PROJECT_ROOT
 
@@ -27,8 +28,11 @@ CHILD = textwrap.dedent(
         LABELS, PREDICTIONS, CaptureWriter, ScoredBatch, storable_table, write_table
     )
 
-    log, segments, prefix, batches, then = sys.argv[1:6]
-    writer = CaptureWriter(log, segments=segments, numerical=["AGEP"], flush_seconds=3600)
+    log, segments, prefix, batches, then, arrow_min_rows = sys.argv[1:7]
+    writer = CaptureWriter(
+        log, segments=segments, numerical=["AGEP"], flush_seconds=3600,
+        arrow_min_rows=int(arrow_min_rows),
+    )
     for i in range(int(batches)):
         batch = ScoredBatch(
             timestamp=datetime.now(UTC), model_name="m", model_version="1",
@@ -51,15 +55,22 @@ CHILD = textwrap.dedent(
 )
 
 
-def child(tmp_path: Path, prefix: str, batches: int, then: str) -> subprocess.Popen[str]:
+def child(
+    tmp_path: Path, prefix: str, batches: int, then: str, arrow_min_rows: int = ARROW_MIN_ROWS
+) -> subprocess.Popen[str]:
+    """A child appending 3-row batches: as JSON-line frames by default (fewer rows than
+    ``ARROW_MIN_ROWS``), as record batches with ``arrow_min_rows=0``."""
     args = [str(tmp_path / "log"), str(tmp_path / "segments"), prefix, str(batches), then]
+    args.append(str(arrow_min_rows))
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
     )
 
 
-def killed_child(tmp_path: Path, prefix: str, batches: int, then: str = "die") -> None:
-    process = child(tmp_path, prefix, batches, then)
+def killed_child(
+    tmp_path: Path, prefix: str, batches: int, then: str = "die", arrow_min_rows: int = 0
+) -> None:
+    process = child(tmp_path, prefix, batches, then, arrow_min_rows)
     assert process.stdout is not None and process.stdout.readline().strip() == "appended"
     assert process.wait(60) == -signal.SIGKILL
 
@@ -77,10 +88,11 @@ def expected(prefix: str, batches: int) -> list[str]:
     return sorted(f"{prefix}{i}-{j}" for i in range(batches) for j in range(3))
 
 
+@pytest.mark.parametrize("arrow_min_rows", [0, ARROW_MIN_ROWS], ids=["arrow", "json-lines"])
 def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
-    tmp_path: Path,
+    tmp_path: Path, arrow_min_rows: int
 ) -> None:
-    killed_child(tmp_path, "k", 4)
+    killed_child(tmp_path, "k", 4, arrow_min_rows=arrow_min_rows)
     assert len(list((tmp_path / "segments").glob("*.wal"))) == 2  # predictions, labels
     first, second = writer(tmp_path), writer(tmp_path)
 
@@ -124,8 +136,11 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
     assert ids(tmp_path) == expected("l", 2)
 
 
-def test_a_torn_last_append_loses_only_the_request_it_never_answered(tmp_path: Path) -> None:
-    killed_child(tmp_path, "t", 3)
+@pytest.mark.parametrize("arrow_min_rows", [0, ARROW_MIN_ROWS], ids=["arrow", "json-lines"])
+def test_a_torn_last_append_loses_only_the_request_it_never_answered(
+    tmp_path: Path, arrow_min_rows: int
+) -> None:
+    killed_child(tmp_path, "t", 3, arrow_min_rows=arrow_min_rows)
     (segment,) = (tmp_path / "segments").glob("predictions-*.wal")
     data = segment.read_bytes()
     segment.write_bytes(data[:-40])  # the process died inside the third append
