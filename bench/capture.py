@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from bench.harness import ROOT, header, markdown, versions
 from monitoring.capture import PREDICTIONS, CaptureWriter, ScoredBatch, Segment, storable_table
-from monitoring.capture.frames import scored_record_batch
+from monitoring.capture.frames import ARROW_MIN_ROWS, scored_record_batch
 from monitoring.capture.schema import scored_columns
 from monitoring.capture.store import _parquet_options
 from monitoring.capture.wal import scored_line
@@ -115,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,16,100,256", help="rows per batch")
     parser.add_argument("--repeats", type=int, default=300, help="calls per size and part")
+    parser.add_argument("--compactions", type=int, default=7, help="segments per size and format")
     args = parser.parse_args()
     settings = load_settings(ROOT / "params.yaml")
     features = settings.data.features
@@ -133,7 +134,9 @@ def main() -> None:
     print(f"- versions: {versions('pyarrow', 'scikit-learn', 'pandas')}")
     print(f"- scorer: {'compiled input path' if scorer.compiled else scorer.reason}")
     print(f"- {args.repeats} calls per size and part, median per call; JSON lines (the")
-    print("  previous format) and Arrow record batches (this one) measured in one run\n")
+    print("  previous format) and Arrow record batches (this one) measured in one run; add is")
+    print(f"  the writer as served: record batches from {ARROW_MIN_ROWS} rows a call, framed JSON")
+    print("  lines below\n")
     table = []
     flush_rows = settings.capture.flush_rows
     with tempfile.TemporaryDirectory(prefix="mlstack-bench-capture-") as folder:
@@ -152,10 +155,9 @@ def main() -> None:
                 model_s = timed(lambda rows=rows: scorer.predict_proba(rows), args.repeats)
                 append = appends(Path(folder) / f"append-{size}", batch, numerical, args.repeats)
                 add_s = timed(lambda b=batch: writer.add(PREDICTIONS, b), args.repeats)
-                compact = {
-                    fmt: compaction(Path(folder) / f"compact-{size}-{fmt}", batch, settings, fmt)
-                    for fmt in FORMATS
-                }
+                compact = compaction(
+                    Path(folder) / f"compact-{size}", batch, settings, args.compactions
+                )
                 table.append(
                     [
                         size,
@@ -207,35 +209,37 @@ def parquet_options(
     ]
 
 
-def compaction(
-    folder: Path, batch: ScoredBatch, settings: Any, fmt: str, repeats: int = 5
-) -> float:
-    """Median seconds to recover a segment of ``capture.flush_rows`` rows (what one
-    compaction holds under load) appended as ``batch`` over and over (one record per model
-    call) in format ``fmt``, into Parquet in ``folder``: the writer thread's work, off the
-    request path but on the worker's CPU. A JSON-line segment is left as the previous
-    version appended it, a framed one by this version's writer."""
+def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int) -> dict[str, float]:
+    """Median seconds, per format, to recover a segment of ``capture.flush_rows`` rows (what
+    one compaction holds under load) appended as ``batch`` over and over (one record per
+    model call), into Parquet in ``folder``, the formats alternating: the writer thread's
+    work, off the request path but on the worker's CPU. A JSON-line segment is left as the
+    previous version appended it, a framed one of record batches by this version's writer
+    (``arrow_min_rows=0``), both as a killed process leaves them."""
     numerical = settings.data.features.numerical
-    times = []
+    segments = folder / "segments"
+    count = -(-settings.capture.flush_rows // len(batch))
+    times: dict[str, list[float]] = {fmt: [] for fmt in FORMATS}
     for _ in range(repeats):
-        segments = folder / "segments"
-        count = -(-settings.capture.flush_rows // len(batch))
-        if fmt == "json":
-            segments.mkdir(parents=True, exist_ok=True)
-            line = scored_line(batch)[1]
-            (segments / f"{PREDICTIONS}-{uuid.uuid4().hex}.jsonl").write_bytes(line * count)
-        else:
-            dead = CaptureWriter(folder, segments=segments, numerical=numerical, arrow_min_rows=0)
-            for _ in range(count):
-                dead.add(PREDICTIONS, batch)
-            dead._open[PREDICTIONS].release()  # type: ignore[union-attr]  # as a crash
-        recovering = CaptureWriter(folder, segments=segments, numerical=numerical)
-        start = time.perf_counter()
-        rows = recovering.recover()
-        times.append(time.perf_counter() - start)
-        assert rows == count * len(batch), (rows, count * len(batch))
-        recovering.close()
-    return statistics.median(times)
+        for fmt in FORMATS:
+            if fmt == "json":
+                segments.mkdir(parents=True, exist_ok=True)
+                line = scored_line(batch)[1]
+                (segments / f"{PREDICTIONS}-{uuid.uuid4().hex}.jsonl").write_bytes(line * count)
+            else:
+                dead = CaptureWriter(
+                    folder, segments=segments, numerical=numerical, arrow_min_rows=0
+                )
+                for _ in range(count):
+                    dead.add(PREDICTIONS, batch)
+                dead._open[PREDICTIONS].release()  # type: ignore[union-attr]  # as a crash
+            recovering = CaptureWriter(folder, segments=segments, numerical=numerical)
+            start = time.perf_counter()
+            rows = recovering.recover()
+            times[fmt].append(time.perf_counter() - start)
+            assert rows == count * len(batch), (rows, count * len(batch))
+            recovering.close()
+    return {fmt: statistics.median(values) for fmt, values in times.items()}
 
 
 if __name__ == "__main__":
