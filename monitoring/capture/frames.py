@@ -3,11 +3,12 @@ framed so that a torn or damaged one is found exactly, and a segment's frames ba
 table.
 
 A segment (``<kind>-<id>.wal``) is :data:`MAGIC`, then frames. A frame is a 9-byte header
-(its type, ``S`` or ``B``; the payload's length; the payload's ``zlib.crc32``, both
-little-endian ``uint32``) and its payload: for ``S``, an Arrow IPC schema message; for
-``B``, an Arrow IPC record batch message of the last schema before it. A schema frame is
-written only when a batch's schema differs from the segment's last one (the first batch,
-or a caller's row of other types), in the same ``write`` as its batch.
+(its type, ``S``, ``B`` or ``J``; the payload's length; the CRC-32 of type and payload,
+both little-endian ``uint32``) and its payload: for ``S``, an Arrow IPC schema message;
+for ``B``, an Arrow IPC record batch message of the last schema before it; for ``J``, one
+JSON line (``wal.scored_line``) of a model call of fewer than :data:`ARROW_MIN_ROWS` rows.
+A schema frame is written only when a batch's schema differs from the segment's last one
+(the first batch, or a caller's row of other types), in the same ``write`` as its batch.
 
 The request path builds one record batch per model call with the log's columns
 (:func:`scored_batch_arrays`): every string of the batch (request ids, model name and
@@ -17,8 +18,9 @@ them, so the cost of a call is a few Arrow calls whatever its columns. Rows that
 fit the log's types (a category sent as a number by a caller other than the service,
 text in a numerical column) take the column-by-column way of the JSON reader
 (``wal.column_array``) instead, so both formats store them alike. Compaction
-(:func:`frames_table`) checks each frame's CRC, joins the payloads under one schema into
-an IPC stream and reads it in one call: no text is parsed.
+(:func:`frames_table`) checks each frame's CRC, joins consecutive batches of one schema
+into an IPC stream and reads it in one call (no text is parsed), and consecutive JSON
+lines with Arrow's JSON reader, in the segment's order.
 """
 
 from __future__ import annotations

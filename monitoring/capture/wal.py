@@ -1,9 +1,13 @@
 """Write-ahead lines: a served batch or a list of records as one JSON line, and back.
 
-The request path turns what it holds into one line (:func:`scored_line`,
-:func:`records_line`) and appends it to its segment; compaction turns a segment's whole
-lines back into one Arrow table (:func:`segment_table`), by Arrow's JSON reader when it
-can (:func:`scored_lines_table`), else line by line (:func:`lines_table`).
+A model call of fewer than ``frames.ARROW_MIN_ROWS`` rows is appended as one line
+(:func:`scored_line`) in a ``J`` frame of its segment, where a record batch would cost
+more; segments of an older version (``<kind>-<id>.jsonl``) are JSON lines throughout
+(:func:`records_line` wrote their records). Compaction turns whole lines back into one
+Arrow table (:func:`segment_table`), by Arrow's JSON reader when it can
+(:func:`scored_lines_table`), else line by line (:func:`lines_table`). The records'
+checks (:func:`checked_records`) and the column types (:func:`column_array`) are shared
+with the record batches of ``frames``, so both store a row alike.
 """
 
 from __future__ import annotations
