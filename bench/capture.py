@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -185,6 +186,51 @@ def main() -> None:
     print(f"\nParquet write of one compacted segment ({len(whole):,} production rows, the")
     print("champion's scores), pyarrow's defaults against the log's options, interleaved:\n")
     print(markdown(["options", "write ms", "bytes"], parquet_options(whole, numerical)))
+    print("\nOne record batch appended to a file, already built: framed (length + CRC-32, one")
+    print("`write`, as segments are) against `pa.ipc.new_stream` writing it, interleaved:\n")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    framed = [
+        framing(
+            Path(tempfile.mkdtemp(prefix="mlstack-bench-framing-")),
+            scored(rows_all[:n], scorer, classes, "m"),
+            numerical,
+        )
+        for n in sizes
+    ]
+    rows = [
+        [n, f"{f['framed'] * 1e6:.1f}", f"{f['stream'] * 1e6:.1f}"]
+        for n, f in zip(sizes, framed, strict=True)
+    ]
+    print(markdown(["rows per call", "framed µs", "IPC stream writer µs"], rows))
+
+
+def framing(
+    folder: Path, batch: ScoredBatch, numerical: frozenset[str], repeats: int = 2000
+) -> dict[str, float]:
+    """Median seconds to append one built record batch: as a segment frames it, and with
+    Arrow's IPC stream writer on an unbuffered file, alternating."""
+    record = scored_record_batch(batch, numerical)
+    segment = Segment.create(folder, PREDICTIONS)
+    columns = scored_columns(batch.feature_names, batch.proba_columns)
+    sink = open(folder / "stream.arrows", "wb", buffering=0)  # noqa: SIM115 - closed below
+    stream = pa.ipc.new_stream(sink, record.schema)
+    calls = {
+        "framed": lambda: segment.append(columns, record, record.num_rows),
+        "stream": lambda: stream.write_batch(record),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    try:
+        for _ in range(repeats):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        stream.close()
+        sink.close()
+        segment.remove()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def parquet_options(
