@@ -17,7 +17,11 @@ import pytest
 
 from monitoring.capture import LABELS, PREDICTIONS, CaptureWriter, ScoredBatch, read_kind
 from monitoring.capture.frames import (
+    ARROW_MIN_ROWS,
     BATCH,
+    JSON,
+    MAGIC,
+    Frames,
     frame,
     frames_table,
     scored_batch_arrays,
@@ -295,3 +299,31 @@ def test_a_full_segment_disk_drops_and_counts_rows_and_every_accepted_one_is_rec
     kept = sorted(segments.glob("rejected-*.wal"))
     assert kept and all(p.stat().st_size > 0 for p in kept), "torn tails kept aside"
     assert sorted(segments.iterdir()) == kept
+
+
+def test_small_and_large_calls_in_one_segment_are_stored_in_order_as_all_batches_are(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """As served: JSON-line frames for calls under ARROW_MIN_ROWS, batches from it on."""
+    calls = [
+        scored_batch(settings, "s", [20.0]),
+        scored_batch(settings, "l", [30.0 + i for i in range(ARROW_MIN_ROWS)]),
+        scored_batch(settings, "t", [21.0, 22.0]),
+    ]
+    calls[2].features[1]["SCHL"] = None
+    stored, kinds = {}, {}
+    for name, threshold in {"served": ARROW_MIN_ROWS, "batches": 0}.items():
+        live = writer(tmp_path / name, settings, threshold)
+        for batch in calls:
+            live.add(PREDICTIONS, batch)
+        runs = Frames(segment_file(tmp_path / name).read_bytes()[len(MAGIC) :]).runs
+        kinds[name] = ["json" if key == JSON else "batches" for key, _ in runs]
+        live.close()
+        stored[name] = read_kind(tmp_path / name / "log", PREDICTIONS)
+
+    assert kinds == {"served": ["json", "batches", "json"], "batches": ["batches"]}
+
+    pd.testing.assert_frame_equal(stored["served"], stored["batches"])
+    ids = ["s0", *(f"l{i}" for i in range(ARROW_MIN_ROWS)), "t0", "t1"]
+    assert stored["served"]["request_id"].tolist() == ids
+    assert stored["served"]["SCHL"].tolist()[-2:] == ["1", None]
