@@ -2,8 +2,10 @@
 
 One package owns the format, so the writer (the service) and the readers (the drift job,
 the retrain command, tests, notebooks) cannot disagree. Its modules, in the order a row
-travels: ``schema`` (kinds, column names, stored types), ``wal`` (a served batch or records
-as one write-ahead JSON line, and back), ``segments`` (the local write-ahead files),
+travels: ``schema`` (kinds, column names, stored types), ``frames`` (a served batch or
+records as one framed Arrow record batch, and a segment's frames back), ``wal`` (the JSON
+line of a small model call, and of segments an older version left, and back),
+``segments`` (the local write-ahead files),
 ``writer`` (appends on the request path, compacts off it, recovers at start), ``store``
 (the Parquet files under ``capture.path``), ``window`` (a window read back, labels joined)
 and ``sample`` (a seeded sample of a window and its totals). This face re-exports the

@@ -4,8 +4,13 @@ leaves, one per kind, held under an exclusive ``flock`` by the process writing t
 On the serving machine's local disk (``capture.segments``, even when ``capture.path`` is
 on S3)::
 
-    <kind>-<segment>.jsonl      JSON lines, one per model call or feedback request
-    rejected-<segment>.jsonl    malformed lines set aside, never compacted or recovered
+    <kind>-<segment>.wal        Arrow IPC record batches, one per model call or feedback
+                                request, each framed with its length and CRC (``frames``)
+    rejected-<segment>.wal      damaged frames and a torn tail set aside (the bytes as
+                                found), never compacted or recovered
+    <kind>-<segment>.jsonl      the previous format, JSON lines (``wal``), left by an older
+                                version: recovered at start like the others
+    rejected-<segment>.jsonl    malformed lines and a torn tail of such a segment
 """
 
 from __future__ import annotations
@@ -18,25 +23,31 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from monitoring.capture.frames import BATCH, JSON, MAGIC, SCHEMA, frame, frames_table
 from monitoring.capture.schema import KINDS
 from monitoring.capture.wal import segment_table
 
 logger = logging.getLogger(__name__)
 
-SEGMENT_SUFFIX = ".jsonl"
-REJECTED = "rejected"  # malformed segment lines, kept in the segments folder (not a kind)
+SEGMENT_SUFFIX = ".wal"
+JSON_SUFFIX = ".jsonl"  # segments an older version wrote, read at recovery
+SUFFIXES = (SEGMENT_SUFFIX, JSON_SUFFIX)
+REJECTED = "rejected"  # malformed segment records, kept in the segments folder (not a kind)
 
 
 class Segment:
-    """One write-ahead file of one kind, JSON lines, under an exclusive ``flock``.
+    """One write-ahead file of one kind, framed Arrow record batches, under an exclusive
+    ``flock``.
 
     The lock says "a live process owns this file": the writer holds it from creation until
     the segment's rows are in Parquet and the file is deleted, and a process that dies
     loses it with its file descriptors, which is how recovery tells leftovers from segments
-    being written. Each append is one line (one model call or feedback request) handed to
-    the OS in one ``write`` (no fsync): it survives a process crash, not a power cut. A
-    crash inside a write leaves a last line without its newline, from a request that was
-    never answered: reading leaves it out.
+    being written. Each append is one frame (one model call or feedback request; with a
+    schema frame before it when its schema is new to the segment) handed to the OS in one
+    ``write`` (no fsync): it survives a process crash, not a power cut. A crash inside a
+    write leaves a last frame shorter than its header says, from a request that was never
+    answered: reading sets it aside. A segment of JSON lines an older version left is read
+    by the JSON reader (the file's suffix says which).
     """
 
     def __init__(self, kind: str, path: Path, fd: int) -> None:
@@ -45,12 +56,17 @@ class Segment:
         self.fd = fd
         self.rows = 0
         self.reserved = 0  # rows counted in the writer's pending total
-        self.columns: tuple[str, ...] | None = None  # what its lines fill
+        self.columns: tuple[str, ...] | None = None  # what its records fill
+        self.schema: pa.Schema | None = None  # of the last batch appended
+
+    @property
+    def suffix(self) -> str:
+        return JSON_SUFFIX if self.path.name.endswith(JSON_SUFFIX) else SEGMENT_SUFFIX
 
     @property
     def id(self) -> str:
         """The name its Parquet files take: a rerun finds them and writes nothing twice."""
-        return self.path.name.removesuffix(SEGMENT_SUFFIX).split("-", 1)[1]
+        return self.path.name.removesuffix(self.suffix).split("-", 1)[1]
 
     @classmethod
     def create(cls, folder: Path, kind: str) -> Segment:
@@ -59,9 +75,16 @@ class Segment:
         name = f"{kind}-{uuid.uuid4().hex}{SEGMENT_SUFFIX}"
         hidden = folder / f".{name}.new"
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(hidden, folder / name)
-        return cls(kind, folder / name, fd)
+        segment = cls(kind, hidden, fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            segment._write(memoryview(MAGIC))
+            os.rename(hidden, folder / name)
+        except OSError:  # a full disk: no file is left behind
+            segment.remove()
+            raise
+        segment.path = folder / name
+        return segment
 
     @classmethod
     def claim(cls, path: Path) -> Segment | None:
@@ -92,13 +115,23 @@ class Segment:
                 if path.name.endswith(".new") and (orphan := Segment.claim(path)) is not None:
                     orphan.remove()
                 continue
-            if path.name.endswith(SEGMENT_SUFFIX) and (found := Segment.claim(path)) is not None:
+            if path.name.endswith(SUFFIXES) and (found := Segment.claim(path)) is not None:
                 claimed.append(found)
         return claimed
 
-    def append(self, columns: tuple[str, ...], line: bytes, rows: int) -> None:
+    def append(self, columns: tuple[str, ...], record: pa.RecordBatch | bytes, rows: int) -> None:
+        """One record batch (or one JSON line) as one frame, in one ``write``; a batch's
+        schema frame before it when the schema is new to the segment."""
+        if isinstance(record, bytes):
+            data = frame(JSON, record)
+        else:
+            data = frame(BATCH, record.serialize())
+            if self.schema is None or not record.schema.equals(self.schema):
+                data = frame(SCHEMA, record.schema.serialize()) + data
         self.columns = columns
-        self._write(memoryview(line))
+        self._write(memoryview(data))
+        if not isinstance(record, bytes):
+            self.schema = record.schema
         self.rows += rows
 
     def _write(self, data: memoryview) -> None:
@@ -106,31 +139,50 @@ class Segment:
             data = data[os.write(self.fd, data) :]
 
     def read(self, numerical: frozenset[str] = frozenset()) -> pa.Table:
-        """Every whole line as one table; a torn last one (a crash mid-append, before the
-        response was sent) is left out with a warning."""
+        """Every whole record as one table. A torn last one (a crash mid-append, before the
+        response was sent) and damaged ones are left out with a warning and kept beside
+        the segment in ``rejected-<id>``, the bytes as found."""
         data = self.path.read_bytes()
-        whole = data[: data.rfind(b"\n") + 1]
-        if len(whole) < len(data):
+        rejected: list[bytes] = []
+        if self.suffix == JSON_SUFFIX:
+            table, torn = self._read_lines(data, numerical, rejected)
+        elif data.startswith(MAGIC):
+            table, torn = frames_table(data[len(MAGIC) :], numerical, rejected)
+        else:  # not a segment this version or an older one wrote
+            table, torn = pa.table({}), 0
+            rejected.append(data)
+        if torn:
             logger.warning(
                 "capture: segment %s ends in a torn write of %d byte(s), from a request "
-                "never answered; its whole lines are kept",
+                "never answered; its whole records are kept",
                 self.path,
-                len(data) - len(whole),
+                torn,
             )
-        if not whole:
-            return pa.table({})
-        rejected: list[bytes] = []
-        table = segment_table(whole, numerical, rejected)
         if rejected:  # kept beside the segments for a look, never compacted or recovered
-            kept = self.path.with_name(f"{REJECTED}-{self.id}{SEGMENT_SUFFIX}")
-            kept.write_bytes(b"".join(line + b"\n" for line in rejected))
+            kept = self.path.with_name(f"{REJECTED}-{self.id}{self.suffix}")
+            end = b"\n" if self.suffix == JSON_SUFFIX else b""
+            kept.write_bytes(b"".join(record + end for record in rejected))
             logger.error(
-                "capture: %d malformed line(s) of segment %s left out of the log, kept in %s",
+                "capture: %d malformed %s(s) of segment %s left out of the log, kept in %s",
                 len(rejected),
+                "line" if self.suffix == JSON_SUFFIX else "frame",
                 self.path,
                 kept,
             )
         return table
+
+    @staticmethod
+    def _read_lines(
+        data: bytes, numerical: frozenset[str], rejected: list[bytes]
+    ) -> tuple[pa.Table, int]:
+        """A segment of JSON lines (the previous format): its whole lines, and the bytes
+        of a torn last one, set aside."""
+        whole = data[: data.rfind(b"\n") + 1]
+        torn = len(data) - len(whole)
+        table = segment_table(whole, numerical, rejected) if whole else pa.table({})
+        if torn:
+            rejected.append(data[len(whole) :])
+        return table, torn
 
     def remove(self) -> None:
         """Delete the file, then let go of the lock."""

@@ -1,9 +1,13 @@
 """Write-ahead lines: a served batch or a list of records as one JSON line, and back.
 
-The request path turns what it holds into one line (:func:`scored_line`,
-:func:`records_line`) and appends it to its segment; compaction turns a segment's whole
-lines back into one Arrow table (:func:`segment_table`), by Arrow's JSON reader when it
-can (:func:`scored_lines_table`), else line by line (:func:`lines_table`).
+A model call of fewer than ``frames.ARROW_MIN_ROWS`` rows is appended as one line
+(:func:`scored_line`) in a ``J`` frame of its segment, where a record batch would cost
+more; segments of an older version (``<kind>-<id>.jsonl``) are JSON lines throughout
+(:func:`records_line` wrote their records). Compaction turns whole lines back into one
+Arrow table (:func:`segment_table`), by Arrow's JSON reader when it can
+(:func:`scored_lines_table`), else line by line (:func:`lines_table`). The records'
+checks (:func:`checked_records`) and the column types (:func:`column_array`) are shared
+with the record batches of ``frames``, so both store a row alike.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ class ScoredBatch:
     model_name: str
     model_version: str
     request_ids: Sequence[str]
-    features: Sequence[Record]
+    # the request's rows (one mapping per row), or its columns (feature -> values, a list
+    # or an array per feature, as a column-wise input parser holds them)
+    features: Sequence[Record] | Mapping[str, Sequence[Any]]
     predictions: Sequence[Any]  # a label (str) per row, or a regressor's number (float)
     # one row per request row, one column per proba_column: the class probabilities, or
     # a regressor's interval bounds (proba_columns then names interval_lower, interval_upper)
@@ -71,13 +77,25 @@ class ScoredBatch:
     def __len__(self) -> int:
         return len(self.request_ids)
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features, in the request's order (the first row's keys)."""
+        if isinstance(self.features, Mapping):
+            return tuple(self.features)
+        return tuple(self.features[0]) if len(self.features) else ()
+
     def head(self, rows: int) -> ScoredBatch:
+        features = self.features
+        if isinstance(features, Mapping):
+            features = {name: values[:rows] for name, values in features.items()}
+        else:
+            features = features[:rows]
         return ScoredBatch(
             self.timestamp,
             self.model_name,
             self.model_version,
             self.request_ids[:rows],
-            self.features[:rows],
+            features,
             self.predictions[:rows],
             self.probabilities[:rows],
             self.proba_columns,
@@ -102,7 +120,7 @@ def in_range(stamp: Any) -> bool:
     return type(stamp) is int and MIN_MICROSECONDS <= stamp <= MAX_MICROSECONDS
 
 
-def _microseconds(value: Any) -> int:
+def microseconds(value: Any) -> int:
     """Microseconds since the epoch of a datetime or an ISO string (naive ones are UTC)."""
     if not isinstance(value, datetime):
         value = pd.Timestamp(value).to_pydatetime()
@@ -122,7 +140,7 @@ def _is_number(value: Any) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _column(values: list[Any], kind: pa.DataType) -> pa.Array:
+def column_array(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     """Strings unless every value is a number (a column nobody declared numerical);
     numbers with anything else as missing, as ``storable_frame`` does."""
     if kind == pa.string():
@@ -148,10 +166,12 @@ def scored_line(batch: ScoredBatch) -> tuple[tuple[str, ...], bytes]:
     list, the probability array): nothing per row in Python on the request path. Rows
     are the service's validated ones (floats and strings); types are fixed at compaction.
     """
-    columns = scored_columns(batch.features[0] if len(batch) else (), batch.proba_columns)
+    if isinstance(batch.features, Mapping):
+        raise TypeError("the JSON-line format takes a batch of rows, not of columns")
+    columns = scored_columns(batch.feature_names, batch.proba_columns)
     line = orjson.dumps(
         {
-            _T: _microseconds(batch.timestamp),
+            _T: microseconds(batch.timestamp),
             MODEL_NAME: batch.model_name,
             MODEL_VERSION: batch.model_version,
             REQUEST_ID: list(batch.request_ids),
@@ -168,7 +188,17 @@ def scored_line(batch: ScoredBatch) -> tuple[tuple[str, ...], bytes]:
 def records_line(
     kind: str, records: Sequence[Record], numerical: frozenset[str]
 ) -> tuple[tuple[str, ...], bytes]:
-    """Records (one mapping per row, the first row's keys) as one JSON line.
+    """Records (one mapping per row, the first row's keys) as one JSON line, checked by
+    :func:`checked_records`: the previous segment format, kept to write old-format
+    segments in tests and benchmarks."""
+    columns, rows = checked_records(kind, records, numerical)
+    return columns, orjson.dumps({_RECORDS: rows}, option=_JSON)
+
+
+def checked_records(
+    kind: str, records: Sequence[Record], numerical: frozenset[str]
+) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """Records (one mapping per row, the first row's keys) checked, and their columns.
 
     Checked here, so a bad row fails its caller and never reaches the segment: a label
     gets its one spelling (``1``, ``1.0`` and ``"1"`` are ``"1"``; a missing one raises),
@@ -181,14 +211,14 @@ def records_line(
     for record in records:
         row = {column: record.get(column) for column in columns}
         if TIMESTAMP in row:
-            row[TIMESTAMP] = _microseconds(row[TIMESTAMP])
+            row[TIMESTAMP] = microseconds(row[TIMESTAMP])
         if kind == LABELS and LABEL in row:
             row[LABEL] = normalize_label(row[LABEL])
         for column in numbers:
             if not _is_number(row[column]):
                 raise TypeError(f"capture: {column} must be a number, got {row[column]!r}")
         rows.append(row)
-    return columns, orjson.dumps({_RECORDS: rows}, option=_JSON)
+    return columns, rows
 
 
 def _line_columns(payload: Mapping[str, Any]) -> tuple[str, ...]:
@@ -288,7 +318,7 @@ def lines_table(
         size = len(next(iter(got.values()), ()))
         for column, column_values in values.items():
             column_values.extend(got[column] if column in got else [None] * size)
-    arrays = [_column(values[c], arrow_type(c, numerical)) for c in columns]
+    arrays = [column_array(values[c], arrow_type(c, numerical)) for c in columns]
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 

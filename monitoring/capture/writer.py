@@ -1,10 +1,11 @@
 """The capture writer: appends served rows and labels to write-ahead segments on the
 request path, and compacts sealed segments into the Parquet store off it.
 
-A served row is appended to its segment before its response is sent (no fsync: a process
-crash loses nothing, a power cut may). A background thread compacts segments into Parquet
-files named after the segment, so a segment compacted twice (a crash between its Parquet
-and its deletion) is stored once. At start, segments that a dead process left are
+A served row is appended to its segment, as one Arrow record batch per model call, before
+its response is sent (no fsync: a process crash loses nothing, a power cut may). A
+background thread compacts segments into Parquet files named after the segment, so a
+segment compacted twice (a crash between its Parquet and its deletion) is stored once.
+At start, segments that a dead process left are
 recovered the same way; a ``flock`` on each live segment keeps other processes off it.
 """
 
@@ -13,14 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitoring.capture.schema import KINDS, check_kind, storable_table
+import pyarrow as pa
+
+from monitoring.capture.frames import ARROW_MIN_ROWS, records_record_batch, scored_record_batch
+from monitoring.capture.schema import KINDS, check_kind, scored_columns, storable_table
 from monitoring.capture.segments import Segment
 from monitoring.capture.store import capture_path, probe, write_table
-from monitoring.capture.wal import Chunk, ScoredBatch, records_line, scored_line
+from monitoring.capture.wal import Chunk, ScoredBatch, scored_line
 from pipeline.schema import INTERVAL_COLUMNS, PREDICTION
 from pipeline.settings import Settings
 
@@ -31,8 +35,9 @@ class CaptureWriter:
     """Appends every row to a local write-ahead segment, then compacts segments into Parquet.
 
     ``add`` (on the request path, before the response leaves) turns a list of records or,
-    cheaper for a served batch, a :class:`ScoredBatch` into one JSON line and appends it
-    to the kind's open segment under ``segments``: one unbuffered write, no fsync. A
+    cheaper for a served batch, a :class:`ScoredBatch` into one Arrow record batch and
+    appends it, framed, to the kind's open segment under ``segments``: one unbuffered
+    write, no fsync. A
     background thread seals the open segments once one holds ``flush_rows`` rows or
     ``flush_seconds`` have passed, and compacts each sealed segment into Parquet under
     ``path`` (files named after the segment), then deletes it. ``start`` first recovers
@@ -59,8 +64,10 @@ class CaptureWriter:
         on_written: Callable[[str, int], None] | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
+        arrow_min_rows: int = ARROW_MIN_ROWS,
     ) -> None:
         self.path = str(path)
+        self.arrow_min_rows = arrow_min_rows
         self.segments = Path(segments)
         self._numbers = frozenset(numerical)
         self.max_pending_rows = max_pending_rows
@@ -146,15 +153,20 @@ class CaptureWriter:
         failed = 0
         if taken:
             try:
+                record: pa.RecordBatch | bytes
                 if isinstance(accepted, ScoredBatch):
-                    columns, line = scored_line(accepted)
+                    columns = scored_columns(accepted.feature_names, accepted.proba_columns)
+                    if taken < self.arrow_min_rows and not isinstance(accepted.features, Mapping):
+                        record = scored_line(accepted)[1]
+                    else:
+                        record = scored_record_batch(accepted, self._numbers)
                 else:
-                    columns, line = records_line(kind, accepted, self._numbers)
+                    columns, record = records_record_batch(kind, accepted, self._numbers)
             except Exception:
                 with self._condition:
                     self._pending -= taken
                 raise  # a bad row is the caller's bug, not a capture failure
-            failed = self._append(kind, columns, line, taken)
+            failed = self._append(kind, columns, record, taken)
         dropped = len(rows) - taken + failed
         if dropped:
             self._dropped += dropped
@@ -165,7 +177,9 @@ class CaptureWriter:
             self._on_pending(self._pending)
         return taken - failed
 
-    def _append(self, kind: str, columns: tuple[str, ...], line: bytes, rows: int) -> int:
+    def _append(
+        self, kind: str, columns: tuple[str, ...], record: pa.RecordBatch | bytes, rows: int
+    ) -> int:
         """Append under the lock; return the rows lost to a failed append (0 or all)."""
         with self._condition:
             segment = self._open[kind]
@@ -175,7 +189,7 @@ class CaptureWriter:
                     segment = None
                 if segment is None:
                     segment = self._open[kind] = Segment.create(self.segments, kind)
-                segment.append(columns, line, rows)
+                segment.append(columns, record, rows)
                 segment.reserved += rows
             except Exception as error:
                 self._pending -= rows

@@ -121,7 +121,7 @@ def test_kill_9_mid_stream_loses_no_answered_row_and_leaves_nothing_running(
         assert nothing_answers(first.url, seconds=10), "a worker outlived its server"
     answered_before, labeled_before = list(stream.answered), list(stream.labeled)
     assert len(answered_before) >= KILL_AFTER
-    assert list((tmp_path / "data" / "capture-segments").glob("predictions-*.jsonl"))
+    assert list((tmp_path / "data" / "capture-segments").glob("predictions-*.wal"))
 
     # the same port, the same folders
     second = start_server(tmp_path, base_env, port=port, serving={"workers": 2})

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.capture import LABELS, PREDICTIONS, CaptureWriter, read_kind
+from monitoring.capture.frames import ARROW_MIN_ROWS, MAGIC
 from pipeline.labels import MissingLabel
 from pipeline.settings import PROJECT_ROOT
 
@@ -27,8 +28,11 @@ CHILD = textwrap.dedent(
         LABELS, PREDICTIONS, CaptureWriter, ScoredBatch, storable_table, write_table
     )
 
-    log, segments, prefix, batches, then = sys.argv[1:6]
-    writer = CaptureWriter(log, segments=segments, numerical=["AGEP"], flush_seconds=3600)
+    log, segments, prefix, batches, then, arrow_min_rows = sys.argv[1:7]
+    writer = CaptureWriter(
+        log, segments=segments, numerical=["AGEP"], flush_seconds=3600,
+        arrow_min_rows=int(arrow_min_rows),
+    )
     for i in range(int(batches)):
         batch = ScoredBatch(
             timestamp=datetime.now(UTC), model_name="m", model_version="1",
@@ -51,15 +55,22 @@ CHILD = textwrap.dedent(
 )
 
 
-def child(tmp_path: Path, prefix: str, batches: int, then: str) -> subprocess.Popen[str]:
+def child(
+    tmp_path: Path, prefix: str, batches: int, then: str, arrow_min_rows: int = ARROW_MIN_ROWS
+) -> subprocess.Popen[str]:
+    """A child appending 3-row batches: as JSON-line frames by default (fewer rows than
+    ``ARROW_MIN_ROWS``), as record batches with ``arrow_min_rows=0``."""
     args = [str(tmp_path / "log"), str(tmp_path / "segments"), prefix, str(batches), then]
+    args.append(str(arrow_min_rows))
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
     )
 
 
-def killed_child(tmp_path: Path, prefix: str, batches: int, then: str = "die") -> None:
-    process = child(tmp_path, prefix, batches, then)
+def killed_child(
+    tmp_path: Path, prefix: str, batches: int, then: str = "die", arrow_min_rows: int = 0
+) -> None:
+    process = child(tmp_path, prefix, batches, then, arrow_min_rows)
     assert process.stdout is not None and process.stdout.readline().strip() == "appended"
     assert process.wait(60) == -signal.SIGKILL
 
@@ -77,11 +88,12 @@ def expected(prefix: str, batches: int) -> list[str]:
     return sorted(f"{prefix}{i}-{j}" for i in range(batches) for j in range(3))
 
 
+@pytest.mark.parametrize("arrow_min_rows", [0, ARROW_MIN_ROWS], ids=["arrow", "json-lines"])
 def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
-    tmp_path: Path,
+    tmp_path: Path, arrow_min_rows: int
 ) -> None:
-    killed_child(tmp_path, "k", 4)
-    assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2  # predictions, labels
+    killed_child(tmp_path, "k", 4, arrow_min_rows=arrow_min_rows)
+    assert len(list((tmp_path / "segments").glob("*.wal"))) == 2  # predictions, labels
     first, second = writer(tmp_path), writer(tmp_path)
 
     first.start()
@@ -97,7 +109,7 @@ def test_rows_of_a_killed_process_are_recovered_exactly_once_by_two_new_workers(
 def test_a_crash_between_parquet_and_deletion_stores_each_row_once(tmp_path: Path) -> None:
     killed_child(tmp_path, "c", 3, then="compact-then-die")
     assert ids(tmp_path) == expected("c", 3), "the Parquet was written before the crash"
-    assert list((tmp_path / "segments").glob("predictions-*.jsonl")), "and the segment kept"
+    assert list((tmp_path / "segments").glob("predictions-*.wal")), "and the segment kept"
 
     recovering = writer(tmp_path).start()
     recovering.close()
@@ -115,7 +127,7 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
         assert other.recover() == 0
         other.close()
         assert ids(tmp_path) == []
-        assert len(list((tmp_path / "segments").glob("*.jsonl"))) == 2
+        assert len(list((tmp_path / "segments").glob("*.wal"))) == 2
     finally:
         process.kill()
         process.wait(60)
@@ -124,9 +136,12 @@ def test_a_live_writers_segment_is_left_to_it(tmp_path: Path) -> None:
     assert ids(tmp_path) == expected("l", 2)
 
 
-def test_a_torn_last_append_loses_only_the_request_it_never_answered(tmp_path: Path) -> None:
-    killed_child(tmp_path, "t", 3)
-    (segment,) = (tmp_path / "segments").glob("predictions-*.jsonl")
+@pytest.mark.parametrize("arrow_min_rows", [0, ARROW_MIN_ROWS], ids=["arrow", "json-lines"])
+def test_a_torn_last_append_loses_only_the_request_it_never_answered(
+    tmp_path: Path, arrow_min_rows: int
+) -> None:
+    killed_child(tmp_path, "t", 3, arrow_min_rows=arrow_min_rows)
+    (segment,) = (tmp_path / "segments").glob("predictions-*.wal")
     data = segment.read_bytes()
     segment.write_bytes(data[:-40])  # the process died inside the third append
 
@@ -175,8 +190,8 @@ def test_an_append_is_in_the_file_when_add_returns(tmp_path: Path) -> None:
     """What a crash keeps: appended bytes are in the file as soon as ``add`` returns."""
     live = writer(tmp_path)
     live.add(LABELS, [{"request_id": "x", "timestamp": "2026-03-01T00:00Z", "label": 0}])
-    (segment,) = (tmp_path / "segments").glob("labels-*.jsonl")
-    assert segment.stat().st_size > 0
+    (segment,) = (tmp_path / "segments").glob("labels-*.wal")
+    assert segment.stat().st_size > len(MAGIC)  # the record, not only the file's header
     live.close()
     assert ids(tmp_path, LABELS) == ["x"]
 
@@ -191,4 +206,4 @@ def test_a_missing_label_is_refused_before_anything_is_appended(tmp_path: Path) 
     assert live.pending == 0
     live.close()
     assert ids(tmp_path, LABELS) == []
-    assert not list(tmp_path.rglob("*.jsonl"))
+    assert not list(tmp_path.rglob("*.wal"))

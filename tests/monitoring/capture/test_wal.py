@@ -157,7 +157,7 @@ def test_a_record_with_text_in_a_numerical_column_is_refused_before_it_is_append
         writer.add(PREDICTIONS, [bad])
 
     assert writer.pending == 0
-    assert not list((tmp_path / SEGMENTS).glob("*.jsonl"))
+    assert not list((tmp_path / SEGMENTS).glob("*.wal"))
     writer.close()
 
 
