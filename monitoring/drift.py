@@ -418,6 +418,24 @@ def compare(
     if summary.status != "ok":
         return summary
 
+    _judge_drift(summary, reference, ref, cur, inputs, importance, settings, classes, cache, totals)
+    _judge_performance(summary, ref, cur, lab, settings, classes)
+    return summary
+
+
+def _judge_drift(
+    summary: Summary,
+    reference: pd.DataFrame,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    inputs: pd.DataFrame | None,
+    importance: dict[str, float] | None,
+    settings: Settings,
+    classes: list[str],
+    cache: Path | None,
+    totals: WindowTotals | None,
+) -> None:
+    """The data-quality, data-drift and prediction-drift sections."""
     features = settings.data.features.all
     inputs_ref, ordered = drift_reference(reference, ref, inputs, settings)
     summary.data_quality = data_quality(inputs_ref, cur, settings, totals)
@@ -445,8 +463,6 @@ def compare(
     summary.data_drift.alpha = settings.drift.alpha if calibrated.thresholds else None
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
-    _judge_performance(summary, ref, cur, lab, settings, classes)
-    return summary
 
 
 def _judge_performance(
