@@ -79,8 +79,11 @@ from serving.champion import ChampionFollower, ServedModel, serve_model
 from serving.guard import RequestGuard
 from serving.inputs import (
     LabelIn,
+    ParsedRows,
+    RowParser,
     as_rows,
     body_model,
+    decoding_body,
     error_body,
     instance_model,
     label_model,
@@ -130,7 +133,11 @@ else:
 # A class label, or a regressor's number (serving/inputs.py).
 Label = label_model(SETTINGS.data)
 # The bodies, with no top-level key but the one each route reads (serving/inputs.py).
-PREDICT_BODY = body_model("PredictRequest", "instances", Instance, MAX_ROWS)
+# /predict decodes a well-formed body straight into rows, pydantic only what it refuses.
+PREDICT_BODY = decoding_body(
+    body_model("PredictRequest", "instances", Instance, MAX_ROWS),
+    RowParser.of(SETTINGS.data, MAX_ROWS),
+)
 FEEDBACK_BODY = body_model("FeedbackRequest", "labels", Label, MAX_ROWS)
 
 
@@ -353,7 +360,11 @@ class Classifier:
     ) -> dict[str, Any]:
         """Predict per instance, in order: a label and the class probabilities, or (a
         regression model) a number and its prediction interval."""
-        rows = as_rows(instances, self.settings.data)
+        rows: list[dict[str, Any]] = (
+            instances
+            if isinstance(instances, ParsedRows)
+            else as_rows(instances, self.settings.data)
+        )
         if self.settings.serving.reject_unknown_categories:
             # Checked against the model served now; a swap before the batch runs meets a
             # category the old one knew, which the encoder ignores (all-zero one-hot).
