@@ -6,7 +6,10 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 
 - validates requests with a pydantic model built from ``params.yaml`` plus the
   categories the fitted model knows (only ``EXAMPLE_INPUT``, a sample request for the
-  docs and tests, names columns; the service itself follows ``params.yaml``);
+  docs and tests, names columns; the service itself follows ``params.yaml``); a
+  well-formed ``/predict`` body is decoded by orjson straight into rows and checked
+  column by column against the same rules (serving/inputs.py ``RowParser``), pydantic
+  taking every other body and wording its refusal;
 - batches concurrent requests into one model call (serving/batching.py), scored by the
   compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
   against the model at load) or, for a model it does not cover, one pandas frame per batch;
