@@ -1,6 +1,6 @@
 """Serving benchmark: the mlstack service against a naive server and the HTTP ceiling.
 
-Four setups, started one after another on 127.0.0.1 with the same champion, the same
+The setups, started one after another on 127.0.0.1 with the same champion, the same
 worker count and the same machine:
 
 - (a) ``mlstack``: ``bentoml serve serving.service:Classifier`` as shipped (params.yaml
@@ -19,18 +19,17 @@ worker count and the same machine:
   production rows (seven features, against the classifier's sixteen);
 - (o) with ``--baseline PATH``: the service as shipped from another checkout of this
   repository (its own ``.venv``, e.g. the last release), same champion and settings as
-  (a): a change to the service measured against what it replaces, in the same run.
+  (a): a change to the service measured against what it replaces, in the same run;
+- (l) ``in-process limit``: the service's own scoring function on the same batches, in as
+  many processes, no HTTP, no JSON (bench/serving_limit.py): the most the model can do.
 
 All servers are up at once and the loads interleave: each round runs every load against
 every setup in turn (the order rotating by round), so a burst of noise from other work
 on the machine falls on all setups alike. Each figure is the median over ``--rounds``;
 each ratio is the median of the ratios paired within a round, with their range.
 
-Load comes from Debian's ``wrk`` (closed loop: each connection sends its next request
-when the previous answer arrives), driven by a generated Lua script that cycles through
-real 2016-2018 production rows, counts answers by status and stops each thread after
-``--max-requests`` (or ``--duration`` seconds, whichever comes first). A good answer is
-a 200. Latency percentiles are wrk's, over every answered request.
+Load comes from Debian's ``wrk`` (bench/serving_load.py says how it is counted); the
+tables are bench/serving_tables.py's.
 
 Needs the champion in the project's MLflow store (``uv run dvc repro``). Prints Markdown.
 """
@@ -40,11 +39,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -53,143 +50,32 @@ from typing import Any
 
 import yaml
 
-from bench import mlserver
+from bench import mlserver, serving_limit
 from bench.harness import (
     ROOT,
     Server,
     free_port,
     header,
     load_average,
-    markdown,
     running,
     stop_on_sigterm,
     tool_env,
     versions,
 )
-
-SETUPS = {
-    "a": "mlstack (capture + metrics)",
-    "b": "mlstack, capture off",
-    "c": "naive FastAPI + uvicorn",
-    "d": "BentoML constant (ceiling)",
-    "m": "MLServer + sklearn runtime",
-    "o": "mlstack at the baseline checkout",
-    "r": "mlstack regressor (car prices)",
-}
-CAR_PRODUCTION = ROOT / "data" / "raw" / "car_price" / "production.parquet"
-
-
-@dataclass(frozen=True)
-class Load:
-    name: str
-    concurrency: int
-    rows: int  # rows per request
-
-
-LOADS = (
-    Load("1 row, c=1", 1, 1),
-    Load("1 row, c=16", 16, 1),
-    Load("1 row, c=64", 64, 1),
-    Load("100 rows, c=8", 8, 100),
+from bench.serving_load import (
+    LOADS,
+    SETUPS,
+    Load,
+    Result,
+    batch_rows,
+    check,
+    lua_script,
+    profile,
+    run_wrk,
 )
+from bench.serving_tables import tables
 
-
-@dataclass
-class Result:
-    setup: str
-    load: Load
-    seconds: float
-    ok: int
-    client_errors: int
-    server_errors: int
-    socket_errors: int
-    p50_ms: float
-    p99_ms: float
-    rows_per_call: float | None = None
-    round: int = 0
-
-    @property
-    def good_per_second(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    @property
-    def errors(self) -> int:
-        return self.client_errors + self.server_errors + self.socket_errors
-
-
-LUA = """
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long sec; long usec; } mlstack_timeval;
-int gettimeofday(mlstack_timeval *tv, void *tz);
-]]
-local clock = ffi.new("mlstack_timeval")
-local function now_us()
-  ffi.C.gettimeofday(clock, nil)
-  return tonumber(clock.sec) * 1000000 + tonumber(clock.usec)
-end
-
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local bodies = {
-%(bodies)s
-}
-local requests = {}
-local next_index = 0
-local limit = 0
-ok = 0
-client_errors = 0
-server_errors = 0
-first_us = 0
-last_us = 0
-
-function init(args)
-  limit = tonumber(args[1]) or 0
-  for k, body in ipairs(bodies) do requests[k] = wrk.format(nil, nil, nil, body) end
-  next_index = math.random(#requests)
-end
-
-function request()
-  if first_us == 0 then first_us = now_us() end
-  next_index = next_index %% #requests + 1
-  return requests[next_index]
-end
-
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1
-  elseif status >= 500 then server_errors = server_errors + 1
-  else client_errors = client_errors + 1 end
-  last_us = now_us()
-  if limit > 0 and ok + client_errors + server_errors >= limit then wrk.thread:stop() end
-end
-
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-
-function done(summary, latency, requests)
-  local o, c, s, first, last = 0, 0, 0, math.huge, 0
-  for _, t in ipairs(threads) do
-    o = o + t:get("ok"); c = c + t:get("client_errors"); s = s + t:get("server_errors")
-    if t:get("first_us") > 0 then first = math.min(first, t:get("first_us")) end
-    last = math.max(last, t:get("last_us"))
-  end
-  -- Active time, first request to last answer: with every thread stopped by the request
-  -- cap, wrk still reports its full -d duration.
-  local active = last > first and last - first or summary.duration
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"duration_us": %%d, "ok": %%d, "client_errors": %%d, "server_errors": %%d, ' ..
-    '"socket_errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
-    active, o, c, s, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def lua_script(bodies: Sequence[str], path: Path) -> Path:
-    quoted = ",\n".join(f"[==[{body}]==]" for body in bodies)
-    path.write_text(LUA % {"bodies": quoted})
-    return path
+CAR_PRODUCTION = ROOT / "data" / "raw" / "car_price" / "production.parquet"
 
 
 def production_rows(model: Any, count: int, seed: int) -> list[dict[str, Any]]:
@@ -244,11 +130,6 @@ def run_or_exit(what: str, env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         sys.exit(f"{what} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]
-
-
-def path(setup: str) -> str:
-    """Where each setup takes its predictions."""
-    return mlserver.PATH if setup == "m" else "/predict"
 
 
 def server_command(
@@ -324,117 +205,6 @@ def started(
         yield server
 
 
-def run_wrk(
-    url: str, script: Path, load: Load, seconds: float, max_requests: int, setup: str
-) -> Result:
-    threads = min(load.concurrency, 2)
-    args = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{load.concurrency}",
-        f"-d{max(int(seconds), 1)}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(script),
-        f"{url}{path(setup)}",
-        "--",
-        str(max(max_requests // threads, 1)),
-    ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no summary:\n{done.stdout}\n{done.stderr}")
-    raw = json.loads(line.removeprefix("WRK_JSON "))
-    return Result(
-        setup=setup,
-        load=load,
-        seconds=raw["duration_us"] / 1e6,
-        ok=raw["ok"],
-        client_errors=raw["client_errors"],
-        server_errors=raw["server_errors"],
-        socket_errors=raw["socket_errors"],
-        p50_ms=raw["p50_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000,
-    )
-
-
-def batch_rows(url: str) -> tuple[float, float] | None:
-    """(sum, count) of the service's ``mlstack_batch_rows`` histogram, if it has one."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        response = httpx.get(f"{url}/metrics", timeout=10)
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    total = count = 0.0
-    found = False
-    try:
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                if sample.name == "mlstack_batch_rows_sum":
-                    total += sample.value
-                    found = True
-                elif sample.name == "mlstack_batch_rows_count":
-                    count += sample.value
-    except ValueError:
-        return None
-    return (total, count) if found else None
-
-
-def check(server: Server, setup: str, body: str) -> None:
-    import httpx
-
-    response = httpx.post(
-        f"{server.url}{path(setup)}",
-        content=body,
-        headers={"content-type": "application/json"},
-        timeout=60,
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text}")
-
-
-def profile(
-    server: Server, setup: str, script: Path, load: Load, seconds: float, out: Path
-) -> None:
-    """py-spy over every process of the server while ``load`` runs (not a measured run)."""
-    spy = [shutil.which("py-spy") or "", "record"] if shutil.which("py-spy") else None
-    uvx = shutil.which("uvx") or str(Path.home() / ".local" / "bin" / "uvx")  # uv's own
-    spy = spy or [uvx, "py-spy", "record"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
-        target = out.with_suffix(f".{suffix}")
-        recorder = subprocess.Popen(
-            [
-                *spy,
-                "--pid",
-                str(server.process.pid),
-                "--subprocesses",
-                "--nonblocking",
-                "--duration",
-                str(int(seconds)),
-                "--format",
-                fmt,
-                "--output",
-                str(target),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(1)
-            run_wrk(server.url, script, load, seconds, 10**9, setup)
-            recorder.wait(timeout=seconds + 60)
-        finally:
-            if recorder.poll() is None:
-                recorder.kill()
-                recorder.wait(10)
-
-
 def measure_one(
     server: Server, setup: str, script: Path, load: Load, args: argparse.Namespace
 ) -> Result:
@@ -476,7 +246,100 @@ def regression_bodies(base: dict[str, str], work: Path, count: int) -> tuple[lis
     return one_row, hundred
 
 
+@dataclass
+class Bodies:
+    """What each setup is sent: a wrk script per (request format, rows per body), the first
+    body of each format (a check before any load), and the limit's batches per rows per
+    body (the same rows as the JSON bodies, decoded)."""
+
+    scripts: dict[tuple[str, int], Path]
+    first: dict[str, str]
+    batches: dict[int, list[list[dict[str, Any]]]]
+    rows: list[dict[str, Any]]
+
+
+def bodies(args: argparse.Namespace, base: dict[str, str], work: Path, settings: Any) -> Bodies:
+    """The production rows as each setup's request bodies, written as wrk scripts."""
+    rows = production_rows(args.model, args.rows, seed=0)
+    chunks = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
+    one_row = [json.dumps({"instances": [row]}) for row in rows]
+    hundred = [json.dumps({"instances": chunk}) for chunk in chunks]
+    scripts = {
+        ("json", 1): lua_script(one_row, work / "one_row.lua"),
+        ("json", 100): lua_script(hundred, work / "hundred_rows.lua"),
+    }
+    first = {"json": one_row[0]}
+    if "r" in args.setups:
+        car_one, car_hundred = regression_bodies(base, work, args.rows)
+        first["car"] = car_one[0]
+        scripts[("car", 1)] = lua_script(car_one, work / "one_row_car.lua")
+        scripts[("car", 100)] = lua_script(car_hundred, work / "hundred_rows_car.lua")
+    if "m" in args.setups:
+        numerical = settings.data.features.numerical
+        args.mlserver = mlserver.environment(args.mlserver_venv)
+        v2_one = [mlserver.body([row], numerical) for row in rows]
+        first["v2"] = v2_one[0]
+        scripts[("v2", 1)] = lua_script(v2_one, work / "one_row_v2.lua")
+        scripts[("v2", 100)] = lua_script(
+            [mlserver.body(chunk, numerical) for chunk in chunks], work / "hundred_rows_v2.lua"
+        )
+    batches = {1: [[row] for row in rows], 100: chunks}
+    return Bodies(scripts, first, batches, rows)
+
+
+def limit_result(
+    limit: serving_limit.Limit, batches: Sequence[Any], load: Load, seconds: float
+) -> Result:
+    """Setup (l) for one load: every worker scores the load's batches for ``seconds``."""
+    shares = limit.run(batches, seconds)
+    timings = [t for share in shares for t in share.call_seconds]
+    return Result(
+        setup="l",
+        load=load,
+        seconds=max(share.seconds for share in shares),
+        ok=sum(share.calls for share in shares),
+        client_errors=0,
+        server_errors=0,
+        socket_errors=0,
+        p50_ms=serving_limit.percentile(timings, 0.5) * 1000,
+        p99_ms=serving_limit.percentile(timings, 0.99) * 1000,
+        rows_per_call=float(load.rows),
+    )
+
+
+def interleaved(
+    args: argparse.Namespace,
+    servers: dict[str, Server],
+    limit: serving_limit.Limit | None,
+    sent: Bodies,
+) -> list[Result]:
+    """``--rounds`` rounds of every load against every setup, the order rotating by round."""
+    results: list[Result] = []
+    for round_ in range(args.rounds):
+        shift = round_ % len(args.setups)
+        order = [*args.setups[shift:], *args.setups[:shift]]
+        for load in LOADS:
+            for setup in order:
+                if setup == "l" and limit is not None:
+                    result = limit_result(limit, sent.batches[load.rows], load, args.duration)
+                else:
+                    script = sent.scripts[(kind(setup), load.rows)]
+                    result = measure_one(servers[setup], setup, script, load, args)
+                result.round = round_
+                results.append(result)
+                print(
+                    f"round {round_ + 1} {setup} {load.name}: "
+                    f"{result.good_per_second:.0f} good/s, "
+                    f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                    f"errors {result.errors} (load {load_average()})",
+                    file=sys.stderr,
+                )
+    return results
+
+
 def measure(args: argparse.Namespace) -> list[Result]:
+    """Start every setup, check each answers, warm up, then the interleaved rounds (and
+    py-spy after them, if asked)."""
     from pipeline.settings import load_settings
     from pipeline.tracking import champion_uri, load_model, tracking_uri
 
@@ -486,163 +349,52 @@ def measure(args: argparse.Namespace) -> list[Result]:
     workers = settings.serving.workers
     champion = champion_or_exit()
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-serving-"))
-    results: list[Result] = []
     try:
         base = tool_env(BENTOML_HOME=str(work / "bentoml"), MLSTACK_WORKERS=str(workers))
         base.pop("MLSTACK_PARAMS", None)
         base.pop("MLSTACK_CAPTURE_PATH", None)
         tag = import_champion(base)
         args.model = load_model(champion_uri(settings), tracking_uri(settings))
-        rows = production_rows(args.model, args.rows, seed=0)
-        chunks = [rows[i : i + 100] for i in range(0, len(rows) - 99, 100)]
-        one_row = [json.dumps({"instances": [row]}) for row in rows]
-        hundred = [json.dumps({"instances": chunk}) for chunk in chunks]
-        scripts = {
-            ("json", 1): lua_script(one_row, work / "one_row.lua"),
-            ("json", 100): lua_script(hundred, work / "hundred_rows.lua"),
-        }
-        first = {"json": one_row[0]}
-        if "r" in args.setups:
-            car_one, car_hundred = regression_bodies(base, work, args.rows)
-            first["car"] = car_one[0]
-            scripts[("car", 1)] = lua_script(car_one, work / "one_row_car.lua")
-            scripts[("car", 100)] = lua_script(car_hundred, work / "hundred_rows_car.lua")
-        if "m" in args.setups:
-            numerical = settings.data.features.numerical
-            args.mlserver = mlserver.environment(args.mlserver_venv)
-            v2_one = [mlserver.body([row], numerical) for row in rows]
-            first["v2"] = v2_one[0]
-            scripts[("v2", 1)] = lua_script(v2_one, work / "one_row_v2.lua")
-            scripts[("v2", 100)] = lua_script(
-                [mlserver.body(chunk, numerical) for chunk in chunks],
-                work / "hundred_rows_v2.lua",
-            )
+        sent = bodies(args, base, work, settings)
         print(
             f"champion {champion} (BentoML model {tag}); {workers} workers per server; "
-            f"{len(one_row)} distinct one-row bodies, {len(hundred)} of 100 rows",
+            f"{len(sent.batches[1])} distinct one-row bodies, {len(sent.batches[100])} of 100 rows",
             file=sys.stderr,
         )
         with ExitStack() as stack:
-            servers = {}
+            servers: dict[str, Server] = {}
+            limit = None
             for setup in args.setups:
+                if setup == "l":
+                    limit = stack.enter_context(serving_limit.started(workers))
+                    continue
                 servers[setup] = stack.enter_context(
                     started(setup, base, work, settings.serving, args)
                 )
-                check(servers[setup], setup, first[kind(setup)])
+                check(servers[setup], setup, sent.first[kind(setup)])
             if "m" in servers:
                 gap = mlserver.same_answers(
-                    servers["m"].url, rows[:100], args.model, settings.data.features.numerical
+                    servers["m"].url, sent.rows[:100], args.model, settings.data.features.numerical
                 )
                 print(f"MLServer's probabilities: {gap:.2g} from the champion's", file=sys.stderr)
                 if gap > 1e-9:
                     sys.exit(f"MLServer does not serve the same model: {gap} apart")
             for setup, server in servers.items():
-                run_wrk(server.url, scripts[(kind(setup), 1)], LOADS[1], args.warmup, 10**9, setup)
-            for round_ in range(args.rounds):
-                shift = round_ % len(args.setups)
-                order = [*args.setups[shift:], *args.setups[:shift]]
-                for load in LOADS:
-                    for setup in order:
-                        server = servers[setup]
-                        result = measure_one(
-                            server, setup, scripts[(kind(setup), load.rows)], load, args
-                        )
-                        result.round = round_
-                        results.append(result)
-                        print(
-                            f"round {round_ + 1} {setup} {load.name}: "
-                            f"{result.good_per_second:.0f} good/s, "
-                            f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                            f"errors {result.errors} (load {load_average()})",
-                            file=sys.stderr,
-                        )
+                script = sent.scripts[(kind(setup), 1)]
+                run_wrk(server.url, script, LOADS[1], args.warmup, 10**9, setup)
+            if limit is not None:
+                limit.run(sent.batches[1], args.warmup)
+            results = interleaved(args, servers, limit, sent)
             if args.py_spy is not None:
                 load = next(x for x in LOADS if x.name == args.profile_load)
                 slug = f"{load.rows}row-c{load.concurrency}"
                 for setup, server in servers.items():
                     out = args.py_spy / f"serving-{setup}-{slug}"
-                    chosen = scripts[(kind(setup), load.rows)]
+                    chosen = sent.scripts[(kind(setup), load.rows)]
                     profile(server, setup, chosen, load, args.profile_seconds, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
-
-
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def tables(results: Sequence[Result]) -> str:
-    """Medians over rounds per setup and load; ratios paired within each round."""
-    groups: dict[tuple[str, str], list[Result]] = {}
-    for r in results:
-        groups.setdefault((r.setup, r.load.name), []).append(r)
-    rows = []
-    for (setup, _), runs in groups.items():
-        load = runs[0].load
-        good = _median([r.good_per_second for r in runs])
-        calls = [r.rows_per_call for r in runs if r.rows_per_call is not None]
-        server, client = sum(r.server_errors for r in runs), sum(r.client_errors for r in runs)
-        sockets = sum(r.socket_errors for r in runs)
-        rows.append(
-            [
-                f"({setup}) {SETUPS[setup]}",
-                load.name,
-                f"{good:,.0f}",
-                " / ".join(f"{r.good_per_second:,.0f}" for r in runs),
-                f"{good * load.rows:,.0f}",
-                f"{_median([r.p50_ms for r in runs]):.1f}",
-                f"{_median([r.p99_ms for r in runs]):.1f}",
-                f"{server + client + sockets} ({server} 5xx, {client} 4xx, {sockets} socket)",
-                f"{_median(calls):.1f}" if calls else "",
-                f"{sum(r.ok for r in runs):,} in {sum(r.seconds for r in runs):.0f} s",
-            ]
-        )
-    first = markdown(
-        [
-            "setup",
-            "load",
-            "good answers/s (median)",
-            "per round",
-            "rows/s",
-            "p50 ms",
-            "p99 ms",
-            "errors (all rounds)",
-            "rows per model call",
-            "good answers",
-        ],
-        rows,
-    )
-    by = {(r.setup, r.load.name, r.round): r.good_per_second for r in results}
-    rounds = sorted({r.round for r in results})
-
-    def ratio(top: str, bottom: str, load: Load) -> str:
-        paired = [
-            by[(top, load.name, n)] / by[(bottom, load.name, n)]
-            for n in rounds
-            if by.get((top, load.name, n)) is not None and by.get((bottom, load.name, n))
-        ]
-        if not paired:
-            return "n/a"
-        spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
-        return f"{statistics.median(paired):.2f}{spread}"
-
-    headers = ["load", "a/c (vs naive)", "a/d (vs ceiling)", "b/a (capture off vs on)"]
-    pairs = [("a", "c"), ("a", "d"), ("b", "a")]
-    if any(r.setup == "m" for r in results):
-        headers.append("a/m (vs MLServer)")
-        pairs.append(("a", "m"))
-    if any(r.setup == "o" for r in results):
-        headers.append("a/o (vs baseline checkout)")
-        pairs.append(("a", "o"))
-    if any(r.setup == "r" for r in results):
-        headers.append("r/a (regressor vs classifier)")
-        pairs.append(("r", "a"))
-    second = markdown(headers, [[x.name, *(ratio(t, b, x) for t, b in pairs)] for x in LOADS])
-    return (
-        f"{first}\n\nRatios of good answers per second, the median of the {len(rounds)} "
-        f"rounds' paired ratios (their range):\n\n{second}"
-    )
 
 
 def main() -> None:
@@ -653,7 +405,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load")
     parser.add_argument("--rows", type=int, default=1000, help="distinct production rows")
-    parser.add_argument("--setups", default="abcdmr", help="which setups, e.g. 'ar'")
+    parser.add_argument("--setups", default="abcdlmr", help="which setups, e.g. 'ar'")
     parser.add_argument(
         "--mlserver-venv",
         type=Path,

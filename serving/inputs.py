@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -134,6 +136,36 @@ def body_model(name: str, key: str, item: Any, max_rows: int) -> type[BaseModel]
     return model
 
 
+def decoding_body(body: type[BaseModel], parser: RowParser) -> type[BaseModel]:
+    """``body`` as BentoML's input spec, taking a well-formed body through ``parser``.
+
+    BentoML makes any input model its spec by adding its ``IOMixin`` (its
+    ``ensure_io_descriptor``, which names the class ``<name>IODescriptor``); this is that
+    class, same name, same fields, so the OpenAPI document and every pydantic refusal stay
+    as they were, with ``from_http_request`` first trying :meth:`RowParser.parse` on JSON
+    bodies. The API method then gets :class:`ParsedRows` instead of pydantic instances.
+    """
+    from _bentoml_impl.serde import JSONSerde
+    from _bentoml_sdk.io_models import IOMixin
+
+    async def from_http_request(cls: Any, request: Any, serde: Any) -> Any:
+        if isinstance(serde, JSONSerde):
+            rows = parser.parse(await request.body())
+            if rows is not None:
+                return cls.model_construct(**{parser.key: rows})
+        return await serde.parse_request(request, cls)  # pydantic decides and words it
+
+    name = f"{body.__name__}IODescriptor"
+    namespace = {
+        "__module__": body.__module__,
+        "__qualname__": name,
+        "from_http_request": classmethod(from_http_request),
+    }
+    metaclass: Any = type(body)  # pydantic's model metaclass, as a class statement uses
+    spec: type[BaseModel] = metaclass(name, (IOMixin, body), namespace)
+    return spec
+
+
 def as_rows(instances: Sequence[BaseModel], data: DataSettings) -> list[dict[str, Any]]:
     """Validated instances as plain dicts keyed by column: floats and category strings."""
     numerical = [(f"n{i}", c) for i, c in enumerate(data.features.numerical)]
@@ -150,6 +182,91 @@ def as_rows(instances: Sequence[BaseModel], data: DataSettings) -> list[dict[str
             row[column] = value
         rows.append(row)
     return rows
+
+
+class ParsedRows(list[dict[str, Any]]):
+    """Rows decoded by :class:`RowParser`: already what :func:`as_rows` gives (plain dicts
+    in the schema's column order, numbers as floats, categories as strings, None for a
+    missing value), so the service takes them as they are."""
+
+
+_NUMBER_TYPES = frozenset({float, type(None)})
+_NUMBER_OR_INT_TYPES = frozenset({float, int, type(None)})
+_CATEGORY_TYPES = frozenset({str, type(None)})
+
+
+@dataclass(frozen=True)
+class RowParser:
+    """``{"instances": [...]}`` decoded straight into rows, for bodies the request model
+    would accept as they are, without building a pydantic object per row.
+
+    :meth:`parse` takes the common, well-formed body and checks what the request model
+    checks, column by column: one top-level key, 1 to ``max_rows`` rows, each an object
+    with exactly the schema's features, numbers (JSON integers or floats, not booleans)
+    finite and within ``data.ranges``, categories strings, None anywhere. For anything
+    else (malformed JSON, a wrong type, a missing or extra key, a number out of range, a
+    category sent as a JSON number, which the model normalises) it answers None and the
+    pydantic model decides, so every refusal keeps its exact wording. A body it parses is
+    one the pydantic model accepts, with the same values (tests/serving/test_inputs.py).
+    """
+
+    numbers: tuple[tuple[str, float | None, float | None], ...]
+    categories: tuple[str, ...]
+    order: tuple[str, ...]  # as_rows's: the numerical columns, then the categorical
+    max_rows: int
+    key: str = "instances"
+
+    @classmethod
+    def of(cls, data: DataSettings, max_rows: int) -> RowParser:
+        numerical, categorical = data.features.numerical, data.features.categorical
+        numbers = tuple((c, *data.ranges.get(c, (None, None))) for c in numerical)
+        return cls(numbers, tuple(categorical), (*numerical, *categorical), max_rows)
+
+    def parse(self, body: bytes) -> ParsedRows | None:
+        """The body's rows, or None: not a body this path takes as it is."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict or len(data) != 1:
+            return None
+        rows = data.get(self.key)
+        if type(rows) is not list or not 1 <= len(rows) <= self.max_rows:
+            return None
+        if set(map(type, rows)) != {dict} or set(map(len, rows)) != {len(self.order)}:
+            return None
+        try:  # a row without one of the features: a KeyError, and pydantic words it
+            if not all(self._number(rows, *number) for number in self.numbers):
+                return None
+            for column in self.categories:
+                if not {type(row[column]) for row in rows} <= _CATEGORY_TYPES:
+                    return None
+        except KeyError:
+            return None
+        if tuple(rows[0]) != self.order:  # the capture log takes the first row's order
+            rows = [{column: row[column] for column in self.order} for row in rows]
+        return ParsedRows(rows)
+
+    @staticmethod
+    def _number(rows: list[dict[str, Any]], column: str, low: Any, high: Any) -> bool:
+        """Whether ``column`` holds only None and finite numbers within [low, high]; JSON
+        integers become floats in place, as the request model's strict float makes them."""
+        values = [row[column] for row in rows]
+        kinds = set(map(type, values))
+        if not kinds <= _NUMBER_TYPES:
+            if not kinds <= _NUMBER_OR_INT_TYPES:
+                return False
+            for row in rows:
+                if type(row[column]) is int:
+                    row[column] = float(row[column])
+            values = [row[column] for row in rows]
+        present = [v for v in values if v is not None] if type(None) in kinds else values
+        if not present:
+            return True
+        smallest, largest = min(present), max(present)
+        if not (math.isfinite(smallest) and math.isfinite(largest)):
+            return False
+        return (low is None or smallest >= low) and (high is None or largest <= high)
 
 
 def known_categories(model: Any, categorical: Sequence[str]) -> dict[str, frozenset[str]]:

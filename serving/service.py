@@ -6,7 +6,10 @@ build`` packs it into the Bento, and is loaded in ``__init__`` in its MLflow for
 
 - validates requests with a pydantic model built from ``params.yaml`` plus the
   categories the fitted model knows (only ``EXAMPLE_INPUT``, a sample request for the
-  docs and tests, names columns; the service itself follows ``params.yaml``);
+  docs and tests, names columns; the service itself follows ``params.yaml``); a
+  well-formed ``/predict`` body is decoded by orjson straight into rows and checked
+  column by column against the same rules (serving/inputs.py ``RowParser``), pydantic
+  taking every other body and wording its refusal;
 - batches concurrent requests into one model call (serving/batching.py), scored by the
   compiled input path (serving/scoring.py: the fitted transformers as numpy, checked
   against the model at load) or, for a model it does not cover, one pandas frame per batch;
@@ -79,8 +82,11 @@ from serving.champion import ChampionFollower, ServedModel, serve_model
 from serving.guard import RequestGuard
 from serving.inputs import (
     LabelIn,
+    ParsedRows,
+    RowParser,
     as_rows,
     body_model,
+    decoding_body,
     error_body,
     instance_model,
     label_model,
@@ -130,7 +136,11 @@ else:
 # A class label, or a regressor's number (serving/inputs.py).
 Label = label_model(SETTINGS.data)
 # The bodies, with no top-level key but the one each route reads (serving/inputs.py).
-PREDICT_BODY = body_model("PredictRequest", "instances", Instance, MAX_ROWS)
+# /predict decodes a well-formed body straight into rows, pydantic only what it refuses.
+PREDICT_BODY = decoding_body(
+    body_model("PredictRequest", "instances", Instance, MAX_ROWS),
+    RowParser.of(SETTINGS.data, MAX_ROWS),
+)
 FEEDBACK_BODY = body_model("FeedbackRequest", "labels", Label, MAX_ROWS)
 
 
@@ -353,7 +363,11 @@ class Classifier:
     ) -> dict[str, Any]:
         """Predict per instance, in order: a label and the class probabilities, or (a
         regression model) a number and its prediction interval."""
-        rows = as_rows(instances, self.settings.data)
+        rows: list[dict[str, Any]] = (
+            instances
+            if isinstance(instances, ParsedRows)
+            else as_rows(instances, self.settings.data)
+        )
         if self.settings.serving.reject_unknown_categories:
             # Checked against the model served now; a swap before the batch runs meets a
             # category the old one knew, which the encoder ignores (all-zero one-hot).

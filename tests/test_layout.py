@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,15 @@ def test_ci_runs_the_readme_test_command_with_a_fresh_shells_path() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     assert "PATH=" not in ci, ".ci/run must not edit PATH: CI would hide what a newcomer hits"
+
+
+def test_every_test_run_prints_the_25_slowest_durations() -> None:
+    """The CI log's durations list (issue 33) comes from pytest's own addopts, so `make
+    test`, `.ci/run` and a bare `pytest` all print it; make test must not turn it off."""
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--durations=25" in options["addopts"].split()
+    make_test = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "pytest" in make_test and "durations" not in make_test
 
 
 @pytest.mark.slow
