@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from monitoring import cbpe, concept_drift, drift_reports, regression
+from monitoring import cbpe, concept_drift, drift_reports, multivariate, regression
 from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
@@ -373,6 +373,8 @@ def compare(
     snapshot = drift_reports.drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
     verdicts = drift_reports.verdicts(snapshot, numbers)
     summary.data_drift = data_drift(verdicts, summary.data_quality, importance, settings)
+    if settings.drift.multivariate.enabled:
+        summary.multivariate_drift = multivariate.judge(ref[features], cur[features], settings)
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
     _judge_performance(summary, ref, cur, lab, settings, classes)
