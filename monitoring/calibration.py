@@ -137,9 +137,7 @@ def _distance(method: str, chunk: np.ndarray, rest: np.ndarray, points: np.ndarr
     return wasserstein / max(spread, 0.001)
 
 
-def null_distances(
-    values: pd.Series, method: str, rows: int, chunks: int, seed: int
-) -> np.ndarray:
+def null_distances(values: pd.Series, method: str, rows: int, chunks: int, seed: int) -> np.ndarray:
     """The distance between ``chunks`` stretches of ``rows`` rows and the rest, each."""
     codes, points = _codes(values, numerical=method == WASSERSTEIN)
     total = np.bincount(codes[codes >= 0], minlength=len(points)).astype("float64")
@@ -206,14 +204,9 @@ def calibrate(
         "chunks": chunks,
         "seed": seed,
     }
-    fitted = cached(
-        cache, "columns", key, lambda: _compute(reference, methods, rows, chunks, seed)
-    )
+    fitted = cached(cache, "columns", key, lambda: _compute(reference, methods, rows, chunks, seed))
     nulls = {
-        c: ColumnNull(methods[c], f["shape"], f["scale"], rows, total)
-        for c, f in fitted.items()
+        c: ColumnNull(methods[c], f["shape"], f["scale"], rows, total) for c, f in fitted.items()
     }
     thresholds = {c: n.threshold(window_rows, level) for c, n in nulls.items()}
-    return Calibrated(
-        {c: methods[c] for c in nulls}, thresholds, nulls, level, window_rows
-    )
+    return Calibrated({c: methods[c] for c in nulls}, thresholds, nulls, level, window_rows)

@@ -18,6 +18,7 @@ verdict. Each summary section has its builder here (:func:`data_quality`,
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -327,6 +328,7 @@ def compare(
     *,
     labeled: pd.DataFrame | None = None,
     totals: WindowTotals | None = None,
+    cache: Path | None = None,
 ) -> Summary:
     """Judge the current window against the reference set.
 
@@ -374,7 +376,9 @@ def compare(
     verdicts = drift_reports.verdicts(snapshot, numbers)
     summary.data_drift = data_drift(verdicts, summary.data_quality, importance, settings)
     if settings.drift.multivariate.enabled:
-        summary.multivariate_drift = multivariate.judge(ref[features], cur[features], settings)
+        summary.multivariate_drift = multivariate.judge(
+            ref[features], cur[features], settings, cache
+        )
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
     _judge_performance(summary, ref, cur, lab, settings, classes)

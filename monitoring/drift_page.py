@@ -95,6 +95,7 @@ def _figures(summary: Summary) -> dict[Section, str]:
         )
     label = summary.label_drift
     return {
+        Section.MULTIVARIATE_DRIFT: _multivariate_line(summary),
         Section.DATA_DRIFT: (
             f"importance-weighted share {_number(drift.weighted_share)} of drifted columns, "
             f"threshold {drift.drift_share} (unweighted share {_number(drift.share)})"
@@ -119,6 +120,19 @@ def _figures(summary: Summary) -> dict[Section, str]:
             )
         ),
     }
+
+
+def _multivariate_line(summary: Summary) -> str:
+    """The domain classifier's AUC against its band, or why it was not judged."""
+    judged = summary.multivariate_drift
+    if judged.detected is None:
+        return judged.note or "not run (too few rows, or drift.multivariate.enabled is false)"
+    return (
+        f"{judged.method} ROC AUC {_number(judged.score)}, threshold {_number(judged.threshold)} "
+        f"(band of {len(judged.band)} reference stretches of {judged.band_rows} rows: mean "
+        f"{_number(judged.band_mean)} + {judged.sigmas} × sd {_number(judged.band_std)}), "
+        f"p {_number(judged.p_value)}, {judged.rows} rows a side"
+    )
 
 
 def _header(summary: Summary, context: PageContext) -> str:

@@ -108,12 +108,13 @@ class DataDrift(_Model):
 
 
 class MultivariateDrift(_Model):
-    """The domain classifier (:mod:`monitoring.multivariate`): ``score`` is its
-    cross-validated ROC AUC telling current rows from reference rows (``rows`` a side),
-    ``band`` the AUCs of reference stretches of ``band_rows`` rows against the rest of the
-    reference; ``detected`` when ``score`` is above ``threshold``, ``band_mean`` plus
-    ``sigmas`` times ``band_std``. ``p_value`` is the normal approximation's, over the
-    band. ``note`` says why a window was not judged."""
+    """The domain classifier (:mod:`monitoring.multivariate`): ``score`` is its cross-
+    validated ROC AUC telling current rows from reference rows (``rows`` a side),
+    ``band`` the AUCs of reference stretches of ``band_rows`` rows against the rest of
+    the reference; ``detected`` when ``score`` is above ``threshold``: ``band_mean``
+    plus ``sigmas`` times ``band_std``, or ``drift.multivariate.min_auc`` when that is
+    higher. ``p_value`` is the normal approximation's, over the band. ``note`` says why
+    a window was not judged."""
 
     detected: bool | None = None
     method: str = "domain classifier"

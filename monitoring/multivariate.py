@@ -12,15 +12,17 @@ judges it, by a band of standard deviations around the value on reference chunks
    categories beyond :data:`MAX_CATEGORIES` grouped as one) and missing values taken as
    they are. It sees balanced, seeded samples of at most ``drift.multivariate.max_rows``
    rows a side; the score is its ROC AUC averaged over ``folds`` stratified folds.
-2. The band: ``chunks`` stretches of the reference (contiguous rows at seeded random
-   starts, drawn as :mod:`monitoring.calibration` draws them) of the window's size
-   bucket, each against the rest of the reference, give the AUC when nothing drifted.
-   The window drifted when its AUC is above their mean plus ``drift.performance_sigmas``
-   standard deviations (NannyML's domain classifier uses such a standard-deviation band
-   too); the p-value is the normal approximation's tail beyond the window's AUC over the
-   band's mean and standard deviation (floored at
-   :data:`monitoring.calibration.MIN_P_VALUE`). A window larger than the stretches (at most half
-   the reference) is judged by the band of the stretches' size, whose AUCs are noisier:
+2. The band: ``chunks`` stretches of the reference (contiguous rows at seeded random starts,
+   drawn as :mod:`monitoring.calibration` draws them) of the window's size bucket, each
+   against the rest of the reference, give the AUC when nothing drifted. The window drifted
+   when its AUC is above their mean plus ``drift.performance_sigmas`` standard deviations
+   (NannyML's domain classifier uses such a standard-deviation band too, its
+   ``StandardDeviationThreshold``) and above ``drift.multivariate.min_auc`` (on a large
+   window the band is narrow, and a real but immaterial difference, such as one production
+   year against the next, would cross it); the p-value is the normal approximation's tail
+   beyond the window's AUC over the band's mean and standard deviation (floored at
+   :data:`monitoring.calibration.MIN_P_VALUE`). A window larger than the stretches (at most
+   half the reference) is judged by the band of the stretches' size, whose AUCs are noisier:
    the test then errs towards fewer alarms. The classifier fits on one thread (see
    :func:`domain_auc`).
 3. The band depends only on the reference, the window's size bucket and the settings
@@ -47,6 +49,7 @@ from threadpoolctl import threadpool_limits
 from monitoring.calibration import MIN_P_VALUE, stretch_rows
 from monitoring.calibration_cache import cached, digest, size_bucket
 from monitoring.drift_summary import MultivariateDrift
+from pipeline.schema import SchemaError
 from pipeline.settings import Settings
 
 METHOD = "domain classifier"
@@ -77,9 +80,7 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype("string").astype(object).where(frame.notna(), np.nan)
 
 
-def _matrix(
-    frame: pd.DataFrame, settings: Settings, encoder: OrdinalEncoder | None
-) -> np.ndarray:
+def _matrix(frame: pd.DataFrame, settings: Settings, encoder: OrdinalEncoder | None) -> np.ndarray:
     """The features as one float matrix: numbers first, then category codes."""
     features = settings.data.features
     parts = [frame[list(features.numerical)].to_numpy(dtype="float64", na_value=np.nan)]
@@ -99,13 +100,19 @@ def _side_rows(settings: Settings, *sides: int) -> int:
 
 
 def domain_auc(
-    reference: np.ndarray, current: np.ndarray, categorical: np.ndarray, settings: Settings, seed: int
+    reference: np.ndarray,
+    current: np.ndarray,
+    categorical: np.ndarray,
+    settings: Settings,
+    seed: int,
 ) -> float:
     """The classifier's cross-validated ROC AUC telling ``current`` rows from ``reference``
     rows, on balanced samples of :func:`_side_rows` rows a side drawn with ``seed``."""
     rows = _side_rows(settings, len(reference), len(current))
     rng = np.random.default_rng(seed)
-    picked = [side[rng.choice(len(side), size=rows, replace=False)] for side in (reference, current)]
+    picked = [
+        side[rng.choice(len(side), size=rows, replace=False)] for side in (reference, current)
+    ]
     features = np.vstack(picked)
     labels = np.repeat([0, 1], rows)
     model = HistGradientBoostingClassifier(
@@ -121,7 +128,9 @@ def domain_auc(
     return float(np.mean(scores))
 
 
-def band(reference: np.ndarray, rows: int, categorical: np.ndarray, settings: Settings) -> list[float]:
+def band(
+    reference: np.ndarray, rows: int, categorical: np.ndarray, settings: Settings
+) -> list[float]:
     """The AUC of ``chunks`` stretches of ``rows`` reference rows against the rest each."""
     seed, chunks = settings.data.seed, settings.drift.multivariate.chunks
     starts = np.random.default_rng(seed).integers(0, len(reference) - rows + 1, size=chunks)
@@ -130,7 +139,9 @@ def band(reference: np.ndarray, rows: int, categorical: np.ndarray, settings: Se
         inside = np.zeros(len(reference), dtype=bool)
         inside[start : start + rows] = True
         found.append(
-            domain_auc(reference[~inside], reference[inside], categorical, settings, seed + 1 + number)
+            domain_auc(
+                reference[~inside], reference[inside], categorical, settings, seed + 1 + number
+            )
         )
     return found
 
@@ -159,6 +170,10 @@ def judge(
     """The domain classifier's verdict on ``current`` against ``reference`` (both holding
     the features with plain dtypes), its band cached in ``cache`` per reference and
     window size bucket."""
+    for name, frame in (("reference", reference), ("current", current)):
+        missing = [c for c in settings.data.features.all if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{name} data is missing feature column(s): {', '.join(missing)}")
     sigmas = settings.drift.performance_sigmas
     reason = _too_few(settings, len(reference), len(current))
     if reason is not None:
@@ -168,7 +183,9 @@ def judge(
     multivariate = settings.drift.multivariate
 
     def compute() -> dict[str, Any]:
-        own = _matrix(reference, settings, _encoder([reference], settings.data.features.categorical))
+        own = _matrix(
+            reference, settings, _encoder([reference], settings.data.features.categorical)
+        )
         return {"aucs": band(own, rows, categorical, settings)}
 
     key = {
@@ -191,7 +208,7 @@ def judge(
         settings.data.seed,
     )
     mean, spread = float(np.mean(aucs)), max(float(np.std(aucs, ddof=1)), MIN_BAND_STD)
-    threshold = mean + sigmas * spread
+    threshold = max(mean + sigmas * spread, multivariate.min_auc)
     return MultivariateDrift(
         detected=score > threshold,
         score=score,
