@@ -107,7 +107,8 @@ def domain_auc(
     seed: int,
 ) -> float:
     """The classifier's cross-validated ROC AUC telling ``current`` rows from ``reference``
-    rows, on balanced samples of :func:`_side_rows` rows a side drawn with ``seed``."""
+    rows, on balanced samples of :func:`_side_rows` rows a side drawn with ``seed`` (0.5,
+    chance, when no feature has a value)."""
     rows = _side_rows(settings, len(reference), len(current))
     rng = np.random.default_rng(seed)
     picked = [
@@ -115,6 +116,11 @@ def domain_auc(
     ]
     features = np.vstack(picked)
     labels = np.repeat([0, 1], rows)
+    # A column missing in every row sampled tells nothing apart (and cannot be binned).
+    present = ~np.isnan(features).all(axis=0)
+    if not present.any():
+        return 0.5
+    features, categorical = features[:, present], categorical[present]
     model = HistGradientBoostingClassifier(
         **CLASSIFIER,
         categorical_features=categorical if categorical.any() else None,
