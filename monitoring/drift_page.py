@@ -23,7 +23,8 @@ from monitoring.drift_summary import ColumnVerdict, Section, Summary
 STATUS_COLOUR = {"ok": "#2e7d32", "watch": "#ef6c00", "act": "#c62828"}
 STATUS_MEANING = {
     "ok": "no verdict found drift",
-    "watch": "drift found in the inputs, predictions, labels or missing values; the "
+    "watch": "drift found in the inputs (a column or several together), predictions, "
+    "labels or missing values; the "
     "model's performance holds",
     "act": "performance drop or concept drift found: a retrain on performance or concept "
     "drift would be triggered",
