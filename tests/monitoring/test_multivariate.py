@@ -17,7 +17,7 @@ import pytest
 
 from monitoring import drift_page, multivariate
 from monitoring.drift import compare
-from monitoring.drift_summary import RetrainOn, Section, Summary
+from monitoring.drift_summary import MultivariateDrift, RetrainOn, Section, Summary
 from pipeline.schema import SchemaError
 from pipeline.settings import Settings
 from tests.monitoring.conftest import DriftData
@@ -96,6 +96,11 @@ def test_the_page_and_summary_json_carry_the_verdict(flipped: Summary) -> None:
     page = drift_page.section(flipped)
     assert "data-verdict='multivariate_drift' data-state='found'" in page
     assert f"ROC AUC {flipped.multivariate_drift.score:.4f}" in page
+    figure = drift_page.multivariate_svg(flipped.multivariate_drift)
+    assert figure and figure in page
+    assert figure.count("<circle") == len(flipped.multivariate_drift.band)
+    assert "fill='#c62828'" in figure, "the window's bar is red when drifted"
+    assert drift_page.multivariate_svg(MultivariateDrift(note="too few rows")) == ""
     written = json.loads(flipped.model_dump_json())
     assert written["multivariate_drift"]["method"] == "domain classifier"
     assert written["multivariate_drift"]["band"] == flipped.multivariate_drift.band
