@@ -92,7 +92,9 @@ def test_a_correlation_flip_is_found_by_the_domain_classifier_alone(flipped: Sum
     assert not flipped.triggers_retrain(RetrainOn.concept)
 
 
-def test_the_page_and_summary_json_carry_the_verdict(flipped: Summary) -> None:
+def test_the_page_and_summary_json_carry_the_verdict(
+    drift_data: DriftData, flipped: Summary
+) -> None:
     page = drift_page.section(flipped)
     assert "data-verdict='multivariate_drift' data-state='found'" in page
     assert f"ROC AUC {flipped.multivariate_drift.score:.4f}" in page
@@ -104,15 +106,8 @@ def test_the_page_and_summary_json_carry_the_verdict(flipped: Summary) -> None:
     written = json.loads(flipped.model_dump_json())
     assert written["multivariate_drift"]["method"] == "domain classifier"
     assert written["multivariate_drift"]["band"] == flipped.multivariate_drift.band
-    assert len(flipped.multivariate_drift.band) == flipped_chunks(flipped)
+    assert len(flipped.multivariate_drift.band) == drift_data.settings.drift.multivariate.chunks
     assert written["data_drift"]["detected"] is False  # the existing keys stay as they were
-
-
-def flipped_chunks(summary: Summary) -> int:
-    """The band's size: every reference stretch drawn gave an AUC."""
-    from pipeline.settings import load_settings
-
-    return load_settings().drift.multivariate.chunks
 
 
 def test_a_stable_window_is_not_flagged(
