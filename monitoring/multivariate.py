@@ -152,6 +152,11 @@ def band(
     return found
 
 
+def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """``rows`` rows of ``frame`` drawn with ``seed`` (all of them, in order, if it has no more)."""
+    return frame if len(frame) <= rows else frame.sample(rows, random_state=seed)
+
+
 def _too_few(settings: Settings, reference_rows: int, current_rows: int) -> str | None:
     """Why the window cannot be judged, or None when it can: every side the classifier
     sees (the window's and its band's) needs a row per fold."""
@@ -167,6 +172,47 @@ def _too_few(settings: Settings, reference_rows: int, current_rows: int) -> str 
     return None
 
 
+def cached_band(
+    reference: pd.DataFrame, window_rows: int, settings: Settings, cache: Path | None
+) -> tuple[list[float], int]:
+    """The band's AUCs for a window of ``window_rows`` rows, and the stretches' size: read
+    from ``cache`` when a run computed them for this reference, size bucket and settings."""
+    rows = stretch_rows(window_rows, len(reference))
+    multivariate = settings.drift.multivariate
+
+    def compute() -> dict[str, Any]:
+        encoder = _encoder([reference], settings.data.features.categorical)
+        own = _matrix(reference, settings, encoder)
+        return {"aucs": band(own, rows, _categorical_mask(settings), settings)}
+
+    key = {
+        "reference": digest(reference[settings.data.features.all]),
+        "bucket": size_bucket(window_rows),
+        "rows": rows,
+        "max_rows": multivariate.max_rows,
+        "folds": multivariate.folds,
+        "chunks": multivariate.chunks,
+        "seed": settings.data.seed,
+        "classifier": CLASSIFIER,
+    }
+    return [float(a) for a in cached(cache, "multivariate", key, compute)["aucs"]], rows
+
+
+def window_auc(reference: pd.DataFrame, current: pd.DataFrame, settings: Settings) -> float:
+    """The window's AUC. Only the rows the classifier sees are encoded (a 100,000-row
+    window: ``max_rows`` of them)."""
+    side = _side_rows(settings, len(reference), len(current))
+    seen = [_sample(frame, side, settings.data.seed) for frame in (reference, current)]
+    encoder = _encoder(seen, settings.data.features.categorical)
+    return domain_auc(
+        _matrix(seen[0], settings, encoder),
+        _matrix(seen[1], settings, encoder),
+        _categorical_mask(settings),
+        settings,
+        settings.data.seed,
+    )
+
+
 def judge(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -175,7 +221,7 @@ def judge(
 ) -> MultivariateDrift:
     """The domain classifier's verdict on ``current`` against ``reference`` (both holding
     the features with plain dtypes), its band cached in ``cache`` per reference and
-    window size bucket."""
+    window size bucket. Raises :class:`SchemaError` naming a missing feature column."""
     for name, frame in (("reference", reference), ("current", current)):
         missing = [c for c in settings.data.features.all if c not in frame.columns]
         if missing:
@@ -184,37 +230,10 @@ def judge(
     reason = _too_few(settings, len(reference), len(current))
     if reason is not None:
         return MultivariateDrift(sigmas=sigmas, note=reason)
-    categorical = _categorical_mask(settings)
-    rows = stretch_rows(len(current), len(reference))
-    multivariate = settings.drift.multivariate
-
-    def compute() -> dict[str, Any]:
-        own = _matrix(
-            reference, settings, _encoder([reference], settings.data.features.categorical)
-        )
-        return {"aucs": band(own, rows, categorical, settings)}
-
-    key = {
-        "reference": digest(reference[settings.data.features.all]),
-        "bucket": size_bucket(len(current)),
-        "rows": rows,
-        "max_rows": multivariate.max_rows,
-        "folds": multivariate.folds,
-        "chunks": multivariate.chunks,
-        "seed": settings.data.seed,
-        "classifier": CLASSIFIER,
-    }
-    aucs = [float(a) for a in cached(cache, "multivariate", key, compute)["aucs"]]
-    encoder = _encoder([reference, current], settings.data.features.categorical)
-    score = domain_auc(
-        _matrix(reference, settings, encoder),
-        _matrix(current, settings, encoder),
-        categorical,
-        settings,
-        settings.data.seed,
-    )
+    aucs, rows = cached_band(reference, len(current), settings, cache)
+    score = window_auc(reference, current, settings)
     mean, spread = float(np.mean(aucs)), max(float(np.std(aucs, ddof=1)), MIN_BAND_STD)
-    threshold = max(mean + sigmas * spread, multivariate.min_auc)
+    threshold = max(mean + sigmas * spread, settings.drift.multivariate.min_auc)
     return MultivariateDrift(
         detected=score > threshold,
         score=score,
