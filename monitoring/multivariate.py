@@ -27,7 +27,7 @@ judges it, by a band of standard deviations around the value on reference chunks
    :func:`domain_auc`).
 3. The band depends only on the reference, the window's size bucket and the settings
    that shape it, so it is computed once and cached
-   (:func:`monitoring.calibration_cache.cached`).
+   (:func:`monitoring.calibration_cache.cached`; without a cache folder, in the process).
 
 Too few rows for ``folds`` folds on either side is no verdict (``detected`` None, and a
 ``note`` says why), never a failed run.
@@ -35,6 +35,7 @@ Too few rows for ``folds`` folds on either side is no verdict (``detected`` None
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ METHOD = "domain classifier"
 CLASSIFIER = {"max_iter": 30, "max_leaf_nodes": 15, "learning_rate": 0.2, "early_stopping": False}
 # HistGradientBoosting takes at most 255 categories a feature; the rarest beyond are one.
 MAX_CATEGORIES = 250
+# Bands computed in this process when no cache folder is given (``compare`` called by a
+# test, a benchmark or a notebook window after window): one reference is fitted once.
+IN_PROCESS_BANDS = 32
+_IN_PROCESS: dict[str, list[float]] = {}
 # A band whose AUCs are all alike (a constant reference) still has this spread.
 MIN_BAND_STD = 1e-3
 
@@ -195,6 +200,13 @@ def cached_band(
         "seed": settings.data.seed,
         "classifier": CLASSIFIER,
     }
+    if cache is None:  # no folder: kept in this process instead (see _IN_PROCESS)
+        stamp = json.dumps(key, sort_keys=True)
+        if stamp not in _IN_PROCESS:
+            if len(_IN_PROCESS) >= IN_PROCESS_BANDS:
+                _IN_PROCESS.pop(next(iter(_IN_PROCESS)))
+            _IN_PROCESS[stamp] = compute()["aucs"]
+        return list(_IN_PROCESS[stamp]), rows
     return [float(a) for a in cached(cache, "multivariate", key, compute)["aucs"]], rows
 
 
