@@ -26,7 +26,10 @@ reference chunks:
    window sizes (:func:`monitoring.calibration_cache.size_bucket`), and a window as large as
    the reference, which no stretch of it can be, is judged too.
 
-The p-value a column reports is the fitted tail beyond its distance.
+A threshold is never below ``drift.calibration.min_distance``: on a large window the
+noise is so small that a change nobody would act on (the project's 2016-2018 years move
+ANC's shares by a Jensen-Shannon distance of 0.025-0.042) is far beyond it. The p-value a
+column reports is the fitted tail beyond its distance: the noise's verdict alone.
 """
 
 from __future__ import annotations
@@ -52,17 +55,16 @@ MIN_P_VALUE = 1e-12
 
 
 @dataclass(frozen=True)
-class ColumnNull:
-    """A column's distance under no drift: a gamma fit at stretches of ``rows`` rows."""
+class Null:
+    """A distance under no drift: a gamma fit at subsets of ``rows`` of ``reference_rows``."""
 
-    method: str
     shape: float
     scale: float
     rows: int
     reference_rows: int
 
     def factor(self, window_rows: int) -> float:
-        """How much noisier a distance on ``window_rows`` rows is than on the stretches."""
+        """How much noisier a distance on ``window_rows`` rows is than on the subsets."""
         n, m, total = window_rows, self.rows, self.reference_rows
         return math.sqrt((1 / n + 1 / total) / (1 / m + 1 / (total - m)))
 
@@ -72,8 +74,25 @@ class ColumnNull:
         return tail * self.factor(window_rows)
 
     def p_value(self, window_rows: int, score: float) -> float:
-        tail = float(stats.gamma.sf(score / self.factor(window_rows), self.shape, scale=self.scale))
-        return max(tail, MIN_P_VALUE)
+        scaled = score / self.factor(window_rows)
+        return float(stats.gamma.sf(scaled, self.shape, scale=self.scale))
+
+
+@dataclass(frozen=True)
+class ColumnNull:
+    """A column's distance under no drift, measured two ways: on stretches of the
+    reference in its order, and on random subsets of it. The verdict takes the wider."""
+
+    method: str
+    stretches: Null
+    subsets: Null
+
+    def threshold(self, window_rows: int, level: float) -> float:
+        return max(n.threshold(window_rows, level) for n in (self.stretches, self.subsets))
+
+    def p_value(self, window_rows: int, score: float) -> float:
+        found = max(n.p_value(window_rows, score) for n in (self.stretches, self.subsets))
+        return max(found, MIN_P_VALUE)
 
 
 @dataclass(frozen=True)
@@ -117,8 +136,8 @@ def _codes(values: pd.Series, numerical: bool) -> tuple[np.ndarray, np.ndarray]:
         codes = np.full(len(numbers), -1, dtype=np.int64)
         codes[present] = inverse
         return codes, distinct
-    codes, distinct = pd.factorize(values)
-    return codes.astype(np.int64), np.arange(len(distinct), dtype="float64")
+    labels, uniques = pd.factorize(values)
+    return labels.astype(np.int64), np.arange(len(uniques), dtype="float64")
 
 
 def _distance(method: str, chunk: np.ndarray, rest: np.ndarray, points: np.ndarray) -> float:
@@ -137,14 +156,21 @@ def _distance(method: str, chunk: np.ndarray, rest: np.ndarray, points: np.ndarr
     return wasserstein / max(spread, 0.001)
 
 
-def null_distances(values: pd.Series, method: str, rows: int, chunks: int, seed: int) -> np.ndarray:
-    """The distance between ``chunks`` stretches of ``rows`` rows and the rest, each."""
+def null_distances(
+    values: pd.Series, method: str, rows: int, chunks: int, seed: int, stretches: bool
+) -> np.ndarray:
+    """The distance between each of ``chunks`` parts of ``rows`` rows and the rest: with
+    ``stretches`` contiguous rows at random starts, else random subsets."""
     codes, points = _codes(values, numerical=method == WASSERSTEIN)
     total = np.bincount(codes[codes >= 0], minlength=len(points)).astype("float64")
-    starts = np.random.default_rng(seed).integers(0, len(codes) - rows + 1, size=chunks)
+    rng = np.random.default_rng(seed)
     found = []
-    for start in starts:
-        part = codes[start : start + rows]
+    for _ in range(chunks):
+        if stretches:
+            start = int(rng.integers(0, len(codes) - rows + 1))
+            part = codes[start : start + rows]
+        else:
+            part = codes[rng.choice(len(codes), size=rows, replace=False)]
         chunk = np.bincount(part[part >= 0], minlength=len(points)).astype("float64")
         rest = total - chunk
         if chunk.sum() == 0 or rest.sum() == 0:
@@ -162,21 +188,31 @@ def fit(distances: np.ndarray) -> tuple[float, float]:
     return mean**2 / var, var / mean
 
 
-def stretch_rows(window_rows: int, reference_rows: int) -> int:
-    """The stretch size calibrated for a window: its size bucket, at most half the reference."""
-    return max(1, min(size_bucket(window_rows), reference_rows // 2))
+def part_rows(window_rows: int, reference_rows: int, stretches: bool) -> int:
+    """The part size calibrated for a window: its size bucket, at most a quarter of the
+    reference for stretches (fewer would all overlap: their distances would agree with
+    each other more than windows do), half of it for subsets."""
+    most = reference_rows // 4 if stretches else reference_rows // 2
+    return max(1, min(size_bucket(window_rows), most))
 
 
 def _compute(
-    reference: pd.DataFrame, methods: dict[str, str], rows: int, chunks: int, seed: int
+    reference: pd.DataFrame, methods: dict[str, str], window_rows: int, chunks: int, seed: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for number, (column, method) in enumerate(methods.items()):
-        found = null_distances(reference[column], method, rows, chunks, seed + number)
-        if len(found) < 2:
-            continue
-        shape, scale = fit(found)
-        out[column] = {"shape": shape, "scale": scale, "mean": float(found.mean())}
+        fits = {}
+        for kind, stretches in (("stretches", True), ("subsets", False)):
+            rows = part_rows(window_rows, len(reference), stretches)
+            found = null_distances(
+                reference[column], method, rows, chunks, seed + number, stretches
+            )
+            if len(found) < 2:
+                break
+            shape, scale = fit(found)
+            fits[kind] = {"shape": shape, "scale": scale, "rows": rows, "mean": float(found.mean())}
+        else:
+            out[column] = fits
     return out
 
 
@@ -195,18 +231,26 @@ def calibrate(
     if not columns:
         return Calibrated({}, {}, {}, level, window_rows)
     total = len(reference)
-    rows = stretch_rows(window_rows, total)
+    bucket = size_bucket(window_rows)
     chunks, seed = settings.drift.calibration.chunks, settings.data.seed
     key = {
         "reference": digest(reference[columns]),
         "methods": methods,
-        "rows": rows,
+        "bucket": bucket,
         "chunks": chunks,
         "seed": seed,
     }
-    fitted = cached(cache, "columns", key, lambda: _compute(reference, methods, rows, chunks, seed))
+    fitted = cached(
+        cache, "columns", key, lambda: _compute(reference, methods, bucket, chunks, seed)
+    )
+
+    def null(fit: dict[str, Any]) -> Null:
+        return Null(fit["shape"], fit["scale"], fit["rows"], total)
+
     nulls = {
-        c: ColumnNull(methods[c], f["shape"], f["scale"], rows, total) for c, f in fitted.items()
+        c: ColumnNull(methods[c], null(f["stretches"]), null(f["subsets"]))
+        for c, f in fitted.items()
     }
-    thresholds = {c: n.threshold(window_rows, level) for c, n in nulls.items()}
+    floor = settings.drift.calibration.min_distance
+    thresholds = {c: max(n.threshold(window_rows, level), floor) for c, n in nulls.items()}
     return Calibrated({c: methods[c] for c in nulls}, thresholds, nulls, level, window_rows)

@@ -22,9 +22,9 @@ judges it, by a band of standard deviations around the value on reference chunks
    year against the next, would cross it); the p-value is the normal approximation's tail
    beyond the window's AUC over the band's mean and standard deviation (floored at
    :data:`monitoring.calibration.MIN_P_VALUE`). A window larger than the stretches (at most
-   half the reference) is judged by the band of the stretches' size, whose AUCs are noisier:
-   the test then errs towards fewer alarms. The classifier fits on one thread (see
-   :func:`domain_auc`).
+   a quarter of the reference, :func:`monitoring.calibration.part_rows`) is judged by the
+   band of the stretches' size, whose AUCs are noisier: the test then errs towards fewer
+   alarms. The classifier fits on one thread (see :func:`domain_auc`).
 3. The band depends only on the reference, the window's size bucket and the settings
    that shape it, so it is computed once and cached
    (:func:`monitoring.calibration_cache.cached`; without a cache folder, in the process).
@@ -47,7 +47,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import threadpool_limits
 
-from monitoring.calibration import MIN_P_VALUE, stretch_rows
+from monitoring.calibration import MIN_P_VALUE, part_rows
 from monitoring.calibration_cache import cached, digest, size_bucket
 from monitoring.drift_summary import MultivariateDrift
 from pipeline.schema import SchemaError
@@ -166,7 +166,11 @@ def _too_few(settings: Settings, reference_rows: int, current_rows: int) -> str 
     """Why the window cannot be judged, or None when it can: every side the classifier
     sees (the window's and its band's) needs a row per fold."""
     folds = settings.drift.multivariate.folds
-    rows = stretch_rows(current_rows, reference_rows) if current_rows and reference_rows else 0
+    rows = (
+        part_rows(current_rows, reference_rows, stretches=True)
+        if current_rows and reference_rows
+        else 0
+    )
     if min(current_rows, reference_rows - rows, rows) < folds:
         return (
             f"too few rows for the domain classifier: {current_rows} current and "
@@ -182,7 +186,7 @@ def cached_band(
 ) -> tuple[list[float], int]:
     """The band's AUCs for a window of ``window_rows`` rows, and the stretches' size: read
     from ``cache`` when a run computed them for this reference, size bucket and settings."""
-    rows = stretch_rows(window_rows, len(reference))
+    rows = part_rows(window_rows, len(reference), stretches=True)
     multivariate = settings.drift.multivariate
 
     def compute() -> dict[str, Any]:
