@@ -110,6 +110,12 @@ def _report(result: JobResult) -> None:
             f"data drift: {data.detected} (importance-weighted share {data.weighted_share:.3f}, "
             f"share {data.share:.3f}, columns {drifted or 'none'})"
         )
+        multivariate = summary.multivariate_drift
+        if multivariate.detected is not None:
+            typer.echo(
+                f"multivariate drift: {multivariate.detected} (domain classifier AUC "
+                f"{multivariate.score:.3f}, threshold {multivariate.threshold:.3f})"
+            )
         typer.echo(f"prediction drift: {summary.prediction_drift.detected}")
         emptied = [c for c, v in summary.data_quality.columns.items() if v.detected]
         typer.echo(f"missing values: {summary.data_quality.detected} ({emptied or 'none'})")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from monitoring import calibration, cbpe, concept_drift, drift_reports, regression
+from monitoring import calibration, cbpe, concept_drift, drift_reports, multivariate, regression
 from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
@@ -461,6 +461,10 @@ def _judge_drift(
     summary.data_drift.reference = "all" if len(inputs_ref) > len(ref) else "test"
     summary.data_drift.reference_rows = len(inputs_ref)
     summary.data_drift.alpha = settings.drift.alpha if calibrated.thresholds else None
+    if settings.drift.multivariate.enabled:
+        summary.multivariate_drift = multivariate.judge(
+            inputs_ref[features], cur[features], settings, cache
+        )
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
 

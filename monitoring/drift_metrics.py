@@ -28,6 +28,7 @@ COLUMN_DETECTED = "mlstack_drift_column_detected"
 COLUMN_IMPORTANCE = "mlstack_drift_column_importance"
 COLUMN_MISSING = "mlstack_drift_column_missing_share"
 WEIGHTED_SHARE = "mlstack_drift_weighted_share"
+MULTIVARIATE_AUC = "mlstack_drift_multivariate_auc"  # the domain classifier's, by kind
 PERFORMANCE = "mlstack_performance"
 PERFORMANCE_THRESHOLD = "mlstack_performance_lower_threshold"
 LOSS_THRESHOLD = "mlstack_performance_upper_threshold"  # a regressor's loss: above is a drop
@@ -40,7 +41,9 @@ SERIES = (
     DETECTED,
     SHARE,
     WEIGHTED_SHARE,
+    MULTIVARIATE_AUC,
     COLUMN_SCORE,
+    COLUMN_THRESHOLD,
     COLUMN_DETECTED,
     COLUMN_IMPORTANCE,
     COLUMN_MISSING,
@@ -101,6 +104,7 @@ def registry_for(
     if summary.data_drift.weighted_share is not None:
         weighted_share.labels(**model).set(summary.data_drift.weighted_share)
     _column_series(gauge, summary, model)
+    _multivariate_series(gauge, summary, model)
     judged = summary.performance
     for kind in ("reference", "estimated", "realized"):
         measured = getattr(judged, kind)
@@ -142,6 +146,30 @@ def _column_series(gauge: Callable[..., Gauge], summary: Summary, model: dict[st
             importance.labels(column=column, **model).set(verdict.importance)
         if verdict.missing_share is not None:
             missing.labels(column=column, **model).set(verdict.missing_share)
+
+
+def _multivariate_series(
+    gauge: Callable[..., Gauge], summary: Summary, model: dict[str, str]
+) -> None:
+    """The domain classifier's AUC on the window (``kind="current"``), its threshold and
+    its band's mean over reference stretches (``kind="threshold"``, ``"reference"``)."""
+    judged = summary.multivariate_drift
+    if judged.detected is None:
+        return
+    auc = gauge(
+        MULTIVARIATE_AUC,
+        "Domain classifier ROC AUC telling current from reference rows: the window's "
+        "(current), its threshold, and its band's mean over reference stretches (reference).",
+        "kind",
+    )
+    figures = {
+        "current": judged.score,
+        "threshold": judged.threshold,
+        "reference": judged.band_mean,
+    }
+    for kind, value in figures.items():
+        if value is not None:
+            auc.labels(kind=kind, **model).set(value)
 
 
 def _loss_series(gauge: Callable[..., Gauge], judged: Performance, model: dict[str, str]) -> None:

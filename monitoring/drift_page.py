@@ -3,8 +3,9 @@
 It opens with one status (OK / WATCH / ACT, :attr:`Summary.operator_status`), the window,
 the model and the reference, then one line per verdict with the figure that decided it,
 the performance metric over the last runs (:mod:`monitoring.drift_history`), an inline
-SVG of each feature's drift score against its threshold (no script, no network), a
-pointer to the drifted features' distributions and the per-column table. Evidently's
+SVG of each feature's drift score against its threshold (no script, no network) and one of
+the domain classifier's AUC against its band, a pointer to the drifted features'
+distributions and the per-column table. Evidently's
 report follows, labelled as per-column detail: its "Dataset Drift" line counts the
 unweighted share of drifted columns by its own rule, which mlstack does not use, so the
 page says so instead of showing two verdicts silently.
@@ -18,12 +19,13 @@ from typing import Any
 
 from monitoring import drift_history
 from monitoring.drift_history import History
-from monitoring.drift_summary import ColumnVerdict, Section, Summary
+from monitoring.drift_summary import ColumnVerdict, MultivariateDrift, Section, Summary
 
 STATUS_COLOUR = {"ok": "#2e7d32", "watch": "#ef6c00", "act": "#c62828"}
 STATUS_MEANING = {
     "ok": "no verdict found drift",
-    "watch": "drift found in the inputs, predictions, labels or missing values; the "
+    "watch": "drift found in the inputs (a column or several together), predictions, "
+    "labels or missing values; the "
     "model's performance holds",
     "act": "performance drop or concept drift found: a retrain on performance or concept "
     "drift would be triggered",
@@ -95,6 +97,7 @@ def _figures(summary: Summary) -> dict[Section, str]:
         )
     label = summary.label_drift
     return {
+        Section.MULTIVARIATE_DRIFT: _multivariate_line(summary),
         Section.DATA_DRIFT: (
             f"importance-weighted share {_number(drift.weighted_share)} of drifted columns, "
             f"threshold {drift.drift_share} (unweighted share {_number(drift.share)})"
@@ -119,6 +122,19 @@ def _figures(summary: Summary) -> dict[Section, str]:
             )
         ),
     }
+
+
+def _multivariate_line(summary: Summary) -> str:
+    """The domain classifier's AUC against its band, or why it was not judged."""
+    judged = summary.multivariate_drift
+    if judged.detected is None:
+        return judged.note or "not run (too few rows, or drift.multivariate.enabled is false)"
+    return (
+        f"{judged.method} ROC AUC {_number(judged.score)}, threshold {_number(judged.threshold)} "
+        f"(band of {len(judged.band)} reference stretches of {judged.band_rows} rows: mean "
+        f"{_number(judged.band_mean)} + {judged.sigmas} × sd {_number(judged.band_std)}), "
+        f"p {_number(judged.p_value)}, {judged.rows} rows a side"
+    )
 
 
 def _header(summary: Summary, context: PageContext) -> str:
@@ -198,6 +214,50 @@ def scores_svg(columns: dict[str, ColumnVerdict]) -> str:
     )
 
 
+def multivariate_svg(judged: MultivariateDrift) -> str:
+    """The domain classifier's AUC on the window (a bar, red when drifted) against the
+    AUCs of the reference stretches (dots: the band) and the threshold (tick); empty when
+    it was not judged."""
+    if judged.score is None or judged.threshold is None:
+        return ""
+    values = [*judged.band, judged.score, judged.threshold]
+    low, high = min(0.45, *values), min(1.0, max(values) + 0.02)
+    width, left, right = 560, 40, 20
+
+    def x(value: float) -> float:
+        return left + (value - low) / (high - low) * (width - left - right)
+
+    dots = "".join(
+        f"<circle cx='{x(a):.1f}' cy='14' r='3' fill='#90a4ae'><title>reference stretch: "
+        f"AUC {a:.4f}</title></circle>"
+        for a in judged.band
+    )
+    fill = "#c62828" if judged.detected else "#1565c0"
+    return (
+        f"<svg id='mlstack-multivariate' viewBox='0 0 {width} 52' style='width:100%;"
+        f"max-width:{width}px;height:auto' role='img' aria-label='domain classifier AUC "
+        f"against its band'>{dots}"
+        f"<rect x='{x(judged.score) - 2:.1f}' y='24' width='4' height='14' fill='{fill}'>"
+        f"<title>window: AUC {judged.score:.4f}</title></rect>"
+        f"<line x1='{x(judged.threshold):.1f}' x2='{x(judged.threshold):.1f}' y1='4' y2='40' "
+        f"stroke='#000' stroke-width='2'><title>threshold {judged.threshold:.4f}</title></line>"
+        f"<text x='{left}' y='50' font-size='10'>{low:.2f}</text>"
+        f"<text x='{width - right}' y='50' font-size='10' text-anchor='end'>{high:.2f}</text>"
+        f"<text x='{x(judged.score) + 4:.1f}' y='36' font-size='10'>{judged.score:.3f}</text>"
+        "</svg>"
+    )
+
+
+def _multivariate_figure(summary: Summary) -> str:
+    figure = multivariate_svg(summary.multivariate_drift)
+    if not figure:
+        return ""
+    return (
+        "<h3>Domain classifier: the window's ROC AUC (bar; red: drifted) against reference "
+        f"stretches of its size (dots) and the threshold (tick)</h3>{figure}"
+    )
+
+
 def _table(summary: Summary) -> str:
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{_number(v.importance)}</td>"
@@ -234,6 +294,7 @@ def section(summary: Summary, context: PageContext | None = None) -> str:
         f"<section id='mlstack-verdicts' style='{STYLE}'>{_header(summary, context)}{history}"
         "<h3>Drift score per feature (bar) against its threshold (tick), by importance × "
         f"score; red: drifted</h3>{scores_svg(summary.data_drift.columns)}"
+        f"{_multivariate_figure(summary)}"
         f"{_distributions(summary)}"
         f"<div style='overflow-x:auto'>{_table(summary)}</div></section>{EVIDENTLY_NOTE}"
     )

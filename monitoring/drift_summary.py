@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class Section(StrEnum):
@@ -21,6 +21,7 @@ class Section(StrEnum):
     """
 
     DATA_DRIFT = "data_drift"
+    MULTIVARIATE_DRIFT = "multivariate_drift"
     PREDICTION_DRIFT = "prediction_drift"
     PERFORMANCE = "performance"
     CONCEPT_DRIFT = "concept_drift"
@@ -35,7 +36,8 @@ class Section(StrEnum):
 class RetrainOn(StrEnum):
     """Which verdict makes the schedule retrain (``any``: any drift the run detected);
     ``mlstack drift schedule --retrain-on`` takes one, :meth:`Summary.triggers_retrain`
-    is the rule."""
+    is the rule. ``data`` is any shift of the inputs: the per-column data drift or the
+    multivariate (domain classifier) drift."""
 
     concept = "concept"
     performance = "performance"
@@ -43,11 +45,11 @@ class RetrainOn(StrEnum):
     any = "any"
 
 
-# The summary section each choice but ``any`` reads.
+# The summary sections each choice but ``any`` reads (any of them detected: retrain).
 RETRAIN_SECTIONS = {
-    RetrainOn.concept: Section.CONCEPT_DRIFT,
-    RetrainOn.performance: Section.PERFORMANCE,
-    RetrainOn.data: Section.DATA_DRIFT,
+    RetrainOn.concept: (Section.CONCEPT_DRIFT,),
+    RetrainOn.performance: (Section.PERFORMANCE,),
+    RetrainOn.data: (Section.DATA_DRIFT, Section.MULTIVARIATE_DRIFT),
 }
 
 # The report's status is ``act`` when a retrain on one of these would be triggered: the
@@ -116,6 +118,29 @@ class DataDrift(_Model):
     reference_rows: int | None = None
     alpha: float | None = None
     columns: dict[str, ColumnVerdict] = {}
+
+
+class MultivariateDrift(_Model):
+    """The domain classifier (:mod:`monitoring.multivariate`): ``score`` is its cross-
+    validated ROC AUC telling current rows from reference rows (``rows`` a side),
+    ``band`` the AUCs of reference stretches of ``band_rows`` rows against the rest of
+    the reference; ``detected`` when ``score`` is above ``threshold``: ``band_mean``
+    plus ``sigmas`` times ``band_std``, or ``drift.multivariate.min_auc`` when that is
+    higher. ``p_value`` is the normal approximation's, over the band. ``note`` says why
+    a window was not judged."""
+
+    detected: bool | None = None
+    method: str = "domain classifier"
+    score: float | None = None
+    threshold: float | None = None
+    band_mean: float | None = None
+    band_std: float | None = None
+    band: list[float] = []
+    p_value: float | None = None
+    rows: int | None = None
+    band_rows: int | None = None
+    sigmas: float | None = None
+    note: str | None = None
 
 
 class MissingValues(_Model):
@@ -236,6 +261,7 @@ class Summary(_Model):
     rows: Rows
     sample: Sample
     data_drift: DataDrift
+    multivariate_drift: MultivariateDrift = Field(default_factory=MultivariateDrift)
     prediction_drift: PredictionDrift
     label_drift: LabelDrift
     performance: Performance
@@ -257,7 +283,8 @@ class Summary(_Model):
         """Whether ``drift schedule --retrain-on <on>`` retrains after this run."""
         if on is RetrainOn.any:
             return self.drift_detected
-        return self.verdicts()[RETRAIN_SECTIONS[on]] is True
+        verdicts = self.verdicts()
+        return any(verdicts[section] is True for section in RETRAIN_SECTIONS[on])
 
     @property
     def operator_status(self) -> OperatorStatus | None:

@@ -37,12 +37,15 @@ class Calibration(_Section):
 class Multivariate(_Section):
     """The domain classifier (:mod:`monitoring.multivariate`): can a model tell current
     rows from reference rows? Its cross-validated AUC is judged against the band of AUCs
-    of reference chunks of the window's size against the rest of the reference."""
+    of reference chunks of the window's size against the rest of the reference, and must
+    also exceed ``min_auc``: on a large window a classifier a hair better than chance is a
+    real but immaterial difference (as ``min_performance_drop`` floors a drop)."""
 
     enabled: bool
     max_rows: Annotated[int, Field(ge=200)]  # rows a side the classifier sees (a seeded sample)
     folds: Annotated[int, Field(ge=2, le=10)]
     chunks: Annotated[int, Field(ge=5, le=200)]  # reference-against-reference AUCs for the band
+    min_auc: Annotated[float, Field(ge=0.5, lt=1)]  # and the AUC must be above this too
 
 
 class DriftSettings(_Section):

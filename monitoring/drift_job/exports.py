@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 PERFORMANCE_FIGURES = ("reference", "estimated", "realized", "lower_threshold", "upper_threshold")
 CONCEPT_FIGURES = ("reference", "current", "drop", "gap", "p_value")
+MULTIVARIATE_FIGURES = ("score", "threshold", "band_mean", "band_std", "p_value")
 
 
 def _row_metrics(summary: Summary) -> dict[str, float]:
@@ -53,6 +54,11 @@ def _verdict_metrics(summary: Summary) -> dict[str, float]:
         metrics[f"drift_score_{column}"] = verdict.score
     if summary.prediction_drift.score is not None:
         metrics["prediction_drift_score"] = summary.prediction_drift.score
+    multivariate = summary.multivariate_drift
+    for name in MULTIVARIATE_FIGURES:
+        value = getattr(multivariate, name)
+        if value is not None:  # multivariate_drift_score is the domain classifier's AUC
+            metrics[f"{Section.MULTIVARIATE_DRIFT.value}_{name}"] = value
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""The Prometheus series of one run: names, labels, values, and what is left out."""
+"""The Prometheus series of one run, and its MLflow metrics: names, labels, values, and
+what is left out."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitoring.drift_job.exports import mlflow_metrics
 from monitoring.drift_metrics import registry_for, write_textfile
 from monitoring.drift_summary import (
     ColumnVerdict,
@@ -16,6 +18,7 @@ from monitoring.drift_summary import (
     LabelDrift,
     MissingValues,
     ModelInfo,
+    MultivariateDrift,
     Performance,
     PredictionDrift,
     Rows,
@@ -80,6 +83,18 @@ def judged() -> Summary:
                 "AGEP": _verdict(0.4, True, importance=0.8, missing=0.0),
                 "SEX": _verdict(0.01, False, importance=0.2, missing=1.0),
             },
+        ),
+        multivariate_drift=MultivariateDrift(
+            detected=True,
+            score=0.71,
+            threshold=0.56,
+            band_mean=0.5,
+            band_std=0.02,
+            band=[0.48, 0.5, 0.52],
+            p_value=1e-12,
+            rows=500,
+            band_rows=476,
+            sigmas=3.0,
         ),
         prediction_drift=PredictionDrift(
             detected=False,
@@ -163,6 +178,10 @@ def test_textfile_holds_every_series(tmp_path: Path) -> None:
     assert value(found, "mlstack_drift_detected", kind="concept") == 1
     assert value(found, "mlstack_drift_detected", kind="performance") == 1
     assert value(found, "mlstack_drift_detected", kind="data_quality") == 1
+    assert value(found, "mlstack_drift_detected", kind="multivariate") == 1
+    assert value(found, "mlstack_drift_multivariate_auc", kind="current") == 0.71
+    assert value(found, "mlstack_drift_multivariate_auc", kind="threshold") == 0.56
+    assert value(found, "mlstack_drift_multivariate_auc", kind="reference") == 0.5
     assert value(found, "mlstack_drift_share") == 0.5
     assert value(found, "mlstack_drift_weighted_share") == 0.8
     assert value(found, "mlstack_drift_column_importance", column="AGEP") == 0.8
@@ -190,6 +209,7 @@ def test_no_verdict_means_no_detected_series(tmp_path: Path) -> None:
     assert "mlstack_drift_share" not in names
     assert "mlstack_performance" not in names
     assert "mlstack_drift_weighted_share" not in names
+    assert "mlstack_drift_multivariate_auc" not in names
     assert {"mlstack_drift_rows", "mlstack_drift_last_success_timestamp_seconds"} <= names
     assert value(samples(path.read_text()), "mlstack_drift_skipped_files") == 0
 
@@ -220,3 +240,22 @@ def test_an_estimate_without_labels_exports_no_realized_performance() -> None:
     assert registry.get_sample_value("mlstack_performance", {**labels, "kind": "realized"}) is None
     performance = {**MODEL, "kind": "performance"}
     assert registry.get_sample_value("mlstack_drift_detected", performance) == 0
+
+
+def test_mlflow_metrics_carry_every_verdict_and_the_domain_classifier() -> None:
+    metrics = mlflow_metrics(judged())
+    assert metrics["multivariate_drift_detected"] == 1.0
+    assert metrics["multivariate_drift_score"] == 0.71
+    assert metrics["multivariate_drift_threshold"] == 0.56
+    assert metrics["multivariate_drift_band_mean"] == 0.5
+    assert metrics["multivariate_drift_band_std"] == 0.02
+    assert metrics["multivariate_drift_p_value"] == 1e-12
+    assert metrics["data_drift_detected"] == 1.0
+    assert metrics["drift_score_AGEP"] == 0.4
+
+
+def test_mlflow_metrics_leave_out_an_unjudged_domain_classifier() -> None:
+    """Too few rows: no ``multivariate_drift_*`` metric rather than a 0 that reads as 'no drift'."""
+    metrics = mlflow_metrics(insufficient())
+    assert not [name for name in metrics if name.startswith("multivariate_drift")]
+    assert metrics["rows_current"] == 20
