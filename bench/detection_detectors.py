@@ -1,0 +1,134 @@
+"""The detectors bench/detection.py compares, each turned into one :class:`Verdict` a window.
+
+- ``mlstack``: :func:`monitoring.drift.compare` with the dataset's settings (params.yaml's
+  drift section as shipped), the test split as reference set and the training split's
+  features as ``inputs`` where ``compare`` takes them.
+- ``evidently``: Evidently's ``DataDriftPreset()`` with no options on the features (its
+  per-column default methods and thresholds; dataset drift when at least half the
+  columns drift).
+- ``nannyml``: NannyML's ``UnivariateDriftCalculator`` with its defaults, chunked by the
+  window's size, in its own environment (bench/nannyml); no dataset verdict of its own,
+  so "any column alerts" stands for it.
+
+Both defaults see the same reference rows mlstack's data drift sees (:func:`data_reference`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.detection_data import Testbed
+from pipeline.settings import PROJECT_ROOT
+
+NANNYML = PROJECT_ROOT / "bench" / "nannyml"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    columns: dict[str, bool]
+    dataset: bool
+    multivariate: bool | None = None  # None: the detector has no such test
+    concept: bool | None = None
+
+
+def takes_inputs() -> bool:
+    """Whether this checkout's ``compare`` takes the extra reference rows (issue 27)."""
+    from monitoring.drift import compare
+
+    return "inputs" in inspect.signature(compare).parameters
+
+
+def data_reference(testbed: Testbed) -> pd.DataFrame:
+    """The rows data drift compares a window against: the test split's features, plus the
+    training split's when ``compare`` takes them and ``drift.reference`` is ``all``."""
+    features = testbed.settings.data.features.all
+    reference = testbed.reference[features]
+    if takes_inputs() and testbed.settings.drift.reference == "all":
+        return pd.concat([testbed.inputs[features], reference], ignore_index=True)
+    return reference.reset_index(drop=True)
+
+
+def mlstack(testbed: Testbed, window: pd.DataFrame) -> Verdict:
+    from monitoring.drift import compare
+
+    extra = {"inputs": testbed.inputs} if takes_inputs() else {}
+    summary = compare(
+        testbed.reference, window, testbed.settings, importance=testbed.importance, **extra
+    )
+    multivariate = getattr(summary, "multivariate_drift", None) or getattr(
+        summary.data_drift, "multivariate", None
+    )
+    return Verdict(
+        columns={c: v.detected for c, v in summary.data_drift.columns.items()},
+        dataset=summary.data_drift.detected is True,
+        multivariate=None if multivariate is None else multivariate.detected is True,
+        concept=summary.concept_drift.detected is True,
+    )
+
+
+def evidently(testbed: Testbed, reference: pd.DataFrame, window: pd.DataFrame) -> Verdict:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from monitoring.drift_reports import verdicts
+
+    features = testbed.settings.data.features
+    definition = DataDefinition(
+        numerical_columns=list(features.numerical), categorical_columns=list(features.categorical)
+    )
+    snapshot = Report([DataDriftPreset()], include_tests=True).run(
+        Dataset.from_pandas(window[features.all], data_definition=definition),
+        Dataset.from_pandas(reference[features.all], data_definition=definition),
+    )
+    columns = {c: v.detected for c, v in verdicts(snapshot, set(features.numerical)).items()}
+    tests = snapshot.dict().get("tests", [])
+    dataset = any(t.get("id") == "lt" and t.get("status") == "FAIL" for t in tests)
+    return Verdict(columns=columns, dataset=dataset)
+
+
+def nannyml_ready() -> str | None:
+    """None when bench/nannyml's environment runs NannyML, else why not."""
+    try:
+        done = subprocess.run(
+            ["uv", "run", "--project", str(NANNYML), "python", "-c", "import nannyml"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"cannot run uv for bench/nannyml: {error}"
+    if done.returncode:
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        return f"bench/nannyml's environment cannot be built or imported: {tail}"
+    return None
+
+
+def nannyml(
+    testbed: Testbed, reference: pd.DataFrame, windows: list[pd.DataFrame], size: int
+) -> list[Verdict]:
+    """One subprocess for all ``windows`` of one size: NannyML fits on the reference once."""
+    features = testbed.settings.data.features
+    with tempfile.TemporaryDirectory(prefix="mlstack-nannyml-") as folder:
+        root = Path(folder)
+        reference[features.all].to_parquet(root / "reference.parquet")
+        frames = [w[features.all] for w in windows]
+        pd.concat(frames, ignore_index=True).to_parquet(root / "windows.parquet")
+        columns = {"numerical": features.numerical, "categorical": features.categorical}
+        (root / "columns.json").write_text(json.dumps(columns))
+        script = NANNYML / "univariate.py"
+        paths = [root / n for n in ("reference.parquet", "windows.parquet")]
+        args = [*map(str, paths), str(size), str(root / "columns.json"), str(root / "out.json")]
+        command = ["uv", "run", "--project", str(NANNYML), "python", str(script), *args]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"NannyML failed: {done.stderr.strip()[-2000:]}")
+        alerts = json.loads((root / "out.json").read_text())
+    return [Verdict(columns=a, dataset=any(a.values())) for a in alerts]
