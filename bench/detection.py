@@ -7,7 +7,7 @@ mlstack as shipped, Evidently's default DataDriftPreset and NannyML's univariate
 Each dataset (bench/detection_data.py) gives a reference set and held-out rows of the same
 period. Stable windows are random samples of the held-out rows: every verdict on them is
 a false alarm. Shifted windows are such samples with one shift injected
-(bench/detection_shifts.py) before the model scores them. A window size is run where the
+(testbeds/shifts.py) before the model scores them. A window size is run where the
 held-out rows hold at least two windows of it.
 
 Counted per dataset and size: on stable windows, the per-column false-alarm rate (flags /
@@ -27,13 +27,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from bench import detection_shifts as shifts
 from bench.detection_data import DATASETS, Testbed
 from bench.detection_detectors import Verdict
+from testbeds import shifts
 
 DETECTORS = ("mlstack", "evidently", "nannyml")
 Shift = Callable[[Testbed, pd.DataFrame, np.random.Generator], pd.DataFrame]
@@ -48,9 +49,7 @@ def _mean(sigmas: float) -> Shift:
 
 
 def _frequency(points: float) -> Shift:
-    return lambda t, f, rng: shifts.frequency(
-        f, t.watch.categorical, t.watch.category, points, rng
-    )
+    return lambda t, f, rng: shifts.frequency(f, t.watch.categorical, t.watch.category, points, rng)
 
 
 def _labels(t: Testbed, f: pd.DataFrame, _: np.random.Generator) -> pd.DataFrame:
@@ -90,6 +89,10 @@ def _count(verdicts: list[Verdict | None], test: Callable[[Verdict], bool | None
     errors = len(verdicts) - len(done)
     text = f"{sum(bool(a) for a in answers)}/{len(done)}"
     return text + (f" ({errors} errors)" if errors else "")
+
+
+def _flagged(column: str) -> Callable[[Verdict], bool]:
+    return lambda verdict: verdict.columns.get(column, False)
 
 
 def _rate(verdicts: list[Verdict | None]) -> str:
@@ -144,7 +147,7 @@ def power_table(testbed: Testbed, tallies: dict[str, Tally]) -> list[str]:
                 cells.append(_count(v, lambda x: x.concept))
             else:
                 column = _shifted_column(testbed, shift)
-                cells.append(_count(v, lambda x, c=column: x.columns.get(c, False)))
+                cells.append(_count(v, _flagged(column)))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -169,22 +172,22 @@ def run_size(
     windows: list[tuple[str | None, pd.DataFrame]] = []
     for index in range(args.stable):
         windows.append((None, testbed.holdout.sample(size, random_state=base + index)))
-    for number, shift in enumerate(SHIFTS):
+    for number, (name, inject) in enumerate(SHIFTS.items()):
         for index in range(args.shifted):
             seed = base + 10_000 * (number + 1) + index
             drawn = testbed.holdout.sample(size, random_state=seed)
-            windows.append((shift, SHIFTS[shift](testbed, drawn, np.random.default_rng(seed))))
+            windows.append((name, inject(testbed, drawn, np.random.default_rng(seed))))
     tallies = {name: Tally() for name in DETECTORS}
     scored = [(shift, testbed.score(w)) for shift, w in windows]
     for index, (shift, window) in enumerate(scored):
         found = {
-            "mlstack": _judge("mlstack", lambda w=window: detectors.mlstack(testbed, w)),
+            "mlstack": _judge("mlstack", partial(detectors.mlstack, testbed, window)),
             "evidently": _judge(
-                "evidently", lambda w=window: detectors.evidently(testbed, reference, w)
+                "evidently", partial(detectors.evidently, testbed, reference, window)
             ),
         }
-        for name, verdict in found.items():
-            _file(tallies[name], shift, verdict)
+        for detector, verdict in found.items():
+            _file(tallies[detector], shift, verdict)
         if index % 10 == 9:
             print(f"{testbed.name} {size}: {index + 1}/{len(scored)} windows", file=sys.stderr)
     if nannyml_problem is None:
@@ -195,8 +198,8 @@ def run_size(
         except RuntimeError as error:
             print(str(error), file=sys.stderr)
             verdicts = [None] * len(scored)
-        for (shift, _), verdict in zip(scored, verdicts, strict=True):
-            _file(tallies["nannyml"], shift, verdict)
+        for (judged, _), verdict in zip(scored, verdicts, strict=True):
+            _file(tallies["nannyml"], judged, verdict)
     else:
         del tallies["nannyml"]
     return tallies

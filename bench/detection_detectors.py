@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +30,17 @@ from bench.detection_data import Testbed
 from pipeline.settings import PROJECT_ROOT
 
 NANNYML = PROJECT_ROOT / "bench" / "nannyml"
+# Its virtualenv lives beside the bench's other output, not in bench/nannyml/.venv: the
+# layout tests read every .py file under bench/.
+NANNYML_ENV = PROJECT_ROOT / ".bench" / "nannyml-venv"
+
+
+def _uv_run(*args: str) -> list[str]:
+    return ["uv", "run", "--locked", "--project", str(NANNYML), "python", *args]
+
+
+def _uv_env() -> dict[str, str]:
+    return {**os.environ, "UV_PROJECT_ENVIRONMENT": str(NANNYML_ENV)}
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ def data_reference(testbed: Testbed) -> pd.DataFrame:
 def mlstack(testbed: Testbed, window: pd.DataFrame) -> Verdict:
     from monitoring.drift import compare
 
-    extra = {"inputs": testbed.inputs} if takes_inputs() else {}
+    extra: dict[str, Any] = {"inputs": testbed.inputs} if takes_inputs() else {}
     summary = compare(
         testbed.reference, window, testbed.settings, importance=testbed.importance, **extra
     )
@@ -97,7 +110,8 @@ def nannyml_ready() -> str | None:
     """None when bench/nannyml's environment runs NannyML, else why not."""
     try:
         done = subprocess.run(
-            ["uv", "run", "--project", str(NANNYML), "python", "-c", "import nannyml"],
+            _uv_run("-c", "import nannyml"),
+            env=_uv_env(),
             capture_output=True,
             text=True,
             timeout=900,
@@ -126,8 +140,9 @@ def nannyml(
         script = NANNYML / "univariate.py"
         paths = [root / n for n in ("reference.parquet", "windows.parquet")]
         args = [*map(str, paths), str(size), str(root / "columns.json"), str(root / "out.json")]
-        command = ["uv", "run", "--project", str(NANNYML), "python", str(script), *args]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            _uv_run(str(script), *args), env=_uv_env(), capture_output=True, text=True, check=False
+        )
         if done.returncode:
             raise RuntimeError(f"NannyML failed: {done.stderr.strip()[-2000:]}")
         alerts = json.loads((root / "out.json").read_text())

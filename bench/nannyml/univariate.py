@@ -1,6 +1,7 @@
 """NannyML's univariate drift with its defaults, run in this folder's environment.
 
-    uv run --project bench/nannyml python bench/nannyml/univariate.py \
+    UV_PROJECT_ENVIRONMENT=.bench/nannyml-venv \
+    uv run --locked --project bench/nannyml python bench/nannyml/univariate.py \
         REFERENCE.parquet WINDOWS.parquet SIZE COLUMNS.json OUT.json
 
 ``UnivariateDriftCalculator`` with its default methods (Jensen-Shannon for continuous and

@@ -1,7 +1,8 @@
-"""The shifts bench/detection.py injects into a window: pure functions on a frame.
+"""The shifts bench/detection.py injects into a window: pure functions on a frame (here, in
+testbeds, so that tests/monitoring/test_shifts.py can check them).
 
 Each returns a new frame and leaves its input alone; what each keeps is what makes it a
-test of one thing (tests/bench/test_detection_shifts.py checks it):
+test of one thing (tests/monitoring/test_shifts.py checks it):
 
 - :func:`mean_shift` moves one numeric column's mean by ``sigmas`` reference standard
   deviations and nothing else;
