@@ -6,8 +6,10 @@ relation), so every verdict on a random window of them is a false alarm. This dr
 labels, and runs the job's pure core (``monitoring.drift.compare``, real Evidently) on
 each, as ``mlstack drift run`` would: the reference set is the 25% test split of 2015
 scored by a model from the project's factory and ``params.yaml`` (trained on the 75%
-split), with its permutation importance, as the evaluate stage writes them: built by
-``testbeds.drift_data``, as the drift tests build theirs.
+split), with its permutation importance and the training rows' features (data drift
+compares against both, ``drift.reference: all``), as the evaluate stage writes them:
+built by ``testbeds.drift_data``, as the drift tests build theirs. Column thresholds are
+calibrated once per window size (a temporary cache, as the job's own).
 
 Counted per size: windows with a dataset-level alarm of each kind (data drift,
 prediction drift, label drift, performance drop estimated and realized, concept drift,
@@ -22,8 +24,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 KINDS = (
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     data = build(args.train_rows, args.max_iter, importance_repeats=None)
     settings, reference, importance = data.settings, data.reference, data.importance
     production = data.production()
+    cache = Path(tempfile.mkdtemp(prefix="false-alarms-calibration-"))
     print(f"setup: {time.time() - started:.0f}s", file=sys.stderr)
     print(
         "| window rows | windows | "
@@ -87,7 +92,14 @@ def main(argv: list[str] | None = None) -> None:
         windows_with_column = 0
         for index in range(args.windows):
             window = production.sample(size, random_state=args.seed * 100_000 + size + index)
-            summary = compare(reference, window, settings, importance=importance)
+            summary = compare(
+                reference,
+                window,
+                settings,
+                importance=importance,
+                inputs=data.inputs,
+                cache=cache,
+            )
             counts.update(k for k, v in alarms(summary).items() if v)
             if index % 10 == 9:
                 print(f"{size} rows: {index + 1} windows, {dict(counts)}", file=sys.stderr)

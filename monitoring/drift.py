@@ -18,12 +18,13 @@ verdict. Each summary section has its builder here (:func:`data_quality`,
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from monitoring import cbpe, concept_drift, drift_reports, regression
+from monitoring import calibration, cbpe, concept_drift, drift_reports, regression
 from monitoring.drift_summary import (
     ColumnVerdict,
     ConceptDrift,
@@ -52,6 +53,8 @@ from pipeline.settings import Settings
 if TYPE_CHECKING:
     from monitoring.capture import WindowTotals
 
+# A weighted share within this of ``drift.drift_share`` is equal to it (float sums).
+SHARE_ROUNDING = 1e-9
 # Columns the capture log adds beside features and predictions; never compared.
 CAPTURE_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
 
@@ -175,14 +178,56 @@ def data_quality(
     )
 
 
+def drift_reference(
+    reference: pd.DataFrame,
+    ref: pd.DataFrame,
+    inputs: pd.DataFrame | None,
+    settings: Settings,
+) -> pd.DataFrame:
+    """The rows data drift compares against: the reference set ``ref`` (plain), followed
+    with ``drift.reference: all`` by the training rows' features (``inputs``; their
+    prediction and label columns missing), in the period's order (``data.timestamp``,
+    else ``data.id``, where both frames have it): the calibration draws stretches of it."""
+    if settings.drift.reference != "all" or inputs is None or inputs.empty:
+        return ref
+    data = settings.data
+    missing = [c for c in data.features.all if c not in inputs.columns]
+    if missing:
+        raise SchemaError(f"training inputs are missing feature column(s): {', '.join(missing)}")
+    combined = pd.concat([ref, coerce_features(inputs, data)], ignore_index=True)
+    keys = [c for c in (data.timestamp, data.id) if c in reference.columns and c in inputs.columns]
+    if keys:
+        order = pd.concat([reference[keys[0]], inputs[keys[0]]], ignore_index=True)
+        try:
+            combined = combined.loc[order.sort_values(kind="stable").index]
+        except TypeError:  # values that do not sort (mixed types): the files' order
+            pass
+    return combined.reset_index(drop=True)
+
+
+def calibrated_verdicts(
+    verdicts: dict[str, ColumnVerdict], calibrated: calibration.Calibrated
+) -> dict[str, ColumnVerdict]:
+    """The verdicts, those of calibrated columns with their p-value."""
+    out = dict(verdicts)
+    for column in calibrated.thresholds:
+        if column in out:
+            verdict = out[column]
+            p_value = calibrated.p_value(column, verdict.score)
+            out[column] = verdict.model_copy(update={"calibrated": True, "p_value": p_value})
+    return out
+
+
 def data_drift(
     verdicts: dict[str, ColumnVerdict],
     quality: DataQuality,
     importance: dict[str, float] | None,
     settings: Settings,
 ) -> DataDrift:
-    """The dataset verdict: drifted columns weighted by the champion's importance. A column
-    Evidently could not compare (no values on one side) counts as drifted."""
+    """The dataset verdict: drifted columns weighted by the champion's importance, drift
+    when they weigh MORE than ``drift.drift_share`` (a share equal to it, within float
+    rounding, is none). A column Evidently could not compare (no values on one side)
+    counts as drifted."""
     drift, features = settings.drift, settings.data.features.all
     weights = importance_weights(importance, features)
     columns = {}
@@ -205,7 +250,7 @@ def data_drift(
     share = sum(v.detected for v in columns.values()) / len(columns)
     weighted = sum((weights or uniform)[c] for c, v in columns.items() if v.detected)
     return DataDrift(
-        detected=weighted >= drift.drift_share,
+        detected=weighted - drift.drift_share > SHARE_ROUNDING,
         share=share,
         weighted_share=weighted,
         weights="importance" if weights else "uniform",
@@ -327,6 +372,8 @@ def compare(
     *,
     labeled: pd.DataFrame | None = None,
     totals: WindowTotals | None = None,
+    inputs: pd.DataFrame | None = None,
+    cache: Path | None = None,
 ) -> Summary:
     """Judge the current window against the reference set.
 
@@ -340,8 +387,11 @@ def compare(
     A window too large to hold comes as a sample (:class:`monitoring.capture.WindowSample`):
     ``current`` a uniform sample of its rows (data and prediction drift, the estimate),
     ``labeled`` one of its labeled rows (default: those of ``current``) and ``totals`` the
-    whole window's counts (default: counted on ``current``). Raises :class:`SchemaError`
-    naming the columns when the frames do not match.
+    whole window's counts (default: counted on ``current``). ``inputs`` are the training
+    rows' features: with ``drift.reference: all`` input distributions are compared with
+    them and the reference set together (:func:`drift_reference`). Column thresholds are
+    calibrated on those rows (:mod:`monitoring.calibration`), kept in ``cache`` between
+    runs. Raises :class:`SchemaError` naming the columns when the frames do not match.
     """
     classes = _classes(reference, settings)
     if current.empty:
@@ -363,16 +413,25 @@ def compare(
         return summary
 
     features = settings.data.features.all
-    summary.data_quality = data_quality(ref, cur, settings, totals)
-    compared = [c for c in features if _comparable(ref, c) and _comparable(cur, c)]
+    inputs_ref = drift_reference(reference, ref, inputs, settings)
+    summary.data_quality = data_quality(inputs_ref, cur, settings, totals)
+    compared = [c for c in features if _comparable(inputs_ref, c) and _comparable(cur, c)]
     # Binary: the positive class's probability says it all; the other is its mirror.
     probas = [proba_column(c) for c in (classes[-1:] if len(classes) == 2 else classes)]
     numbers = {*settings.data.features.numerical, *probas}
     if settings.data.is_regression:
         numbers.add(PREDICTION)
-    snapshot = drift_reports.drift_report(ref, cur, settings, [*probas, PREDICTION], compared)
-    verdicts = drift_reports.verdicts(snapshot, numbers)
+    calibrated = calibration.calibrate(
+        inputs_ref, len(cur), settings, calibration.calibrated_columns(settings, compared), cache
+    )
+    snapshot = drift_reports.drift_report(
+        inputs_ref, cur, settings, [*probas, PREDICTION], compared, calibrated
+    )
+    verdicts = calibrated_verdicts(drift_reports.verdicts(snapshot, numbers), calibrated)
     summary.data_drift = data_drift(verdicts, summary.data_quality, importance, settings)
+    summary.data_drift.reference = "all" if len(inputs_ref) > len(ref) else "test"
+    summary.data_drift.reference_rows = len(inputs_ref)
+    summary.data_drift.alpha = settings.drift.alpha if calibrated.thresholds else None
     summary.prediction_drift = prediction_drift(verdicts, probas)
     summary._snapshots["report"] = snapshot
     _judge_performance(summary, ref, cur, lab, settings, classes)

@@ -27,8 +27,23 @@ RUN_FOLDER = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")  # as ``folder.new_run_folder`
 
 
 @dataclass(frozen=True)
+class Score:
+    """One column's drift statistic in one run, against its threshold."""
+
+    score: float
+    threshold: float
+    detected: bool
+
+    @property
+    def ratio(self) -> float | None:
+        """The score in units of the threshold: above 1 is drift."""
+        return self.score / self.threshold if self.threshold > 0 else None
+
+
+@dataclass(frozen=True)
 class Point:
-    """One run's performance figures (``None`` where the run had none)."""
+    """One run's performance figures (``None`` where the run had none) and its columns'
+    drift statistics."""
 
     run: str
     metric: str
@@ -41,6 +56,7 @@ class Point:
     coverage_nominal: float | None = None
     coverage_realized: float | None = None
     coverage_alert: bool = False
+    columns: dict[str, Score] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +75,18 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{value!r} is no number")
     return float(value)
+
+
+def _scores(payload: dict[str, Any]) -> dict[str, Score]:
+    """The feature columns' statistics of a summary; a run that judged none has none."""
+    drift = payload.get("data_drift")
+    columns = drift.get("columns") if isinstance(drift, dict) else None
+    scores = {}
+    for name, verdict in (columns or {}).items():
+        score, threshold = _number(verdict.get("score")), _number(verdict.get("threshold"))
+        if score is not None and threshold is not None:
+            scores[str(name)] = Score(score, threshold, verdict.get("detected") is True)
+    return scores
 
 
 def point_of(run: str, payload: dict[str, Any]) -> Point:
@@ -81,6 +109,7 @@ def point_of(run: str, payload: dict[str, Any]) -> Point:
         coverage_nominal=_number(coverage.get("nominal")),
         coverage_realized=_number(coverage.get("realized")),
         coverage_alert=coverage.get("detected") is True,
+        columns=_scores(payload),
     )
 
 
@@ -264,6 +293,40 @@ def coverage_svg(history: History) -> str:
     return _svg("mlstack-coverage", f"interval coverage over {len(points)} runs", body, legend)
 
 
+# The columns the statistics plot follows: those nearest their threshold in this run.
+SHOWN_COLUMNS = 3
+COLUMN_COLOURS = ("#6a1b9a", "#ef6c00", "#00838f")
+
+
+def statistics_svg(history: History) -> str:
+    """NannyML's chunk plot on one scale: each shown column's drift statistic over the
+    runs in units of that run's threshold, the band below 1 (no drift) shaded, the runs
+    where the column drifted ringed red. A calibrated threshold moves with the window's
+    size; dividing by it keeps runs of different sizes comparable."""
+    points = history.points
+    latest = points[-1].columns
+    ranked = sorted(
+        (c for c in latest if latest[c].ratio is not None),
+        key=lambda c: -(latest[c].ratio or 0.0),
+    )[:SHOWN_COLUMNS]
+    if not ranked:
+        return ""
+    series = {c: [p.columns[c].ratio if c in p.columns else None for p in points] for c in ranked}
+    values = [v for line in series.values() for v in line if v is not None] + [0.0, 1.0]
+    axes = _axes(len(points), values)
+    body = _band(axes, [0.0] * len(points), [1.0] * len(points)) + _frame(
+        axes, [p.run for p in points]
+    )
+    legend = [(BAND, "below its threshold")]
+    for colour, column in zip(COLUMN_COLOURS, ranked, strict=False):
+        detected = [column in p.columns and p.columns[column].detected for p in points]
+        body += _line(axes, series[column], colour, column, "")
+        body += _alerts(axes, series[column], detected, column)
+        legend.append((colour, column))
+    label = f"drift statistics over their thresholds, {len(points)} runs"
+    return _svg("mlstack-statistics", label, body, legend)
+
+
 def section(history: History) -> str:
     """The history block of the page: the plots, the latest figures in words, the notes."""
     latest = history.points[-1]
@@ -280,5 +343,12 @@ def section(history: History) -> str:
         f"{performance_svg(history)}"
         + (f"<h3>Interval coverage</h3>{coverage_svg(history)}" if history.has_coverage else "")
         + f"<p id='mlstack-history-latest'>{escape(words)}</p>"
+        + (
+            "<h3>Drift statistics over their thresholds</h3>"
+            "<p>The three columns nearest their threshold in this run; above 1 is drift.</p>"
+            f"{statistics_svg(history)}"
+            if history.points[-1].columns
+            else ""
+        )
         + (f"<ul id='mlstack-history-notes'>{notes}</ul>" if notes else "")
     )

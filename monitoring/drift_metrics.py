@@ -22,6 +22,8 @@ MODEL_LABELS = ("model_name", "model_version")
 DETECTED = "mlstack_drift_detected"
 SHARE = "mlstack_drift_share"
 COLUMN_SCORE = "mlstack_drift_column_score"
+COLUMN_THRESHOLD = "mlstack_drift_column_threshold"
+COLUMN_P_VALUE = "mlstack_drift_column_p_value"
 COLUMN_DETECTED = "mlstack_drift_column_detected"
 COLUMN_IMPORTANCE = "mlstack_drift_column_importance"
 COLUMN_MISSING = "mlstack_drift_column_missing_share"
@@ -115,8 +117,15 @@ def registry_for(
 
 
 def _column_series(gauge: Callable[..., Gauge], summary: Summary, model: dict[str, str]) -> None:
-    """Per column (features, predictions): score, verdict, importance, missing share."""
+    """Per column (features, predictions): score, threshold, verdict, importance, missing
+    share, and a calibrated column's p-value."""
     score = gauge(COLUMN_SCORE, "Drift score of a column (method dependent).", "column")
+    threshold = gauge(
+        COLUMN_THRESHOLD, "The score at which a column drifts (calibrated or fixed).", "column"
+    )
+    p_value = gauge(
+        COLUMN_P_VALUE, "Chance of the score with no drift (calibrated columns).", "column"
+    )
     column_detected = gauge(COLUMN_DETECTED, "1 when a column drifted.", "column")
     importance = gauge(
         COLUMN_IMPORTANCE, "A feature's normalised permutation importance.", "column"
@@ -125,6 +134,9 @@ def _column_series(gauge: Callable[..., Gauge], summary: Summary, model: dict[st
     columns = {**summary.data_drift.columns, **summary.prediction_drift.columns}
     for column, verdict in columns.items():
         score.labels(column=column, **model).set(verdict.score)
+        threshold.labels(column=column, **model).set(verdict.threshold)
+        if verdict.p_value is not None:
+            p_value.labels(column=column, **model).set(verdict.p_value)
         column_detected.labels(column=column, **model).set(int(verdict.detected))
         if verdict.importance is not None:
             importance.labels(column=column, **model).set(verdict.importance)

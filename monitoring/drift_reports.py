@@ -8,13 +8,16 @@ report (a window too small to judge returns before any).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from monitoring.drift_summary import ColumnVerdict
 from pipeline.schema import PREDICTION, SchemaError, proba_column
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.calibration import Calibrated
 
 
 def stattest(method: str, numerical: bool) -> Any:
@@ -92,22 +95,30 @@ def drift_report(
     settings: Settings,
     prediction_columns: list[str],
     compared: list[str],
+    calibrated: Calibrated | None = None,
 ) -> Any:
     """Evidently's report on every current row: data drift of the ``compared`` features
-    plus prediction drift."""
+    plus prediction drift, with the ``calibrated`` methods and thresholds where given.
+    Reference rows without predictions (the training rows) count for data drift only:
+    Evidently leaves a column's missing values out of its drift."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     drift, features = settings.drift, settings.data.features
     columns = drift.columns
+    methods = {c: s.method for c, s in columns.items() if s.method}
+    thresholds = {c: s.threshold for c, s in columns.items() if s.threshold}
+    if calibrated is not None:
+        methods |= calibrated.methods
+        thresholds |= calibrated.thresholds
     preset = DataDriftPreset(
         columns=compared,
         drift_share=drift.drift_share,
         method=drift.method,
         threshold=drift.threshold,
-        per_column_method={c: s.method for c, s in columns.items() if s.method} or None,
-        per_column_threshold={c: s.threshold for c, s in columns.items() if s.threshold} or None,
+        per_column_method=methods or None,
+        per_column_threshold=thresholds or None,
     )
     predictions = [
         ValueDrift(column=c, method=drift.prediction_method, threshold=drift.prediction_threshold)

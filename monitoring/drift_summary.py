@@ -63,10 +63,17 @@ class _Model(BaseModel):
 
 
 class ColumnVerdict(_Model):
+    """A column's drift: ``detected`` when ``score`` is at least ``threshold``. With
+    ``calibrated`` the threshold was measured on the reference at the window's size
+    (:mod:`monitoring.calibration`) and ``p_value`` is the chance of a score this high
+    with no drift; otherwise the threshold is Evidently's or ``params.yaml``'s."""
+
     method: str
     score: float
     threshold: float
     detected: bool
+    calibrated: bool = False
+    p_value: float | None = None
     importance: float | None = None  # the column's normalised weight in ``weighted_share``
     missing_share: float | None = None  # share of the current rows where it is missing
 
@@ -94,14 +101,20 @@ class Sample(_Model):
 
 
 class DataDrift(_Model):
-    """``detected`` compares ``weighted_share`` (drifted columns weighted by the champion's
-    permutation importance) with ``drift_share``; ``share`` is the plain share of columns."""
+    """``detected`` when ``weighted_share`` (drifted columns weighted by the champion's
+    permutation importance) is MORE than ``drift_share`` (equal is no drift); ``share``
+    is the plain share of columns. ``reference`` names the rows the columns were compared
+    with: ``all`` (training and test splits) or ``test``; ``alpha`` is the chance that a
+    stable window flags any calibrated column (Bonferroni over them)."""
 
     detected: bool | None = None
     share: float | None = None
     weighted_share: float | None = None
     weights: Literal["importance", "uniform"] = "uniform"
     drift_share: float
+    reference: Literal["all", "test"] = "test"
+    reference_rows: int | None = None
+    alpha: float | None = None
     columns: dict[str, ColumnVerdict] = {}
 
 

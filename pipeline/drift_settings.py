@@ -25,10 +25,13 @@ class Calibration(_Section):
     ``chunks`` reference chunks of the window's size and the rest of the reference gives
     the distance's null distribution; the column's threshold is its ``1 - alpha / k``
     quantile (``k`` the columns judged: Bonferroni, Holm's first step), so a stable
-    window flags any column with probability at most ``drift.alpha``."""
+    window flags any column with probability at most ``drift.alpha``. A threshold is never
+    below ``min_distance``: on a large window a change too small to matter is still far
+    beyond the noise."""
 
     enabled: bool
     chunks: Annotated[int, Field(ge=20, le=2000)]
+    min_distance: Annotated[float, Field(ge=0, le=1)]
 
 
 class Multivariate(_Section):

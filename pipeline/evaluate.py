@@ -37,11 +37,13 @@ from pipeline.metrics import all_metrics, permutation_importance, regression_met
 from pipeline.model import predict_frame
 from pipeline.paths import (
     IMPORTANCE_FILE,
+    INPUTS_FILE,
     METRICS_FILE,
     PLOTS_DIR,
     RECENT_HOLDOUT_FILE,
     REFERENCE_FILE,
     TEST_FILE,
+    TRAIN_FILE,
     TRAIN_REPORT,
 )
 from pipeline.schema import PREDICTION, proba_columns
@@ -62,6 +64,12 @@ def reference_set(
     # data's): they get missing ids beside the test split's.
     keep = [c for c in (data.id, data.timestamp) if c is not None and c in test.columns]
     return pd.concat([test[[*keep, *data.features.all, data.target]], predictions], axis=1)
+
+
+def training_inputs(train: pd.DataFrame, data: DataSettings) -> pd.DataFrame:
+    """The features (and id and timestamp) of the rows the model was trained on."""
+    keep = [c for c in (data.id, data.timestamp) if c is not None and c in train.columns]
+    return train[[*keep, *data.features.all]]
 
 
 def curves(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str, pd.DataFrame]:
@@ -335,6 +343,8 @@ def main() -> None:
     except IntervalError as error:
         exit_on_bad_settings(SettingsError(f"evaluate.interval_coverage: {error}"))
     folder = write(evaluation, settings)
+    inputs = training_inputs(read_table(settings.path(TRAIN_FILE)), settings.data)
+    write_parquet(inputs, settings.path(INPUTS_FILE))
     metrics = evaluation.metrics
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})

@@ -24,6 +24,9 @@ TRAIN_REPORT = "reports/train.json"
 METRICS_FILE = "reports/metrics.json"
 PLOTS_DIR = "reports/plots"
 REFERENCE_FILE = "data/reference/reference.parquet"
+# The features of the rows the champion was trained on (its train split), beside the
+# reference set: with ``drift.reference: all`` data drift compares against both.
+INPUTS_FILE = "data/reference/inputs.parquet"
 # The champion's permutation importance per feature, beside the reference set it goes with.
 IMPORTANCE_FILE = "data/reference/importance.json"
 PROMOTION_REPORT = "reports/promotion.json"
@@ -37,6 +40,8 @@ MLFLOW_ARTIFACTS = "mlartifacts"
 # The drift job's files: inside ``drift.reports`` the lock two runs share and the pointer
 # at the newest complete run; inside each run's folder its report and summary.
 DRIFT_LOCK_FILE = ".drift.lock"
+# Calibrations (column thresholds, the domain classifier's band) kept between runs.
+DRIFT_CALIBRATION_FOLDER = ".calibration"
 DRIFT_LATEST_FILE = "latest.json"
 DRIFT_REPORT_FILE = "report.html"
 DRIFT_PERFORMANCE_REPORT_FILE = "performance.html"

@@ -32,6 +32,7 @@ class DriftData:
     reference: pd.DataFrame
     years: dict[int, pd.DataFrame]
     importance: dict[str, float]
+    inputs: pd.DataFrame  # the training rows' id and features, as the evaluate stage writes them
 
     def year(self, year: int) -> pd.DataFrame:
         return self.years[year].copy()
@@ -88,4 +89,5 @@ def build(
         importance_repeats or settings.evaluate.importance_repeats,
         data.seed,
     )
-    return DriftData(settings, model, reference, years, importance)
+    inputs = pd.concat([train[[data.id]], coerce_features(train, data)], axis=1)
+    return DriftData(settings, model, reference, years, importance, inputs.reset_index(drop=True))

@@ -16,6 +16,7 @@ from monitoring.drift_history import History
 from monitoring.drift_page import PageContext, add_section, fill_run_id, insufficient_page
 from monitoring.drift_summary import Summary
 from pipeline.paths import (
+    DRIFT_CALIBRATION_FOLDER,
     DRIFT_LATEST_FILE,
     DRIFT_LOCK_FILE,
     DRIFT_PERFORMANCE_REPORT_FILE,
@@ -27,6 +28,11 @@ from pipeline.settings import Settings
 
 def reports_folder(settings: Settings) -> Path:
     return settings.path(settings.drift.reports)
+
+
+def calibration_folder(settings: Settings) -> Path:
+    """Where calibrations are kept between runs (:mod:`monitoring.calibration_cache`)."""
+    return reports_folder(settings) / DRIFT_CALIBRATION_FOLDER
 
 
 def lock_path(settings: Settings) -> Path:

@@ -17,7 +17,7 @@ from monitoring.drift_job.options import JobOptions
 from monitoring.drift_job.rescore import has_predictions, score_with_champion
 from monitoring.drift_summary import ModelInfo
 from pipeline.io import read_table
-from pipeline.paths import IMPORTANCE_FILE, REFERENCE_FILE
+from pipeline.paths import IMPORTANCE_FILE, INPUTS_FILE, REFERENCE_FILE
 from pipeline.schema import PREDICTION, SchemaError
 from pipeline.settings import Settings, SettingsError
 
@@ -52,6 +52,31 @@ def read_reference(settings: Settings, options: JobOptions) -> pd.DataFrame:
             f"reference set not found: {source} (the pipeline's evaluate stage writes it: "
             "`dvc repro evaluate`)"
         )
+    return read_table(source)
+
+
+def inputs_path(settings: Settings, options: JobOptions) -> Path:
+    """The training rows' features, beside the reference set they go with."""
+    if options.reference is not None:
+        return options.reference.with_name(Path(INPUTS_FILE).name)
+    return settings.path(INPUTS_FILE)
+
+
+def read_inputs(settings: Settings, options: JobOptions) -> pd.DataFrame | None:
+    """The training rows data drift also compares against (``drift.reference: all``), or
+    ``None``: ``drift.reference: test``, or no such file (a reference set written before
+    the evaluate stage wrote it; the summary's ``data_drift.reference`` then says
+    ``test``)."""
+    if settings.drift.reference != "all":
+        return None
+    source = inputs_path(settings, options)
+    if not source.exists():
+        logger.warning(
+            "drift: no training inputs at %s (`dvc repro evaluate` writes them); data drift "
+            "compares against the test split only",
+            source,
+        )
+        return None
     return read_table(source)
 
 

@@ -21,6 +21,7 @@ from monitoring.drift_history import read_history
 from monitoring.drift_job.exports import add_to_workspace, export_metrics, log_to_mlflow
 from monitoring.drift_job.folder import (
     add_run_id,
+    calibration_folder,
     new_run_folder,
     reports_folder,
     write_latest,
@@ -33,6 +34,7 @@ from monitoring.drift_job.inputs import (
     importance_path,
     load_current,
     read_importance,
+    read_inputs,
     read_reference,
     reference_path,
     utc_now,
@@ -82,6 +84,7 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
     registry = client(settings) if options.mlflow else None  # no store: refused, nothing written
     reference = read_reference(settings, options)
     importance = read_importance(importance_path(settings, options))
+    inputs = read_inputs(settings, options)
     sample, model, window = load_current(settings, options)
     served = served_by(sample, model, settings)  # names the run and re-scores the reference
     reference, scored_by = reference_for(reference, served, settings)
@@ -93,6 +96,8 @@ def run_once(settings: Settings, options: JobOptions) -> JobResult:
         importance=importance,
         labeled=sample.labeled,
         totals=sample.totals,
+        inputs=inputs,
+        cache=calibration_folder(settings),
     )
     if registry is not None:
         summary.model.run_id = training_run(registry, summary.model)

@@ -250,9 +250,13 @@ def test_summary_has_the_design_keys(stable: dict[int, Summary]) -> None:
         "score",
         "threshold",
         "detected",
+        "calibrated",
+        "p_value",
         "importance",
         "missing_share",
     }
+    assert column["calibrated"] is True
+    assert 0 < column["p_value"] <= 1
     assert dumped["model"]["name"] == "employment-classifier"
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from mlstack import scenarios
 from monitoring.drift import compare
-from monitoring.drift_history import coverage_svg, read_history
+from monitoring.drift_history import History, coverage_svg, point_of, read_history, statistics_svg
 from monitoring.drift_page import ranked
 from monitoring.drift_plots import write_plots
 from pipeline.evaluate import evaluate
@@ -77,6 +77,40 @@ def test_a_first_run_plots_itself_and_three_runs_plot_three(
     summaries.append(json.loads((root / "reports/drift" / latest["summary"]).read_text()))
     assert estimates(html) == [f"{s['performance']['estimated']:.4f}" for s in summaries]
     assert html.count("data-alert='performance'") == 1  # the concept drift run's drop
+    statistics = html.split("id='mlstack-statistics'", 1)[1].split("</svg>", 1)[0]
+    assert statistics.count("data-series='AGEP'") == 4  # the covariate shift moves AGEP
+    assert "data-alert='AGEP'" in statistics
+
+
+def _payload(scores: dict[str, tuple[float, float, bool]]) -> dict[str, Any]:
+    columns = {c: {"score": s, "threshold": t, "detected": d} for c, (s, t, d) in scores.items()}
+    return {"performance": {"metric": "roc_auc"}, "data_drift": {"columns": columns}}
+
+
+def test_the_statistics_plot_follows_the_columns_nearest_their_threshold() -> None:
+    runs = [
+        {"AGEP": (0.02, 0.08, False), "SCHL": (0.03, 0.06, False), "SEX": (0.001, 0.05, False)},
+        {"AGEP": (0.04, 0.08, False), "SCHL": (0.03, 0.06, False), "SEX": (0.002, 0.05, False)},
+        {"AGEP": (0.12, 0.08, True), "SCHL": (0.02, 0.05, False), "MAR": (0.03, 0.05, False)},
+        {"AGEP": (0.01, 0.08, False), "SCHL": (0.03, 0.05, False), "MAR": (0.03, 0.05, False)},
+    ]
+    history = History(
+        points=[point_of(f"2026120{i}T000000Z", _payload(r)) for i, r in enumerate(runs, 1)]
+    )
+    svg = statistics_svg(history)
+    # The last run's nearest: SCHL and MAR (0.6 of theirs), AGEP (0.125); not SEX.
+    assert "data-series='SEX'" not in svg
+    assert re.findall(r"data-series='AGEP' data-value='([0-9.]+)'", svg) == [
+        "0.2500",
+        "0.5000",
+        "1.5000",
+        "0.1250",
+    ]
+    assert svg.count("data-alert='AGEP'") == 1
+    assert svg.count("data-series='MAR'") == 2  # from the run it first appears in
+    old = History(points=[point_of("20261201T000000Z", {"performance": {"metric": "roc_auc"}})])
+    assert old.points[0].columns == {}
+    assert statistics_svg(old) == ""
 
 
 def test_history_runs_keeps_the_newest(
