@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -152,6 +155,13 @@ def power_table(testbed: Testbed, tallies: dict[str, Tally]) -> list[str]:
     return lines
 
 
+def _thresholds(tallies: dict[str, Tally]) -> str:
+    first = next((v for v in tallies["mlstack"].stable if v is not None), None)
+    if first is None or not first.thresholds:
+        return "—"
+    return ", ".join(f"{c} {t}" for c, t in first.thresholds.items())
+
+
 def _judge(name: str, judge: Callable[[], Verdict]) -> Verdict | None:
     try:
         return judge()
@@ -168,6 +178,7 @@ def run_size(
     from bench import detection_detectors as detectors
 
     reference = detectors.data_reference(testbed)
+    cache = Path(tempfile.mkdtemp(prefix=f"mlstack-detection-{testbed.name}-"))
     base = args.seed * 1_000_000 + size * 10
     windows: list[tuple[str | None, pd.DataFrame]] = []
     for index in range(args.stable):
@@ -181,7 +192,7 @@ def run_size(
     scored = [(shift, testbed.score(w)) for shift, w in windows]
     for index, (shift, window) in enumerate(scored):
         found = {
-            "mlstack": _judge("mlstack", partial(detectors.mlstack, testbed, window)),
+            "mlstack": _judge("mlstack", partial(detectors.mlstack, testbed, window, cache)),
             "evidently": _judge(
                 "evidently", partial(detectors.evidently, testbed, reference, window)
             ),
@@ -202,6 +213,7 @@ def run_size(
             _file(tallies["nannyml"], judged, verdict)
     else:
         del tallies["nannyml"]
+    shutil.rmtree(cache, ignore_errors=True)
     return tallies
 
 
@@ -230,13 +242,17 @@ def main(argv: list[str] | None = None) -> None:
         ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ):
         os.environ.setdefault(variable, value)
-    from bench.detection_detectors import nannyml_ready, takes_inputs
+    from bench.detection_detectors import nannyml_ready, takes
 
     started = time.time()
     problem = nannyml_ready()
     if problem:
         print(f"NannyML row left out: {problem}", file=sys.stderr)
-    print(f"compare takes inputs (drift.reference: all): {takes_inputs()}", flush=True)
+    print(
+        f"compare takes inputs (drift.reference: all): {takes('inputs')}, "
+        f"a calibration cache: {takes('cache')}",
+        flush=True,
+    )
     for name in names:
         testbed = DATASETS[name]()
         print(f"\n## {name}: {testbed.source}", flush=True)
@@ -254,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n### {name}, {size:,}-row windows ({time.time() - begun:.0f}s)\n")
             print("\n".join(stable_table(tallies)) + "\n")
             print("\n".join(power_table(testbed, tallies)), flush=True)
+            print(f"\nmlstack's thresholds: {_thresholds(tallies)}", flush=True)
     print(f"\n{time.time() - started:.0f}s in all", flush=True)
 
 

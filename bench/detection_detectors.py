@@ -50,13 +50,15 @@ class Verdict:
     dataset: bool
     multivariate: bool | None = None  # None: the detector has no such test
     concept: bool | None = None
+    thresholds: dict[str, str] | None = None  # mlstack's, "0.071 calibrated" or "0.1 fixed"
 
 
-def takes_inputs() -> bool:
-    """Whether this checkout's ``compare`` takes the extra reference rows (issue 27)."""
+def takes(parameter: str) -> bool:
+    """Whether this checkout's ``compare`` takes ``parameter`` (``inputs``, the training
+    rows, and ``cache``, the calibration's folder, came with issue 27)."""
     from monitoring.drift import compare
 
-    return "inputs" in inspect.signature(compare).parameters
+    return parameter in inspect.signature(compare).parameters
 
 
 def data_reference(testbed: Testbed) -> pd.DataFrame:
@@ -68,10 +70,14 @@ def data_reference(testbed: Testbed) -> pd.DataFrame:
     return pd.concat([testbed.inputs[features], testbed.reference[features]], ignore_index=True)
 
 
-def mlstack(testbed: Testbed, window: pd.DataFrame) -> Verdict:
+def mlstack(testbed: Testbed, window: pd.DataFrame, cache: Path) -> Verdict:
+    """``compare`` as the drift job calls it; ``cache`` keeps the calibration between
+    windows of one dataset, as the job's own folder does between runs."""
     from monitoring.drift import compare
 
-    extra: dict[str, Any] = {"inputs": testbed.inputs} if takes_inputs() else {}
+    extra: dict[str, Any] = {"inputs": testbed.inputs} if takes("inputs") else {}
+    if takes("cache"):
+        extra["cache"] = cache
     summary = compare(
         testbed.reference, window, testbed.settings, importance=testbed.importance, **extra
     )
@@ -83,6 +89,10 @@ def mlstack(testbed: Testbed, window: pd.DataFrame) -> Verdict:
         dataset=summary.data_drift.detected is True,
         multivariate=None if multivariate is None else multivariate.detected is True,
         concept=summary.concept_drift.detected is True,
+        thresholds={
+            c: f"{v.threshold:.3g} {'calibrated' if getattr(v, 'calibrated', False) else 'fixed'}"
+            for c, v in summary.data_drift.columns.items()
+        },
     )
 
 
