@@ -81,7 +81,7 @@ def mlstack(testbed: Testbed, window: pd.DataFrame, cache: Path) -> Verdict:
     summary = compare(
         testbed.reference, window, testbed.settings, importance=testbed.importance, **extra
     )
-    multivariate = getattr(summary, "multivariate_drift", None) or getattr(
+    multivariate = getattr(summary, "multivariate", None) or getattr(
         summary.data_drift, "multivariate", None
     )
     return Verdict(

@@ -110,7 +110,7 @@ def _report(result: JobResult) -> None:
             f"data drift: {data.detected} (importance-weighted share {data.weighted_share:.3f}, "
             f"share {data.share:.3f}, columns {drifted or 'none'})"
         )
-        multivariate = summary.multivariate_drift
+        multivariate = summary.multivariate
         if multivariate.detected is not None:
             typer.echo(
                 f"multivariate drift: {multivariate.detected} (domain classifier AUC "

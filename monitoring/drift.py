@@ -462,7 +462,7 @@ def _judge_drift(
     summary.data_drift.reference_rows = len(inputs_ref)
     summary.data_drift.alpha = settings.drift.alpha if calibrated.thresholds else None
     if settings.drift.multivariate.enabled:
-        summary.multivariate_drift = multivariate.judge(
+        summary.multivariate = multivariate.judge(
             inputs_ref[features], cur[features], settings, cache
         )
     summary.prediction_drift = prediction_drift(verdicts, probas)

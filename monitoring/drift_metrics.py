@@ -153,7 +153,7 @@ def _multivariate_series(
 ) -> None:
     """The domain classifier's AUC on the window (``kind="current"``), its threshold and
     its band's mean over reference stretches (``kind="threshold"``, ``"reference"``)."""
-    judged = summary.multivariate_drift
+    judged = summary.multivariate
     if judged.detected is None:
         return
     auc = gauge(

@@ -126,7 +126,7 @@ def _figures(summary: Summary) -> dict[Section, str]:
 
 def _multivariate_line(summary: Summary) -> str:
     """The domain classifier's AUC against its band, or why it was not judged."""
-    judged = summary.multivariate_drift
+    judged = summary.multivariate
     if judged.detected is None:
         return judged.note or "not run (too few rows, or drift.multivariate.enabled is false)"
     return (
@@ -249,7 +249,7 @@ def multivariate_svg(judged: MultivariateDrift) -> str:
 
 
 def _multivariate_figure(summary: Summary) -> str:
-    figure = multivariate_svg(summary.multivariate_drift)
+    figure = multivariate_svg(summary.multivariate)
     if not figure:
         return ""
     return (

@@ -21,7 +21,7 @@ class Section(StrEnum):
     """
 
     DATA_DRIFT = "data_drift"
-    MULTIVARIATE_DRIFT = "multivariate_drift"
+    MULTIVARIATE_DRIFT = "multivariate"
     PREDICTION_DRIFT = "prediction_drift"
     PERFORMANCE = "performance"
     CONCEPT_DRIFT = "concept_drift"
@@ -261,7 +261,7 @@ class Summary(_Model):
     rows: Rows
     sample: Sample
     data_drift: DataDrift
-    multivariate_drift: MultivariateDrift = Field(default_factory=MultivariateDrift)
+    multivariate: MultivariateDrift = Field(default_factory=MultivariateDrift)
     prediction_drift: PredictionDrift
     label_drift: LabelDrift
     performance: Performance

@@ -54,10 +54,10 @@ def _verdict_metrics(summary: Summary) -> dict[str, float]:
         metrics[f"drift_score_{column}"] = verdict.score
     if summary.prediction_drift.score is not None:
         metrics["prediction_drift_score"] = summary.prediction_drift.score
-    multivariate = summary.multivariate_drift
+    multivariate = summary.multivariate
     for name in MULTIVARIATE_FIGURES:
         value = getattr(multivariate, name)
-        if value is not None:  # multivariate_drift_score is the domain classifier's AUC
+        if value is not None:  # multivariate_score is the domain classifier's AUC
             metrics[f"{Section.MULTIVARIATE_DRIFT.value}_{name}"] = value
     return metrics
 

@@ -408,10 +408,10 @@ def test_unscored_rows_are_scored_by_the_champion_and_logged(
     run = client.get_run(summary["mlflow_run_id"])
     assert run.data.tags["model_version"] == version
     assert run.data.metrics["data_drift_detected"] == 0
-    multivariate = summary["multivariate_drift"]
-    assert run.data.metrics["multivariate_drift_detected"] == multivariate["detected"]
-    assert run.data.metrics["multivariate_drift_score"] == multivariate["score"]
-    assert run.data.metrics["multivariate_drift_threshold"] == multivariate["threshold"]
+    multivariate = summary["multivariate"]
+    assert run.data.metrics["multivariate_detected"] == multivariate["detected"]
+    assert run.data.metrics["multivariate_score"] == multivariate["score"]
+    assert run.data.metrics["multivariate_threshold"] == multivariate["threshold"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
     assert {"drift/report.html", "drift/summary.json"} <= artifacts
 

@@ -84,7 +84,7 @@ def judged() -> Summary:
                 "SEX": _verdict(0.01, False, importance=0.2, missing=1.0),
             },
         ),
-        multivariate_drift=MultivariateDrift(
+        multivariate=MultivariateDrift(
             detected=True,
             score=0.71,
             threshold=0.56,
@@ -244,18 +244,18 @@ def test_an_estimate_without_labels_exports_no_realized_performance() -> None:
 
 def test_mlflow_metrics_carry_every_verdict_and_the_domain_classifier() -> None:
     metrics = mlflow_metrics(judged())
-    assert metrics["multivariate_drift_detected"] == 1.0
-    assert metrics["multivariate_drift_score"] == 0.71
-    assert metrics["multivariate_drift_threshold"] == 0.56
-    assert metrics["multivariate_drift_band_mean"] == 0.5
-    assert metrics["multivariate_drift_band_std"] == 0.02
-    assert metrics["multivariate_drift_p_value"] == 1e-12
+    assert metrics["multivariate_detected"] == 1.0
+    assert metrics["multivariate_score"] == 0.71
+    assert metrics["multivariate_threshold"] == 0.56
+    assert metrics["multivariate_band_mean"] == 0.5
+    assert metrics["multivariate_band_std"] == 0.02
+    assert metrics["multivariate_p_value"] == 1e-12
     assert metrics["data_drift_detected"] == 1.0
     assert metrics["drift_score_AGEP"] == 0.4
 
 
 def test_mlflow_metrics_leave_out_an_unjudged_domain_classifier() -> None:
-    """Too few rows: no ``multivariate_drift_*`` metric rather than a 0 that reads as 'no drift'."""
+    """Too few rows: no ``multivariate_*`` metric rather than a 0 that reads as 'no drift'."""
     metrics = mlflow_metrics(insufficient())
-    assert not [name for name in metrics if name.startswith("multivariate_drift")]
+    assert not [name for name in metrics if name.startswith("multivariate")]
     assert metrics["rows_current"] == 20

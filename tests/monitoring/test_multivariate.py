@@ -80,7 +80,7 @@ def test_a_correlation_flip_is_found_by_the_domain_classifier_alone(flipped: Sum
     drifted = [c for c, v in flipped.data_drift.columns.items() if v.detected]
     assert drifted == [], "every column keeps its values exactly"
     assert flipped.data_drift.detected is False
-    judged = flipped.multivariate_drift
+    judged = flipped.multivariate
     assert judged.detected is True, judged
     assert judged.score is not None and judged.threshold is not None
     assert judged.score > judged.threshold > 0.5
@@ -96,17 +96,17 @@ def test_the_page_and_summary_json_carry_the_verdict(
     drift_data: DriftData, flipped: Summary
 ) -> None:
     page = drift_page.section(flipped)
-    assert "data-verdict='multivariate_drift' data-state='found'" in page
-    assert f"ROC AUC {flipped.multivariate_drift.score:.4f}" in page
-    figure = drift_page.multivariate_svg(flipped.multivariate_drift)
+    assert "data-verdict='multivariate' data-state='found'" in page
+    assert f"ROC AUC {flipped.multivariate.score:.4f}" in page
+    figure = drift_page.multivariate_svg(flipped.multivariate)
     assert figure and figure in page
-    assert figure.count("<circle") == len(flipped.multivariate_drift.band)
+    assert figure.count("<circle") == len(flipped.multivariate.band)
     assert "fill='#c62828'" in figure, "the window's bar is red when drifted"
     assert drift_page.multivariate_svg(MultivariateDrift(note="too few rows")) == ""
     written = json.loads(flipped.model_dump_json())
-    assert written["multivariate_drift"]["method"] == "domain classifier"
-    assert written["multivariate_drift"]["band"] == flipped.multivariate_drift.band
-    assert len(flipped.multivariate_drift.band) == drift_data.settings.drift.multivariate.chunks
+    assert written["multivariate"]["method"] == "domain classifier"
+    assert written["multivariate"]["band"] == flipped.multivariate.band
+    assert len(flipped.multivariate.band) == drift_data.settings.drift.multivariate.chunks
     assert written["data_drift"]["detected"] is False  # the existing keys stay as they were
 
 
@@ -121,7 +121,7 @@ def test_a_stable_window_is_not_flagged(
     assert judged.detected is False, judged
     assert judged.score is not None and judged.threshold is not None
     assert judged.score <= judged.threshold
-    assert judged.band == flipped.multivariate_drift.band, "the same reference and size bucket"
+    assert judged.band == flipped.multivariate.band, "the same reference and size bucket"
 
 
 def test_the_band_is_read_from_the_cache(
