@@ -11,10 +11,11 @@ compares against both, ``drift.reference: all``), as the evaluate stage writes t
 built by ``testbeds.drift_data``, as the drift tests build theirs. Column thresholds are
 calibrated once per window size (a temporary cache, as the job's own).
 
-Counted per size: windows with a dataset-level alarm of each kind (data drift,
-prediction drift, label drift, performance drop estimated and realized, concept drift,
-missing values, and any of them), and column-level alarms (columns flagged as drifted,
-summed over windows, and windows with at least one). Prints Markdown, a row per size as
+Counted per size: windows with a dataset-level alarm of each kind (data drift, the
+multivariate domain classifier, prediction drift, label drift, performance drop
+estimated and realized, concept drift, missing values, and any of them), and
+column-level alarms (columns flagged as drifted, summed over windows, and windows with
+at least one). Prints Markdown, a row per size as
 it completes; never fails on a count. ``--train-rows 20000 --max-iter 60`` trains the
 drift tests' quicker model (tests/monitoring/conftest.py) instead of params.yaml's.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 KINDS = (
     "data_drift",
+    "multivariate",
     "prediction_drift",
     "label_drift",
     "estimated_drop",
@@ -46,6 +48,7 @@ def alarms(summary: Any) -> dict[str, bool]:
     performance = summary.performance
     found = {
         "data_drift": summary.data_drift.detected is True,
+        "multivariate": summary.multivariate.detected is True,
         "prediction_drift": summary.prediction_drift.detected is True,
         "label_drift": summary.label_drift.detected is True,
         "estimated_drop": performance.estimated_drop_detected is True,
