@@ -22,7 +22,6 @@ is counted as an error, never a failed run.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import pandas as pd
 
 from bench.detection_data import DATASETS, Testbed
 from bench.detection_detectors import Verdict
+from bench.harness import telemetry_off
 from testbeds import shifts
 
 DETECTORS = ("mlstack", "evidently", "nannyml")
@@ -236,12 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         parser.error(f"--datasets: unknown {', '.join(unknown)} (known: {', '.join(DATASETS)})")
-    for variable, value in (
-        ("DO_NOT_TRACK", "true"),
-        ("EVIDENTLY_DISABLE_TELEMETRY", "1"),
-        ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ):
-        os.environ.setdefault(variable, value)
+    telemetry_off()
     from bench.detection_detectors import nannyml_ready, takes
 
     started = time.time()

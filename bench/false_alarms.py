@@ -23,13 +23,14 @@ drift tests' quicker model (tests/monitoring/conftest.py) instead of params.yaml
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench.harness import telemetry_off
 
 KINDS = (
     "data_drift",
@@ -68,12 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-rows", type=int, default=None, help="train on a sample")
     parser.add_argument("--max-iter", type=int, default=None, help="boosting iterations")
     args = parser.parse_args(argv)
-    for name, value in (
-        ("DO_NOT_TRACK", "true"),
-        ("EVIDENTLY_DISABLE_TELEMETRY", "1"),
-        ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ):
-        os.environ.setdefault(name, value)
+    telemetry_off()
     from monitoring.drift import compare
     from testbeds.drift_data import build
 

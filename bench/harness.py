@@ -28,6 +28,13 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def telemetry_off() -> None:
+    """Turn telemetry off in this process too (an in-process benchmark imports Evidently
+    and MLflow itself); a value the caller already set is kept."""
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C: every ``finally`` runs, so the
     servers and temporary folders a benchmark started do not outlive it."""
