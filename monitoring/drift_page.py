@@ -65,6 +65,12 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _p_value(value: float | None) -> str:
+    """A p-value in three significant digits: the tail a calibrated threshold is cut from
+    goes far below what four decimals show."""
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 STATE = {True: "found", False: "not found", None: "not judged"}
 
 
@@ -262,13 +268,16 @@ def _table(summary: Summary) -> str:
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{_number(v.importance)}</td>"
         f"<td>{escape(v.method)}</td><td>{_number(v.score)}</td><td>{_number(v.threshold)}</td>"
+        f"<td>{'calibrated' if v.calibrated else 'fixed'}</td><td>{_p_value(v.p_value)}</td>"
         f"<td>{'yes' if v.detected else 'no'}</td><td>{_number(v.missing_share)}</td></tr>"
         for name, v in ranked(summary.data_drift.columns)
     )
     return (
-        "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>"
-        "<th>feature</th><th>importance</th><th>method</th><th>score</th><th>threshold</th>"
-        "<th>drifted</th><th>missing share</th></tr>" + rows + "</table>"
+        "<table id='mlstack-columns' border='1' cellpadding='4' "
+        "style='border-collapse:collapse'><tr><th>feature</th><th>importance</th><th>method</th><th>score</th><th>threshold</th>"
+        "<th>threshold from</th><th>p-value</th><th>drifted</th><th>missing share</th></tr>"
+        + rows
+        + "</table>"
     )
 
 

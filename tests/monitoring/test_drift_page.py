@@ -114,6 +114,36 @@ def test_the_figures_behind_the_verdicts_are_summary_json_s(
     assert "realized not yet (0 of" in verdicts
 
 
+def test_each_column_shows_its_score_threshold_and_p_value_as_summary_json(
+    pages: dict[str, tuple[dict[str, Any], str]],
+) -> None:
+    """The feature table carries what summary.json says of each column: the score, the
+    threshold and where it came from (calibrated on the reference or fixed), the p-value."""
+    summary, html = pages["covariate_shift"]
+    table = html.split("id='mlstack-columns'", 1)[1].split("</table>", 1)[0]
+    cells = {
+        row[0]: row
+        for row in (
+            re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", table)
+        )
+        if row
+    }
+    columns = summary["data_drift"]["columns"]
+    assert set(cells) == set(columns)
+    assert any(c["calibrated"] for c in columns.values()), "params.yaml calibrates"
+    for name, column in columns.items():
+        _, _, method, score, threshold, source, p_value, drifted, _ = cells[name]
+        assert (method, score, threshold) == (
+            column["method"],
+            f"{column['score']:.4f}",
+            f"{column['threshold']:.4f}",
+        ), name
+        assert source == ("calibrated" if column["calibrated"] else "fixed"), name
+        expected = "n/a" if column["p_value"] is None else f"{column['p_value']:.3g}"
+        assert p_value == expected, name
+        assert drifted == ("yes" if column["detected"] else "no"), name
+
+
 def test_no_page_asserts_a_second_dataset_verdict(
     pages: dict[str, tuple[dict[str, Any], str]],
 ) -> None:
