@@ -15,9 +15,9 @@ Counted per size: windows with a dataset-level alarm of each kind (data drift, t
 multivariate domain classifier, prediction drift, label drift, performance drop
 estimated and realized, concept drift, missing values, and any of them), and
 column-level alarms (columns flagged as drifted, summed over windows, and windows with
-at least one). Prints Markdown, a row per size as
-it completes; never fails on a count. ``--train-rows 20000 --max-iter 60`` trains the
-drift tests' quicker model (tests/monitoring/conftest.py) instead of params.yaml's.
+at least one). Prints Markdown, a row per size as it completes; never fails on a count.
+``--train-rows 20000 --max-iter 60`` trains the drift tests' quicker model
+(tests/monitoring/conftest.py) instead of params.yaml's.
 """
 
 from __future__ import annotations

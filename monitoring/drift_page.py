@@ -274,10 +274,9 @@ def _table(summary: Summary) -> str:
     )
     return (
         "<table id='mlstack-columns' border='1' cellpadding='4' "
-        "style='border-collapse:collapse'><tr><th>feature</th><th>importance</th><th>method</th><th>score</th><th>threshold</th>"
-        "<th>threshold from</th><th>p-value</th><th>drifted</th><th>missing share</th></tr>"
-        + rows
-        + "</table>"
+        "style='border-collapse:collapse'><tr><th>feature</th><th>importance</th>"
+        "<th>method</th><th>score</th><th>threshold</th><th>threshold from</th>"
+        "<th>p-value</th><th>drifted</th><th>missing share</th></tr>" + rows + "</table>"
     )
 
 
