@@ -79,6 +79,24 @@ class Project:
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def project_env(root: Path) -> dict[str, str]:
+    """The environment a test project's commands run in: the test venv's tools first on
+    PATH, the project's own embedded MLflow store, no telemetry, a git identity."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        **TELEMETRY_OFF,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "GIT_AUTHOR_NAME": "mlstack tests",
+        "GIT_AUTHOR_EMAIL": "tests@mlstack.invalid",
+        "GIT_COMMITTER_NAME": "mlstack tests",
+        "GIT_COMMITTER_EMAIL": "tests@mlstack.invalid",
+    }
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def make_project(
     root: Path, data: pd.DataFrame, change: Callable[[dict[str, Any]], None] | None = None
 ) -> Project:
@@ -99,19 +117,7 @@ def make_project(
     data.to_parquet(root / "data" / "raw" / "reference_2015.parquet", index=False)
     for production in (ROOT / "data" / "raw").glob("production_*.parquet"):
         shutil.copy(production, root / "data" / "raw" / production.name)
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        **TELEMETRY_OFF,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "GIT_AUTHOR_NAME": "mlstack tests",
-        "GIT_AUTHOR_EMAIL": "tests@mlstack.invalid",
-        "GIT_COMMITTER_NAME": "mlstack tests",
-        "GIT_COMMITTER_EMAIL": "tests@mlstack.invalid",
-    }
-    env.pop("PYTHONPATH", None)
-    project = Project(root, env)
+    project = Project(root, project_env(root))
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     if change is not None:
         project.edit_params(change)
@@ -137,11 +143,45 @@ def employment_sample(rows: int = SAMPLE_ROWS, seed: int = 0) -> pd.DataFrame:
     return raw.sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder ``build`` fills once per test run, whatever the number of pytest-xdist
+    workers: the first worker to get here builds it under a file lock, the others wait and
+    find it done. Everything in it is read-only afterwards; tests copy what they change."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's basetemp is a folder of the run's own (pytest-N/popen-gwK):
+    # its parent is shared by the run's workers and no other run.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """A project on 8,000 rows of 2015 after a real ``dvc repro promote``: a champion exists."""
-    project = make_project(tmp_path_factory.mktemp("project"), employment_sample())
-    project.dvc("repro", "promote")
+    """A project on 8,000 rows of 2015 after a real ``dvc repro promote``: a champion exists.
+
+    Trained once per ``make test`` (the two workers used to train one each, ~1 minute of
+    both cores): each worker gets a copy of its own, MLflow store and DVC cache included,
+    so one worker's promotions never move the other's champion."""
+    from pipeline.tracking import relocate_store
+
+    def train(folder: Path) -> None:
+        make_project(folder / "project", employment_sample()).dvc("repro", "promote")
+
+    trained = Project(built_once(tmp_path_factory, "trained", train) / "project", {})
+    root = tmp_path_factory.mktemp("project") / "project"
+    shutil.copytree(trained.root, root, symlinks=True)
+    project = Project(root, project_env(root))
+    relocate_store(project.settings)  # the copy's store records its own folder, not the original's
     yield project
 
 
