@@ -166,23 +166,32 @@ def built_once(
 
 
 @pytest.fixture(scope="session")
-def pipeline_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """A project on 8,000 rows of 2015 after a real ``dvc repro promote``: a champion exists.
-
-    Trained once per ``make test`` (the two workers used to train one each, ~1 minute of
-    both cores): each worker gets a copy of its own, MLflow store and DVC cache included,
-    so one worker's promotions never move the other's champion."""
-    from pipeline.tracking import relocate_store
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a project on 8,000 rows of 2015 after a real ``dvc repro promote``,
+    trained once per ``make test`` (the two workers used to train one each, ~1 minute of
+    both cores). Read-only: tests take a copy (:func:`copy_project`)."""
 
     def train(folder: Path) -> None:
         make_project(folder / "project", employment_sample()).dvc("repro", "promote")
 
-    trained = Project(built_once(tmp_path_factory, "trained", train) / "project", {})
-    root = tmp_path_factory.mktemp("project") / "project"
-    shutil.copytree(trained.root, root, symlinks=True)
+    return built_once(tmp_path_factory, "trained", train) / "project"
+
+
+def copy_project(original: Path, root: Path) -> Project:
+    """A copy of the project in ``original``, MLflow store and DVC cache included, whose
+    store records its own folder (so its promotions never touch the original's)."""
+    from pipeline.tracking import relocate_store
+
+    shutil.copytree(original, root, symlinks=True)
     project = Project(root, project_env(root))
-    relocate_store(project.settings)  # the copy's store records its own folder, not the original's
-    yield project
+    relocate_store(project.settings)
+    return project
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory: pytest.TempPathFactory, trained_project: Path) -> Project:
+    """A trained project of this worker's own: a champion exists."""
+    return copy_project(trained_project, tmp_path_factory.mktemp("project") / "project")
 
 
 # The longest files first (their own --durations, 2 cores): `make test` runs two pytest-xdist

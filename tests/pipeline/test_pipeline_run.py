@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_wine
 
 from pipeline.schema import proba_columns
-from tests.conftest import Project, employment_sample, make_project
+from tests.conftest import Project, copy_project, employment_sample, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -77,9 +77,9 @@ def test_champion_alias_and_tags_in_registry(pipeline_project: Project) -> None:
 
 
 @pytest.fixture(scope="module")
-def changing_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    project = make_project(tmp_path_factory.mktemp("changing"), employment_sample(4000, seed=1))
-    project.dvc("repro", "promote")
+def changing_project(tmp_path_factory: pytest.TempPathFactory, trained_project: Path) -> Project:
+    # A copy of the session's trained project: the changes below are made to it alone.
+    project = copy_project(trained_project, tmp_path_factory.mktemp("changing") / "project")
     project.run("git", "add", "-A")
     project.run("git", "commit", "-qm", "first run")
     return project
