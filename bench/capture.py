@@ -27,6 +27,7 @@ project's MLflow store (``dvc repro``). Prints Markdown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -54,7 +55,10 @@ from pipeline.settings import load_settings
 from pipeline.tracking import champion_uri, load_model, tracking_uri
 from serving.scoring import prepare_scorer
 
-FORMATS = ("json", "arrow")  # the previous write-ahead format, and this one
+# The write-ahead formats: JSON lines (before framing), record batches built from the rows'
+# strings (framing before feature blocks), and record batches of the compiled path's blocks
+# (numbers and category codes, this version's, as served).
+FORMATS = ("json", "arrow", "blocks")
 
 
 def timed(call: Any, repeats: int) -> float:
@@ -80,10 +84,15 @@ def appends(
     def json_append() -> None:
         os.write(fd, scored_line(batch)[1])
 
+    strings = dataclasses.replace(batch, blocks=None)
+
     def arrow_append() -> None:
+        segment.append(columns, scored_record_batch(strings, numerical), len(batch))
+
+    def blocks_append() -> None:
         segment.append(columns, scored_record_batch(batch, numerical), len(batch))
 
-    calls = {"json": json_append, "arrow": arrow_append}
+    calls = {"json": json_append, "arrow": arrow_append, "blocks": blocks_append}
     times: dict[str, list[float]] = {name: [] for name in calls}
     try:
         for _ in range(repeats):
@@ -98,7 +107,7 @@ def appends(
 
 
 def scored(rows: list[dict[str, Any]], scorer: Any, classes: list[str], name: str) -> ScoredBatch:
-    probabilities = scorer.predict_proba(rows)
+    probabilities, blocks = scorer.scored(rows, regressor=False)
     return ScoredBatch(
         timestamp=datetime.now(UTC),
         model_name=name,
@@ -108,6 +117,7 @@ def scored(rows: list[dict[str, Any]], scorer: Any, classes: list[str], name: st
         predictions=[classes[i] for i in probabilities.argmax(axis=1)],
         probabilities=probabilities,
         proba_columns=[proba_column(c) for c in classes],
+        blocks=blocks,
     )
 
 
@@ -135,9 +145,9 @@ def main() -> None:
     print(f"- versions: {versions('pyarrow', 'scikit-learn', 'pandas')}")
     print(f"- scorer: {'compiled input path' if scorer.compiled else scorer.reason}")
     print(f"- {args.repeats} calls per size and part, median per call; JSON lines (the")
-    print("  previous format) and Arrow record batches (this one) measured in one run; add is")
-    print(f"  the writer as served: record batches from {ARROW_MIN_ROWS} rows a call, framed JSON")
-    print("  lines below\n")
+    print("  first format), Arrow record batches of the rows' strings (the second) and of the")
+    print("  compiled path's blocks (this one) in one run; add is the writer as served: record")
+    print(f"  batches from {ARROW_MIN_ROWS} rows a call, framed JSON lines below\n")
     table = []
     flush_rows = settings.capture.flush_rows
     with tempfile.TemporaryDirectory(prefix="mlstack-bench-capture-") as folder:
@@ -153,7 +163,7 @@ def main() -> None:
             for size in (int(s) for s in args.sizes.split(",")):
                 rows = rows_all[:size]
                 batch = scored(rows, scorer, classes, settings.model.name)
-                model_s = timed(lambda rows=rows: scorer.predict_proba(rows), args.repeats)
+                model_s = timed(lambda rows=rows: scorer.scored(rows, False), args.repeats)
                 append = appends(Path(folder) / f"append-{size}", batch, numerical, args.repeats)
                 add_s = timed(lambda b=batch: writer.add(PREDICTIONS, b), args.repeats)
                 compact = compaction(
@@ -175,10 +185,10 @@ def main() -> None:
     columns = [
         "rows per call",
         "model ms",
-        "append µs, JSON → Arrow",
+        "append µs, JSON → Arrow strings → blocks",
         "append µs per row",
         "add µs (/ model)",
-        f"compaction ms per {flush_rows:,} rows, JSON → Arrow",
+        f"compaction ms per {flush_rows:,} rows, JSON → strings → blocks",
         "compaction µs per row",
     ]
     print(markdown(columns, table))
@@ -276,8 +286,9 @@ def compaction(folder: Path, batch: ScoredBatch, settings: Any, repeats: int) ->
                 dead = CaptureWriter(
                     folder, segments=segments, numerical=numerical, arrow_min_rows=0
                 )
+                written = batch if fmt == "blocks" else dataclasses.replace(batch, blocks=None)
                 for _ in range(count):
-                    dead.add(PREDICTIONS, batch)
+                    dead.add(PREDICTIONS, written)
                 dead._open[PREDICTIONS].release()  # type: ignore[union-attr]  # as a crash
             recovering = CaptureWriter(folder, segments=segments, numerical=numerical)
             start = time.perf_counter()

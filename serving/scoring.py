@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from sklearn.base import is_regressor
 
+from monitoring.capture import FeatureBlocks
 from pipeline.labels import normalize_label
 from pipeline.settings import Settings
 from serving.trees import FlatTrees, NotFlat, flatten
@@ -76,11 +78,19 @@ class _Numbers:
 
 @dataclass(frozen=True)
 class _Categories:
-    """Categorical columns: each value (None: the imputer's constant) to its one-hot column."""
+    """Categorical columns: each value (None: the imputer's constant) to its one-hot column.
+
+    A value is first coded (``codes``: its index among the encoder's categories, their
+    count for None, -1 for a category the model never saw), then the code placed
+    (``hot``: the matrix column of each code, -1 for none, indexed by the code).
+    """
 
     columns: list[str]
     fill: str
     lookup: list[dict[Any, int]]  # per column: category -> column of the matrix
+    codes: list[dict[Any, int]]  # per column: category (or None) -> its code
+    hot: list[np.ndarray]  # per column: code -> matrix column, or -1 (the last: unknown)
+    categories: list[list[Any]]  # per column: the encoder's categories, in code order
 
 
 @dataclass(frozen=True)
@@ -93,55 +103,76 @@ class CompiledInput:
     estimator: Any
     trees: FlatTrees | None = None  # the estimator's trees walked with numpy, if it has them
     regressor: bool = False  # scored with predict (a number per row), not predict_proba
+    dictionary: bytes = b""  # the categories as FeatureBlocks carries them ("": not strings)
 
-    def matrix(self, rows: Rows) -> np.ndarray:
-        """The estimator's input for ``rows``: what the fitted transformer would give."""
-        out = np.zeros((len(rows), self.width), dtype=np.float64)
+    def encode(self, rows: Rows) -> tuple[np.ndarray, FeatureBlocks]:
+        """The estimator's input for ``rows`` (what the fitted transformer would give) and
+        the rows' features as blocks, the numbers as sent and the categories as codes."""
+        size = len(rows)
+        out = np.zeros((size, self.width), dtype=np.float64)
+        raw = []
         for part in self.numbers:
-            values = np.array(
+            sent = np.array(
                 [[row[c] for c in part.columns] for row in rows], dtype=np.float64
-            ).reshape(len(rows), len(part.columns))
-            values = np.where(np.isnan(values), part.fill, values)
+            ).reshape(size, len(part.columns))
+            raw.append(sent.T)
+            values = np.where(np.isnan(sent), part.fill, sent)
             if part.mean is not None:
                 values -= part.mean
             if part.scale is not None:
                 values /= part.scale
             out[:, part.positions] = values
-        hot: list[int] = []
+        codes = np.empty((sum(len(p.columns) for p in self.categories), size), dtype=np.int32)
+        at, starts = 0, np.arange(size) * self.width
         for encoded in self.categories:
-            pairs = list(zip(encoded.columns, encoded.lookup, strict=True))
-            fill = encoded.fill
-            for index, row in enumerate(rows):
-                base = index * self.width
-                for column, lookup in pairs:
-                    value = row[column]
-                    position = lookup.get(fill if value is None else value)
-                    if position is not None:  # an unknown category: all zeros
-                        hot.append(base + position)
-        out.ravel()[hot] = 1.0
-        return out
+            for column, coded, hot in zip(encoded.columns, encoded.codes, encoded.hot, strict=True):
+                codes[at] = [coded.get(row[column], -1) for row in rows]
+                positions = hot[codes[at]]
+                placed = positions >= 0  # an unknown category: all zeros
+                out.ravel()[starts[placed] + positions[placed]] = 1.0
+                at += 1
+        blocks = FeatureBlocks(
+            tuple(c for p in self.numbers for c in p.columns),
+            np.concatenate(raw) if raw else np.empty((0, size)),
+            tuple(c for p in self.categories for c in p.columns),
+            codes,
+            self.dictionary,
+        )
+        return out, blocks
 
-    def predict_proba(self, rows: Rows) -> np.ndarray:
+    def matrix(self, rows: Rows) -> np.ndarray:
+        """The estimator's input for ``rows``: what the fitted transformer would give."""
+        return self.encode(rows)[0]
+
+    def estimate(self, matrix: np.ndarray) -> np.ndarray:
+        """The estimator's output for its input matrix: the class probabilities, or a
+        regressor's prediction per row."""
         import sklearn
 
-        matrix = self.matrix(rows)
         if self.trees is not None:
-            return self.trees.predict_proba(matrix)
+            return (
+                self.trees.predict(matrix) if self.regressor else self.trees.predict_proba(matrix)
+            )
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            if self.regressor:
+                return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
             return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        return self.estimate(self.matrix(rows))
 
     def predict(self, rows: Rows) -> np.ndarray:
         """A regressor's prediction per row, from the same matrix."""
-        import sklearn
-
-        matrix = self.matrix(rows)
-        if self.trees is not None:
-            return self.trees.predict(matrix)
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
+        return self.estimate(self.matrix(rows))
 
     def output(self, rows: Rows) -> np.ndarray:
-        return self.predict(rows) if self.regressor else self.predict_proba(rows)
+        return self.estimate(self.matrix(rows))
+
+    def scored(self, rows: Rows) -> tuple[np.ndarray, FeatureBlocks | None]:
+        """:meth:`output` and the features as blocks (``None`` unless every category is a
+        string, which the capture log's dictionary needs)."""
+        matrix, blocks = self.encode(rows)
+        return self.estimate(matrix), blocks if self.dictionary else None
 
 
 @dataclass(frozen=True)
@@ -167,6 +198,13 @@ class Scorer:
             return self.compiled.predict(rows)
         table = frame(rows, self.columns, self.numerical)
         return np.asarray(self.model.predict(table), dtype=np.float64)
+
+    def scored(self, rows: Rows, regressor: bool) -> tuple[np.ndarray, FeatureBlocks | None]:
+        """The predictions (a regressor's) or the probabilities, and the features as the
+        compiled path held them (``None`` on the frame path): what the capture log writes."""
+        if self.compiled is not None:
+            return self.compiled.scored(rows)
+        return (self.predict(rows) if regressor else self.predict_proba(rows)), None
 
 
 def _steps(transformer: Any) -> list[Any]:
@@ -215,14 +253,35 @@ def _categories(steps: list[Any], columns: list[str], start: int) -> tuple[_Cate
     ):
         raise NotCompiled("a one-hot encoder that drops, groups or refuses categories")
     lookup: list[dict[Any, int]] = []
+    codes: list[dict[Any, int]] = []
+    hot: list[np.ndarray] = []
+    categories: list[list[Any]] = []
     position = start
     for values in encoder.categories_:
         known = values.tolist()
         if any(v is None or v != v for v in known):
             raise NotCompiled("a one-hot encoder with a missing value as a category")
         lookup.append({v: position + i for i, v in enumerate(known)})
+        coded = {v: i for i, v in enumerate(known)}
+        coded[None] = len(known)  # a missing value: the imputer's constant, if known
+        filled = lookup[-1].get(imputer.fill_value, -1)
+        codes.append(coded)
+        hot.append(np.array([*range(position, position + len(known)), filled, -1], np.intp))
+        categories.append(known)
         position += len(known)
-    return _Categories(columns, imputer.fill_value, lookup), position - start
+    part = _Categories(columns, imputer.fill_value, lookup, codes, hot, categories)
+    return part, position - start
+
+
+def _dictionary(categories: list[_Categories]) -> bytes:
+    """The categories of every categorical column as FeatureBlocks carries them, or ``b""``
+    when one is not a string (the capture log then writes the rows' own values)."""
+    known = {
+        c: v for part in categories for c, v in zip(part.columns, part.categories, strict=True)
+    }
+    if not all(isinstance(v, str) for values in known.values() for v in values):
+        return b""
+    return orjson.dumps(known)
 
 
 def _is_nan(value: Any) -> bool:
@@ -279,7 +338,15 @@ def compile_input(model: Any, settings: Settings) -> CompiledInput:
     except NotFlat as why:
         logger.info("the estimator scores itself: %s", why)
         trees = None
-    return CompiledInput(width, numbers, categories, estimator, trees, regressor=regressor)
+    return CompiledInput(
+        width,
+        numbers,
+        categories,
+        estimator,
+        trees,
+        regressor=regressor,
+        dictionary=_dictionary(categories),
+    )
 
 
 def check_rows(compiled: CompiledInput, settings: Settings) -> list[dict[str, Any]]:

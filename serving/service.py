@@ -299,8 +299,9 @@ class Classifier:
         """One model call for many requests: one input matrix (or frame), one ``predict_proba``.
 
         The batch is appended to the capture log's write-ahead segment here, before any of
-        its responses leave, as the rows and arrays it already is: one JSON line per batch,
-        no per-row records or frame on the request path (compaction builds the Parquet).
+        its responses leave, as the arrays it already is: the compiled path's blocks of
+        numbers and category codes, no per-row records or strings on the request path
+        (compaction builds the Parquet).
         """
         self._limit_native_threads()
         served = self.follower.served  # read once: the whole batch is this version's
@@ -308,12 +309,12 @@ class Classifier:
         scorer: Scorer = served.prepared  # the compiled input path, or the pipeline's own
         request_ids = [self.request_ids.new() for _ in rows]
         labels: list[Any]
+        output, blocks = scorer.scored(rows, regressor=served.interval is not None)
         if served.interval is not None:  # a regressor: the number and its interval
-            values = scorer.predict(rows)
-            probabilities = np.column_stack(served.interval.bounds(values))
-            labels = values.tolist()
+            probabilities = np.column_stack(served.interval.bounds(output))
+            labels = output.tolist()
         else:
-            probabilities = scorer.predict_proba(rows)
+            probabilities = output
             labels = [served.classes[i] for i in probabilities.argmax(axis=1).tolist()]
         if self.capture is not None:
             batch = ScoredBatch(
@@ -325,6 +326,7 @@ class Classifier:
                 predictions=labels,
                 probabilities=probabilities,
                 proba_columns=INTERVAL_COLUMNS if served.regressor else served.proba_columns,
+                blocks=blocks,
             )
             self.capture.add(PREDICTIONS, batch)
         scored, start = [], 0

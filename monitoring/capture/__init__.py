@@ -29,6 +29,7 @@ from monitoring.capture.schema import (
 from monitoring.capture.segments import Segment
 from monitoring.capture.store import capture_path, probe, read_kind, write_frame, write_table
 from monitoring.capture.wal import (
+    FeatureBlocks,
     ScoredBatch,
     lines_table,
     records_line,
@@ -49,6 +50,7 @@ __all__ = [
     "SERVED_COLUMNS",
     "TIMESTAMP",
     "CaptureWriter",
+    "FeatureBlocks",
     "LatestLabels",
     "ScoredBatch",
     "Segment",

@@ -34,6 +34,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,6 +52,7 @@ from monitoring.capture.schema import (
 from monitoring.capture.wal import (
     MAX_MICROSECONDS,
     MIN_MICROSECONDS,
+    FeatureBlocks,
     ScoredBatch,
     checked_records,
     column_array,
@@ -64,6 +66,9 @@ logger = logging.getLogger(__name__)
 MAGIC = b"MLSTACK-WAL-ARROW-1\n"  # the first bytes of every segment of this format
 SCHEMA, BATCH, JSON = b"S", b"B", b"J"
 HEADER = struct.Struct("<cII")  # type, payload length, payload crc32
+# The schema metadata key of a batch written from feature blocks: the JSON of
+# ``{column: categories}``, each such column holding int32 codes into its categories.
+CATEGORIES = b"mlstack.categories"
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC stream's end-of-stream marker
 # Model calls of fewer rows are written as one JSON line (``wal.scored_line``) in a ``J``
 # frame: for them a record batch's fixed cost per column, on the request path and again at
@@ -91,18 +96,40 @@ def _values(features: Sequence[Record] | Mapping[str, Sequence[Any]], names: Seq
     return chain.from_iterable(zip(*map(itemgetter(*names), features), strict=True))
 
 
+def _blocks(batch: ScoredBatch, numbers: frozenset[str]) -> FeatureBlocks | None:
+    """The batch's feature blocks, if they hold exactly its features, as the log types
+    them, and no category the model does not know (those are written from the rows)."""
+    blocks = batch.blocks
+    if blocks is None or not blocks.dictionary:
+        return None
+    features = batch.feature_names
+    if set(blocks.numerical) != numbers.intersection(features):
+        return None
+    if len(blocks.numerical) + len(blocks.categorical) != len(features):
+        return None
+    if set(blocks.categorical) | set(blocks.numerical) != set(features):
+        return None
+    if blocks.codes.size and int(blocks.codes.min()) < 0:
+        return None
+    return blocks
+
+
 def scored_batch_arrays(batch: ScoredBatch, numerical: frozenset[str]) -> pa.RecordBatch:
     """A scored batch as one record batch with the log's columns, in a few Arrow calls.
 
-    Raises ``TypeError``, ``ValueError``, ``KeyError`` or an Arrow error for rows of other
-    types than the log's or of missing keys (:func:`scored_record_batch` then takes the
-    column-by-column way).
+    With feature blocks (:func:`_blocks`), the numbers come from their float64 block and
+    each categorical column is a zero-copy slice of their int32 codes, the schema carrying
+    the categories (:data:`CATEGORIES`); else from the rows. Raises ``TypeError``,
+    ``ValueError``, ``KeyError`` or an Arrow error for rows of other types than the log's
+    or of missing keys (:func:`scored_record_batch` then takes the column-by-column way).
     """
     size = len(batch)
     features = batch.feature_names
     columns = scored_columns(features, batch.proba_columns)
     numbers = numbers_of(columns, numerical)
-    texts = [c for c in features if c not in numbers]
+    blocks = _blocks(batch, numbers)
+    coded = blocks.categorical if blocks is not None else ()
+    texts = [c for c in features if c not in numbers and c not in coded]
     values = [c for c in features if c in numbers]
     text_prediction = PREDICTION not in numbers
     strings: list[Any] = list(batch.request_ids)
@@ -115,7 +142,11 @@ def scored_batch_arrays(batch: ScoredBatch, numerical: frozenset[str]) -> pa.Rec
     if len(text) != size * (3 + len(texts) + text_prediction):
         raise ValueError("rows, request ids and predictions disagree in length")
     matrix = np.empty((len(values) + (not text_prediction) + len(batch.proba_columns), size))
-    if values:
+    if blocks is not None:
+        if values:
+            matrix[: len(values)] = blocks.numbers[[blocks.numerical.index(c) for c in values]]
+        code = pa.array(blocks.codes.ravel())
+    elif values:
         flat = np.array(list(_values(batch.features, values)), np.float64)  # None is NaN
         matrix[: len(values)] = flat.reshape(len(values), size)
     at = len(values)
@@ -133,8 +164,9 @@ def scored_batch_arrays(batch: ScoredBatch, numerical: frozenset[str]) -> pa.Rec
     ]
     position = {c: 3 + i for i, c in enumerate(texts)}
     position.update({c: i for i, c in enumerate(values)})
+    position.update({c: i for i, c in enumerate(coded)})
     for column in features:
-        source = number if column in numbers else text
+        source = number if column in numbers else code if column in coded else text
         arrays.append(source.slice(position[column] * size, size))
     if text_prediction:
         arrays.append(text.slice((3 + len(texts)) * size, size))
@@ -142,7 +174,8 @@ def scored_batch_arrays(batch: ScoredBatch, numerical: frozenset[str]) -> pa.Rec
         arrays.append(number.slice(len(values) * size, size))
     start = at * size
     arrays += [number.slice(start + i * size, size) for i in range(len(batch.proba_columns))]
-    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+    metadata = {CATEGORIES: blocks.dictionary} if coded and blocks is not None else None
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns), metadata=metadata)
 
 
 def scored_record_batch(batch: ScoredBatch, numerical: frozenset[str]) -> pa.RecordBatch:
@@ -249,10 +282,31 @@ class Frames:
         self.rejected.append(bytes(data))
 
 
+def _decoded(table: pa.Table) -> pa.Table:
+    """The categorical columns of batches written from feature blocks back as the strings
+    they code (the categories in the schema's :data:`CATEGORIES`; the code one past them
+    is a missing value); raises ``ValueError`` for codes no category has."""
+    metadata = table.schema.metadata or {}
+    if CATEGORIES not in metadata:
+        return table
+    categories = orjson.loads(metadata[CATEGORIES])
+    for name, known in categories.items():
+        at = table.column_names.index(name)  # a column the schema lacks: ValueError
+        codes = table[name]
+        if not pa.types.is_int32(codes.type):
+            raise ValueError(f"{name} holds {codes.type}, not int32 codes")
+        low, high = pc.min_max(codes).values()
+        if table.num_rows and not 0 <= low.as_py() <= high.as_py() <= len(known):
+            raise ValueError(f"{name} holds codes outside its {len(known)} categories")
+        dictionary = pa.array([*known, None], pa.string())
+        table = table.set_column(at, name, pc.take(dictionary, codes))
+    return table.replace_schema_metadata(None)
+
+
 def _run_table(schema: bytes, batches: list[memoryview]) -> pa.Table:
     """One schema's batch messages read as one IPC stream, in one call."""
     stream = b"".join((schema, *batches, _EOS))
-    table = pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
+    table = _decoded(pa.ipc.open_stream(pa.py_buffer(stream)).read_all())
     if TIMESTAMP in table.column_names and table.num_rows:
         low, high = pc.min_max(table[TIMESTAMP].cast(pa.int64())).values()
         if not MIN_MICROSECONDS <= low.as_py() <= high.as_py() <= MAX_MICROSECONDS:
@@ -278,6 +332,23 @@ def _unified(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(cast, promote_options="permissive")
 
 
+# What reading a run of batches that a schema does not read raises.
+_UNREADABLE = (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError, AttributeError, OSError)
+
+
+def _run_tables(schema: bytes, batches: list[memoryview], rejected: list[bytes]) -> list[pa.Table]:
+    """A run of batches as one table; if it does not read, each batch on its own: those
+    that do not read are set aside (with a warning), the rest kept."""
+    try:
+        return [_run_table(schema, batches)]
+    except _UNREADABLE as error:
+        if len(batches) > 1:
+            return [t for batch in batches for t in _run_tables(schema, [batch], rejected)]
+        logger.warning("capture: leaving out a frame that does not read: %r", error)
+        rejected.append(frame(BATCH, batches[0]))
+        return []
+
+
 def frames_table(
     data: bytes, numerical: frozenset[str], rejected: list[bytes]
 ) -> tuple[pa.Table, int]:
@@ -294,13 +365,7 @@ def frames_table(
             if lines.num_rows:
                 tables.append(lines)
             continue
-        try:
-            tables.append(_run_table(schema, batches))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, OSError) as error:
-            logger.warning(
-                "capture: leaving out %d frame(s) that do not read: %r", len(batches), error
-            )
-            rejected.extend(frame(BATCH, batch) for batch in batches)
+        tables.extend(_run_tables(schema, batches, rejected))
     if not tables:
         return pa.table({}), frames.torn
     table = tables[0] if len(tables) == 1 else _unified(tables)

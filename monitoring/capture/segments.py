@@ -126,7 +126,7 @@ class Segment:
             data = frame(JSON, record)
         else:
             data = frame(BATCH, record.serialize())
-            if self.schema is None or not record.schema.equals(self.schema):
+            if self.schema is None or not record.schema.equals(self.schema, check_metadata=True):
                 data = frame(SCHEMA, record.schema.serialize()) + data
         self.columns = columns
         self._write(memoryview(data))

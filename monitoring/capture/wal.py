@@ -52,6 +52,34 @@ _T, _ROWS, _PROBA, _PROBA_COLUMNS, _RECORDS = "t", "rows", "proba", "proba_colum
 
 
 @dataclass(frozen=True)
+class FeatureBlocks:
+    """A model call's features as a compiled scoring path holds them, column-major: the
+    numerical ones as one float64 block (NaN for a missing value, as sent) and the
+    categorical ones as one int32 block of codes into each column's ``categories``
+    (``len(categories)`` for a missing value, -1 for a category the model does not know).
+
+    ``dictionary`` is the JSON of ``{column: categories}``, made once per model: a segment's
+    schema carries it, and compaction decodes the codes back to the strings the request
+    sent. A batch with an unknown category (-1) is written from its rows instead.
+    """
+
+    numerical: tuple[str, ...]
+    numbers: np.ndarray  # (len(numerical), rows) float64
+    categorical: tuple[str, ...]
+    codes: np.ndarray  # (len(categorical), rows) int32
+    dictionary: bytes
+
+    def head(self, rows: int) -> FeatureBlocks:
+        return FeatureBlocks(
+            self.numerical,
+            self.numbers[:, :rows],
+            self.categorical,
+            self.codes[:, :rows],
+            self.dictionary,
+        )
+
+
+@dataclass(frozen=True)
 class ScoredBatch:
     """The rows of one model call as the service already holds them, for ``predictions``.
 
@@ -73,6 +101,9 @@ class ScoredBatch:
     # a regressor's interval bounds (proba_columns then names interval_lower, interval_upper)
     probabilities: np.ndarray
     proba_columns: Sequence[str]
+    # the same features as the compiled scoring path holds them, when it did: written as
+    # they are, with no string of a categorical feature built on the request path
+    blocks: FeatureBlocks | None = None
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -99,6 +130,7 @@ class ScoredBatch:
             self.predictions[:rows],
             self.probabilities[:rows],
             self.proba_columns,
+            None if self.blocks is None else self.blocks.head(rows),
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
+from monitoring.capture import PREDICTIONS, CaptureWriter, ScoredBatch, read_kind
 from pipeline.model import build_model
 from pipeline.prepare import prepare
 from pipeline.settings import Settings, load_settings
@@ -24,6 +27,7 @@ from serving.scoring import NotCompiled, Scorer, compile_input, frame, prepare_s
 TRAIN_ROWS = 8_000  # a sample of the training split keeps three fits quick
 TOLERANCE = 1e-6
 ESTIMATORS = ("hist_gradient_boosting", "logistic_regression", "random_forest")
+DAY = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,43 @@ def test_switched_off_in_params_the_model_scores_its_own_frames(
     scorer = prepare_scorer(boosted, off)
     assert isinstance(scorer, Scorer) and scorer.compiled is None
     assert scorer.reason == "serving.compiled_inputs is false"
+
+
+def test_the_features_as_blocks_are_captured_as_the_rows_are(
+    tmp_path: Path, settings: Settings, split: tuple[pd.DataFrame, pd.DataFrame], boosted: Pipeline
+) -> None:
+    """The compiled path's number block and category codes, written to the capture log,
+    store what the rows themselves store; a batch with a category the model never saw is
+    written from its rows. The frame path has no blocks."""
+    scorer = prepare_scorer(boosted, settings)
+    rows = service_rows(split[1].head(2_000), settings)
+    for row in rows[:1_000]:  # no unseen category in the first half's batches
+        row.update({k: None for k, v in row.items() if str(v).startswith("unseen")})
+    features = settings.data.features
+    logs = {}
+    coded = 0
+    for way in ("blocks", "rows"):
+        live = CaptureWriter(
+            tmp_path / way, segments=tmp_path / f"{way}-segments", numerical=features.numerical
+        )
+        for start in range(0, len(rows), 40):
+            batch = rows[start : start + 40]
+            output, blocks = scorer.scored(batch, regressor=False)
+            np.testing.assert_array_equal(output, scorer.predict_proba(batch))
+            assert blocks is not None and blocks.numbers.shape == (len(features.numerical), 40)
+            coded += way == "blocks" and int(blocks.codes.min()) >= 0
+            live.add(
+                PREDICTIONS,
+                ScoredBatch(
+                    DAY, "m", "1", [f"r{start + i}" for i in range(len(batch))], batch,
+                    ["0"] * len(batch), output, ["proba_0", "proba_1"],
+                    blocks if way == "blocks" else None,
+                ),
+            )  # fmt: skip
+        live.close()
+        logs[way] = read_kind(tmp_path / way, PREDICTIONS)
+    pd.testing.assert_frame_equal(logs["blocks"], logs["rows"])
+    assert len(logs["rows"]) == len(rows) and coded > 5
+    assert logs["rows"]["SCHL"].isna().sum() > 50
+    plain = dataclasses.replace(scorer, compiled=None)
+    assert plain.scored(rows[:3], regressor=False)[1] is None
