@@ -122,6 +122,7 @@ def scored_batch_arrays(batch: ScoredBatch, numerical: frozenset[str]) -> pa.Rec
     the categories (:data:`CATEGORIES`); else from the rows. Raises ``TypeError``,
     ``ValueError``, ``KeyError`` or an Arrow error for rows of other types than the log's
     or of missing keys (:func:`scored_record_batch` then takes the column-by-column way).
+    Long because the two sources (blocks, rows) share the metadata and output columns.
     """
     size = len(batch)
     features = batch.feature_names
