@@ -22,8 +22,8 @@ from bench.harness import markdown
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("capture: write-ahead append (request path)", (r"CaptureWriter\.add ",)),
     ("capture: compaction (background thread)", (r"CaptureWriter\._run ",)),
-    ("scoring: input matrix", (r"CompiledInput\.matrix ",)),
-    ("scoring: model (tree walk)", (r"Scorer\.predict(_proba)? ",)),
+    ("scoring: input matrix", (r"CompiledInput\.(matrix|encode) ",)),
+    ("scoring: model (tree walk)", (r"Scorer\.(predict(_proba)?|scored) ",)),
     (
         "parse + validation: JSON body to rows",
         (

@@ -86,8 +86,6 @@ class _Categories:
     """
 
     columns: list[str]
-    fill: str
-    lookup: list[dict[Any, int]]  # per column: category -> column of the matrix
     codes: list[dict[Any, int]]  # per column: category (or None) -> its code
     hot: list[np.ndarray]  # per column: code -> matrix column, or -1 (the last: unknown)
     categories: list[list[Any]]  # per column: the encoder's categories, in code order
@@ -158,14 +156,8 @@ class CompiledInput:
                 return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
             return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
 
-    def predict_proba(self, rows: Rows) -> np.ndarray:
-        return self.estimate(self.matrix(rows))
-
-    def predict(self, rows: Rows) -> np.ndarray:
-        """A regressor's prediction per row, from the same matrix."""
-        return self.estimate(self.matrix(rows))
-
     def output(self, rows: Rows) -> np.ndarray:
+        """The class probabilities, or a regressor's prediction per row, for ``rows``."""
         return self.estimate(self.matrix(rows))
 
     def scored(self, rows: Rows) -> tuple[np.ndarray, FeatureBlocks | None]:
@@ -188,14 +180,14 @@ class Scorer:
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         if self.compiled is not None:
-            return self.compiled.predict_proba(rows)
+            return self.compiled.output(rows)
         table = frame(rows, self.columns, self.numerical)
         return np.asarray(self.model.predict_proba(table), dtype=np.float64)
 
     def predict(self, rows: Rows) -> np.ndarray:
         """A regressor's predictions for validated rows, one float each."""
         if self.compiled is not None:
-            return self.compiled.predict(rows)
+            return self.compiled.output(rows)
         table = frame(rows, self.columns, self.numerical)
         return np.asarray(self.model.predict(table), dtype=np.float64)
 
@@ -252,7 +244,6 @@ def _categories(steps: list[Any], columns: list[str], start: int) -> tuple[_Cate
         or getattr(encoder, "_infrequent_enabled", False)
     ):
         raise NotCompiled("a one-hot encoder that drops, groups or refuses categories")
-    lookup: list[dict[Any, int]] = []
     codes: list[dict[Any, int]] = []
     hot: list[np.ndarray] = []
     categories: list[list[Any]] = []
@@ -261,15 +252,14 @@ def _categories(steps: list[Any], columns: list[str], start: int) -> tuple[_Cate
         known = values.tolist()
         if any(v is None or v != v for v in known):
             raise NotCompiled("a one-hot encoder with a missing value as a category")
-        lookup.append({v: position + i for i, v in enumerate(known)})
         coded = {v: i for i, v in enumerate(known)}
+        filled = position + coded[imputer.fill_value] if imputer.fill_value in coded else -1
         coded[None] = len(known)  # a missing value: the imputer's constant, if known
-        filled = lookup[-1].get(imputer.fill_value, -1)
         codes.append(coded)
         hot.append(np.array([*range(position, position + len(known)), filled, -1], np.intp))
         categories.append(known)
         position += len(known)
-    part = _Categories(columns, imputer.fill_value, lookup, codes, hot, categories)
+    part = _Categories(columns, codes, hot, categories)
     return part, position - start
 
 
@@ -363,8 +353,8 @@ def check_rows(compiled: CompiledInput, settings: Settings) -> list[dict[str, An
             spots = np.clip(center + spread * np.linspace(-3, 3, 25), low, high)
             choices[column] = [*(float(v) for v in spots), float(numbers.fill[i]), None]
     for categories in compiled.categories:
-        for column, lookup in zip(categories.columns, categories.lookup, strict=True):
-            choices[column] = [*(normalize_label(v) for v in lookup), None, UNKNOWN_CATEGORY]
+        for column, known in zip(categories.columns, categories.categories, strict=True):
+            choices[column] = [*(normalize_label(v) for v in known), None, UNKNOWN_CATEGORY]
     count = max(SAMPLE_ROWS, 4 * max(len(c) for c in choices.values()))
     picked = {
         column: [values[i] for i in rng.permutation(np.arange(count) % len(values))]

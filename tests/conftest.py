@@ -182,8 +182,7 @@ def copy_project(original: Path, root: Path) -> Project:
     store records its own folder (so its promotions never touch the original's)."""
     from pipeline.tracking import relocate_store
 
-    shutil.copytree(original, root, symlinks=True)
-    project = Project(root, project_env(root))
+    project = Project(original, project_env(original)).copy_to(root)
     relocate_store(project.settings)
     return project
 

@@ -157,9 +157,9 @@ def test_check_rows_reach_every_category_missing_values_and_an_unknown(
     rows = scoring.check_rows(compiled, settings)
     assert rows == scoring.check_rows(compiled, settings)  # deterministic
     for encoded in compiled.categories:
-        for column, lookup in zip(encoded.columns, encoded.lookup, strict=True):
+        for column, known in zip(encoded.columns, encoded.categories, strict=True):
             seen = {r[column] for r in rows}
-            assert {str(v) for v in lookup} <= seen
+            assert {str(v) for v in known} <= seen
             assert None in seen and scoring.UNKNOWN_CATEGORY in seen
     assert any(r["AGEP"] is None for r in rows)
     low, high = settings.data.ranges["AGEP"]
